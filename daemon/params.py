@@ -1,0 +1,206 @@
+"""Job parameters and per-iteration records: the engine's small public vocabulary.
+
+Kept free of TensorFlow so the CLI, the server and the tests can build and validate
+parameters without importing the model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from neural_style.shared import limits
+from neural_style.shared.errors import ErrorCode, NeuralStyleError
+
+
+class Optimizer(str, Enum):
+    ADAM = "adam"
+    LBFGS = "lbfgs"
+
+
+class Init(str, Enum):
+    CONTENT = "content"
+    NOISE = "noise"
+    STYLE = "style"
+
+
+#: What a callback returns to ask the engine to stop (it stops after at most one more step).
+STOP = "stop"
+
+
+@dataclass(frozen=True)
+class StyleParams:
+    """Everything that decides one stylization.
+
+    Weights follow TensorFlow's style-transfer tutorial (content 1e4, style 1e-2, TV 30), and
+    the losses are normalised so that the same weights give the same balance at any size:
+    see :mod:`neural_style.daemon.losses`.
+    """
+
+    size: int = 512
+    """Long side, in pixels, that the optimisation works at (never above the content's)."""
+    iterations: int = 300
+    """Steps: Adam updates, or L-BFGS function+gradient evaluations."""
+    optimizer: Optimizer = Optimizer.ADAM
+    content_weight: float = 1e4
+    style_weight: float = 1e-2
+    tv_weight: float = 30.0
+    init: Init = Init.CONTENT
+    seed: int | None = None
+    learning_rate: float = 0.02
+    """Adam's step size in [0, 1] pixel units (the tutorial's 0.02)."""
+    keep_size: bool = True
+    """Resize the result back to the content's size when the working size is smaller."""
+    style_blend: tuple[float, ...] | None = None
+    """Relative weights of several styles (normalised to sum 1); None = equal."""
+    preview_every: int = 0
+    """Attach a preview image to every N-th iterate (0 = never)."""
+
+    def __post_init__(self) -> None:
+        # Accept plain strings for the enums (CLI, protocol) and normalise them.
+        try:
+            object.__setattr__(self, "optimizer", Optimizer(self.optimizer))
+            object.__setattr__(self, "init", Init(self.init))
+        except ValueError as exc:
+            raise NeuralStyleError(ErrorCode.BAD_REQUEST, str(exc)) from None
+        if self.style_blend is not None:
+            object.__setattr__(self, "style_blend", tuple(float(w) for w in self.style_blend))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise a BAD_REQUEST error naming the first parameter out of its range."""
+
+        def bad(name: str, why: str) -> NeuralStyleError:
+            return NeuralStyleError(ErrorCode.BAD_REQUEST, f"Invalid parameter {name}: {why}.")
+
+        if not isinstance(self.size, int) or not (
+            limits.MIN_WORK_SIDE <= self.size <= limits.MAX_WORK_SIDE
+        ):
+            raise bad(
+                "size",
+                f"{self.size!r} is not an integer in "
+                f"[{limits.MIN_WORK_SIDE}, {limits.MAX_WORK_SIDE}]",
+            )
+        if not isinstance(self.iterations, int) or not (
+            limits.MIN_ITERATIONS <= self.iterations <= limits.MAX_ITERATIONS
+        ):
+            raise bad(
+                "iterations",
+                f"{self.iterations!r} is not an integer in "
+                f"[{limits.MIN_ITERATIONS}, {limits.MAX_ITERATIONS}]",
+            )
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            value = getattr(self, name)
+            if not _finite_in(value, 0.0, limits.MAX_WEIGHT):
+                raise bad(name, f"{value!r} is not a number in [0, {limits.MAX_WEIGHT:g}]")
+        if self.content_weight == 0 and self.style_weight == 0:
+            raise bad("style_weight", "content and style weights cannot both be 0")
+        if not _finite_in(self.learning_rate, limits.MIN_LEARNING_RATE, limits.MAX_LEARNING_RATE):
+            raise bad(
+                "learning_rate",
+                f"{self.learning_rate!r} is not in "
+                f"[{limits.MIN_LEARNING_RATE:g}, {limits.MAX_LEARNING_RATE:g}]",
+            )
+        if self.seed is not None and (
+            not isinstance(self.seed, int) or not 0 <= self.seed < 2**32
+        ):
+            raise bad("seed", f"{self.seed!r} is not an integer in [0, 2^32)")
+        if not isinstance(self.preview_every, int) or not 0 <= self.preview_every <= 1_000_000:
+            raise bad("preview_every", f"{self.preview_every!r} is not a non-negative integer")
+        if self.style_blend is not None:
+            if not 1 <= len(self.style_blend) <= limits.MAX_STYLES:
+                raise bad("style_blend", f"needs 1 to {limits.MAX_STYLES} weights")
+            if any(not _finite_in(w, 0.0, 1e6) for w in self.style_blend):
+                raise bad("style_blend", "weights must be finite and non-negative")
+            if sum(self.style_blend) <= 0:
+                raise bad("style_blend", "weights must not all be 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/msgpack-friendly dict (enums as their values)."""
+        out = asdict(self)
+        out["optimizer"] = self.optimizer.value
+        out["init"] = self.init.value
+        if self.style_blend is not None:
+            out["style_blend"] = list(self.style_blend)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StyleParams:
+        """Build from a dict, rejecting unknown keys (a typo must not pass silently)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise NeuralStyleError(
+                ErrorCode.BAD_REQUEST, f"Unknown parameter(s): {', '.join(unknown)}."
+            )
+        kwargs = dict(data)
+        if kwargs.get("style_blend") is not None:
+            kwargs["style_blend"] = tuple(kwargs["style_blend"])
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:  # wrong types that dataclass itself trips over
+            raise NeuralStyleError(ErrorCode.BAD_REQUEST, f"Invalid parameters: {exc}.") from None
+
+
+def _finite_in(value: object, lo: float, hi: float) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and lo <= value <= hi
+    )
+
+
+@dataclass(frozen=True)
+class Iterate:
+    """One optimiser step, as reported to the callback (immutable, cheap to keep)."""
+
+    step: int
+    """1-based step number within the whole job."""
+    total: int
+    loss: float
+    content: float
+    """Weighted content term (content_weight x normalised content loss)."""
+    style: float
+    """Weighted style term."""
+    tv: float
+    """Weighted total-variation term."""
+    elapsed: float
+    """Seconds since the job started (targets included)."""
+    scale: int
+    """Long side, in pixels, of the image being optimised at this step."""
+    preview: np.ndarray | None = field(default=None, compare=False, repr=False)
+    """RGB float32 [0, 1] image at working size, only on every ``preview_every``-th step."""
+
+    def to_dict(self) -> dict[str, float | int]:
+        """The JSON report's per-iteration record (no preview)."""
+        return {
+            "step": self.step,
+            "total": self.loss,
+            "content": self.content,
+            "style": self.style,
+            "tv": self.tv,
+            "time_s": self.elapsed,
+            "scale": self.scale,
+        }
+
+
+@dataclass
+class StylizeResult:
+    """What :meth:`StyleTransfer.stylize` returns."""
+
+    image: np.ndarray
+    """Same dtype and channel layout as the content image; content's size if keep_size."""
+    iterates: list[Iterate]
+    """Every step's record (previews dropped)."""
+    stopped: bool
+    """True when a callback asked to stop before the last step."""
+    elapsed: float
+    style_cache_hit: bool = False
+    """True when every style's Gram targets came from the engine's cache."""
+    work_size: tuple[int, int] = (0, 0)
+    """(width, height) the optimisation ran at."""

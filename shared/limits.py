@@ -1,0 +1,28 @@
+"""Size and range limits: the one place each bound is written down.
+
+Both ends import these: the CLI and engine refuse inputs beyond them, the protocol
+rejects frames beyond them before decoding, and the daemon advertises them in ``welcome``.
+"""
+
+from __future__ import annotations
+
+#: Largest image (content, style or mask) accepted anywhere, in pixels (8192 x 8192).
+MAX_IMAGE_PIXELS: int = 8192 * 8192
+#: Largest side of any accepted image, in pixels.
+MAX_IMAGE_SIDE: int = 16384
+#: Largest working size (long side the optimisation runs at), in pixels.
+MAX_WORK_SIDE: int = 4096
+#: Smallest working size: below this VGG-19's five pooling stages leave nothing to compare.
+MIN_WORK_SIDE: int = 32
+#: Iteration bounds for one job.
+MIN_ITERATIONS: int = 1
+MAX_ITERATIONS: int = 100_000
+#: At most this many style images blended in one job.
+MAX_STYLES: int = 8
+#: Channels an image may have: gray, gray+alpha, RGB, RGBA.
+ALLOWED_CHANNELS: tuple[int, ...] = (1, 2, 3, 4)
+#: Loss weights must lie in [0, MAX_WEIGHT].
+MAX_WEIGHT: float = 1e12
+#: Learning-rate bounds for Adam.
+MIN_LEARNING_RATE: float = 1e-6
+MAX_LEARNING_RATE: float = 10.0
