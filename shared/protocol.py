@@ -51,6 +51,10 @@ DEFAULT_ENDPOINT: str = f"tcp://127.0.0.1:{DEFAULT_PORT}"
 DEFAULT_HEARTBEAT_S: float = 1.0
 #: A peer silent for this many heartbeat intervals is considered gone.
 MISSED_HEARTBEATS: int = 3
+#: The daemon cancels a job whose client has been silent this many of its intervals.
+CLIENT_GONE_HEARTBEATS: int = 5
+#: What to run when no daemon answers (shown in every "daemon unavailable" hint).
+START_COMMAND: str = "neural-style serve"
 #: Upper bound of a header frame; real headers are a few hundred bytes.
 MAX_HEADER_BYTES: int = 64 * 1024
 MAX_STR_LEN: int = 4096
@@ -407,6 +411,25 @@ def sign(key: bytes | None, frames: Sequence[Buffer]) -> bytes:
 
 def encode(msg: Message, key: bytes | None) -> list[Buffer]:
     """Frames for ``msg``: version, signature, header, buffers (zero-copy where possible)."""
+    header, buffers = _header_and_buffers(msg)
+    packed = msgpack.packb(header, use_bin_type=True)
+    frames: list[Buffer] = [VERSION, packed, *buffers]
+    return [VERSION, sign(key, frames), packed, *buffers]
+
+
+def validate(msg: Message, *, max_pixels: int = limits.MAX_IMAGE_PIXELS) -> None:
+    """Check an outgoing message with the receiver's rules (no hashing, no packing).
+
+    Lets a client refuse a bad request locally, with the same message the daemon would send.
+    """
+    if msg.type not in SCHEMAS:
+        raise _bad(f"unknown message type {_show(msg.type)}")
+    header, buffers = _header_and_buffers(msg)
+    del header["type"]
+    _check_fields(msg.type, header, buffers, max_pixels)
+
+
+def _header_and_buffers(msg: Message) -> tuple[dict[str, Any], list[Buffer]]:
     header: dict[str, Any] = {"type": msg.type}
     buffers: list[Buffer] = []
     for name, value in msg.fields.items():
@@ -421,9 +444,7 @@ def encode(msg: Message, key: bytes | None) -> list[Buffer]:
             buffers.extend(img.data for img in value)
         else:
             buffers.append(value.data if check == _IMAGE else value)
-    packed = msgpack.packb(header, use_bin_type=True)
-    frames: list[Buffer] = [VERSION, packed, *buffers]
-    return [VERSION, sign(key, frames), packed, *buffers]
+    return header, buffers
 
 
 def _describe(msg_type: str, name: str, value: Any) -> Any:

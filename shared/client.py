@@ -1,0 +1,593 @@
+"""A small client for the daemon, used by the GIMP plug-in and the CLI.
+
+Standard library + pyzmq + msgpack only (copied into the plug-in folder). One
+:class:`Client` holds one DEALER socket; a job submitted on it is a :class:`Job` whose
+``poll()`` is meant to be called from a GUI timer (every ~50 ms): it never blocks longer
+than asked, sends the heartbeats that keep the job alive, and turns the daemon's messages
+into events. :meth:`Client.stylize` wraps that in a blocking call for scripts.
+
+Not thread-safe: use one Client per thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from . import __version__, connection, limits, protocol
+from .errors import ErrorCode, NeuralStyleError
+from .protocol import ImageBuf, Message, ProtocolError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "Accepted",
+    "BadRequest",
+    "Busy",
+    "Cancelled",
+    "CancelledError",
+    "Client",
+    "DaemonDied",
+    "DaemonUnavailable",
+    "Done",
+    "Event",
+    "ImageBuf",
+    "InternalError",
+    "Job",
+    "OutOfMemory",
+    "Preview",
+    "Progress",
+    "Timeout",
+    "TooLarge",
+    "Unauthenticated",
+    "VersionMismatch",
+    "WeightsMissing",
+    "error_for",
+]
+
+#: Environment variable: Z85 CURVE public key of a remote daemon (or a file holding it).
+ENV_CURVE_SERVER_KEY = "NEURAL_STYLE_CURVE_SERVER_KEY"
+#: Longest a send may wait for the connection to come up before the daemon counts as absent.
+CONNECT_TIMEOUT_S = 2.0
+
+
+# --------------------------------------------------------------------------- exceptions
+
+
+class _CodedError(NeuralStyleError):
+    """Base of the per-code exceptions: the class fixes the code."""
+
+    CODE = ErrorCode.INTERNAL
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(self.CODE, message, hint)
+
+
+class BadRequest(_CodedError):
+    CODE = ErrorCode.BAD_REQUEST
+
+
+class TooLarge(_CodedError):
+    CODE = ErrorCode.TOO_LARGE
+
+
+class Busy(_CodedError):
+    CODE = ErrorCode.BUSY
+
+
+class VersionMismatch(_CodedError):
+    CODE = ErrorCode.VERSION_MISMATCH
+
+
+class WeightsMissing(_CodedError):
+    CODE = ErrorCode.WEIGHTS_MISSING
+
+
+class OutOfMemory(_CodedError):
+    CODE = ErrorCode.OUT_OF_MEMORY
+
+
+class CancelledError(_CodedError):
+    CODE = ErrorCode.CANCELLED
+
+
+class InternalError(_CodedError):
+    CODE = ErrorCode.INTERNAL
+
+
+class Unauthenticated(_CodedError):
+    CODE = ErrorCode.UNAUTHENTICATED
+
+
+class Timeout(_CodedError):
+    CODE = ErrorCode.TIMEOUT
+
+
+class DaemonUnavailable(_CodedError):
+    """No daemon answers; the hint is the command that starts one."""
+
+    CODE = ErrorCode.DAEMON_UNAVAILABLE
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message, hint or f"Start it with: {protocol.START_COMMAND}")
+
+
+class DaemonDied(DaemonUnavailable):
+    """The daemon stopped responding while a job was open."""
+
+
+_BY_CODE: dict[ErrorCode, type[_CodedError]] = {
+    cls.CODE: cls
+    for cls in (
+        BadRequest,
+        TooLarge,
+        Busy,
+        VersionMismatch,
+        WeightsMissing,
+        OutOfMemory,
+        CancelledError,
+        InternalError,
+        Unauthenticated,
+        Timeout,
+        DaemonUnavailable,
+    )
+}
+
+
+def error_for(code: ErrorCode | str, message: str, hint: str = "") -> NeuralStyleError:
+    """The exception for an error code (``InternalError`` for codes this end doesn't know)."""
+    try:
+        cls = _BY_CODE[ErrorCode(code)]
+    except ValueError:
+        cls = InternalError
+    return cls(message, hint)
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass
+class Accepted:
+    """The daemon queued the job; ``position`` jobs run before it (0 = running now).
+
+    Repeats with a smaller position while the job waits.
+    """
+
+    position: int
+
+
+@dataclass
+class Progress:
+    step: int
+    total: int
+    loss: float
+    content: float
+    style: float
+    tv: float
+    elapsed_s: float
+    eta_s: float
+    scale: int = 0
+
+
+@dataclass
+class Preview:
+    """A downscaled RGB u8 snapshot of the image being optimised."""
+
+    image: ImageBuf
+    step: int
+
+
+@dataclass
+class Done:
+    """The result: same size, channels and dtype as the content (unless keep_size=False)."""
+
+    image: ImageBuf
+    stats: dict[str, Any]
+    #: Every step's record: dicts keyed by ``protocol.ITERATE_COLUMNS``.
+    iterates: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class Cancelled:
+    reason: str = "client"
+    step: int = 0
+
+
+Event = Accepted | Progress | Preview | Done | Cancelled
+
+
+# --------------------------------------------------------------------------- client
+
+
+class Client:
+    """A connection to one daemon.
+
+    ``endpoint=None`` finds a running daemon through its connection file (else the default
+    endpoint); with an explicit endpoint and no ``key`` the key is looked up in the
+    connection file whose endpoint matches.
+    """
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        *,
+        key: bytes | None = None,
+        timeout: float = 10.0,
+        heartbeat_interval: float = protocol.DEFAULT_HEARTBEAT_S,
+    ) -> None:
+        info = connection.discover(endpoint) if key is None else None
+        self.endpoint = endpoint or (info.endpoint if info else protocol.DEFAULT_ENDPOINT)
+        self.key = key if key is not None else (info.key if info else None)
+        self.connection_info = info
+        self.timeout = float(timeout)
+        self.heartbeat_interval = max(0.05, float(heartbeat_interval))
+        self._jobs: dict[str, Job] = {}
+        self._replies: dict[int, Message] = {}
+        self._orphan_error: Message | None = None
+        self._next_req = itertools.count(1)
+        self.last_heard = time.monotonic()
+        self._socket = self._make_socket(info)
+
+    def _make_socket(self, info: connection.ConnectionInfo | None) -> zmq.Socket:
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        # Queue messages only on a live connection: a send to an absent daemon times out
+        # instead of piling up, and heartbeats to a dead one are dropped.
+        sock.setsockopt(zmq.IMMEDIATE, 1)
+        sock.setsockopt(zmq.SNDTIMEO, int(min(self.timeout, CONNECT_TIMEOUT_S) * 1000))
+        sock.setsockopt(zmq.MAXMSGSIZE, protocol.max_frame_bytes())
+        server_key = _curve_server_key(info)
+        if server_key:
+            public, secret = zmq.curve_keypair()
+            sock.curve_serverkey = server_key.encode("ascii")
+            sock.curve_publickey = public
+            sock.curve_secretkey = secret
+        sock.connect(self.endpoint)
+        return sock
+
+    # -- context manager / lifetime
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the socket; open jobs are abandoned (the daemon cancels them)."""
+        if not self._socket.closed:
+            self._socket.close(linger=0)
+
+    # -- simple requests
+    def hello(self) -> dict[str, Any]:
+        """Handshake: protocol and server versions, device, model, limits, features."""
+        reply = self._request(
+            Message("hello", {"protocol": protocol.PROTOCOL_VERSION, "client": _client_name()}),
+            "welcome",
+        )
+        if reply.fields["protocol"] != protocol.PROTOCOL_VERSION:
+            raise VersionMismatch(
+                f"The daemon speaks protocol {reply.fields['protocol']}, this client "
+                f"{protocol.PROTOCOL_VERSION}.",
+                "Install the same neural-style version for the daemon and the plug-in.",
+            )
+        return dict(reply.fields)
+
+    def ping(self) -> float:
+        """Round-trip time in seconds."""
+        start = time.monotonic()
+        self._request(Message("ping", {"t": time.time()}), "pong")
+        return time.monotonic() - start
+
+    def status(self) -> dict[str, Any]:
+        """The daemon's state: versions, device, weights, queue, running job, counters."""
+        return dict(self._request(Message("status"), "status_reply").fields["info"])
+
+    def shutdown(self) -> None:
+        """Ask the daemon to cancel its jobs and exit (returns once it acknowledged)."""
+        self._request(Message("shutdown"), "shutdown_ack")
+
+    # -- jobs
+    def submit(
+        self,
+        content: ImageBuf,
+        styles: list[ImageBuf],
+        params: dict[str, Any],
+        *,
+        mask: ImageBuf | None = None,
+        preview_every: int = 0,
+        preview_max_side: int = 256,
+    ) -> Job:
+        """Send a job and return at once; follow it with :meth:`Job.poll`."""
+        job_id = uuid.uuid4().hex[:16]
+        msg = Message(
+            "submit",
+            {
+                "job": job_id,
+                "params": dict(params),
+                "content": content,
+                "styles": list(styles),
+                "mask": mask,
+                "preview_every": int(preview_every),
+                "preview_max_side": int(preview_max_side),
+                "heartbeat_s": self.heartbeat_interval,
+            },
+        )
+        try:
+            protocol.validate(msg)
+        except ProtocolError as exc:
+            raise error_for(exc.code, exc.message, exc.hint) from None
+        self._raise_orphan()
+        job = Job(self, job_id)
+        self._jobs[job_id] = job
+        self._send(msg)
+        self.last_heard = time.monotonic()  # the silence clock starts now
+        return job
+
+    def stylize(
+        self,
+        content: ImageBuf,
+        styles: list[ImageBuf],
+        params: dict[str, Any],
+        *,
+        mask: ImageBuf | None = None,
+        on_progress: Callable[[Progress], object] | None = None,
+        on_preview: Callable[[Preview], object] | None = None,
+        preview_every: int = 0,
+        preview_max_side: int = 256,
+    ) -> Done:
+        """Run a job to the end. A callback returning ``"stop"`` cancels the job.
+
+        Raises the error's exception, :class:`CancelledError` when cancelled, and
+        :class:`DaemonDied` when the daemon goes silent. Ctrl-C cancels the job first.
+        """
+        job = self.submit(
+            content,
+            styles,
+            params,
+            mask=mask,
+            preview_every=preview_every,
+            preview_max_side=preview_max_side,
+        )
+        try:
+            while True:
+                for event in job.poll(timeout_ms=int(self.heartbeat_interval * 500)):
+                    if isinstance(event, Done):
+                        return event
+                    if isinstance(event, Cancelled):
+                        raise CancelledError(f"The job was cancelled ({event.reason}).")
+                    callback = on_progress if isinstance(event, Progress) else on_preview
+                    stop = callback is not None and callback(event) == "stop"  # type: ignore[arg-type]
+                    if stop:
+                        job.cancel()
+        except KeyboardInterrupt:
+            job.cancel_and_wait(timeout=5.0)
+            raise
+
+    # -- plumbing used by Job
+    def _request(self, msg: Message, expect: str, timeout: float | None = None) -> Message:
+        """Send a request and wait for its reply, storing other jobs' messages meanwhile."""
+        self._raise_orphan()
+        req = next(self._next_req)
+        msg.fields["req"] = req
+        self._send(msg)
+        limit = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        while req not in self._replies:
+            self._raise_orphan()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DaemonUnavailable(
+                    f"No answer from the neural-style daemon at {self.endpoint} within {limit:g} s."
+                )
+            self._receive(int(remaining * 1000) + 1)
+        reply = self._replies.pop(req)
+        if reply.type == "error":
+            raise _error_from(reply)
+        if reply.type != expect:
+            raise InternalError(f"The daemon answered {msg.type} with {reply.type}.")
+        return reply
+
+    def _send(self, msg: Message, *, droppable: bool = False) -> None:
+        if self._socket.closed:
+            raise DaemonUnavailable("The client is closed.")
+        frames = protocol.encode(msg, self.key)
+        try:
+            self._socket.send_multipart(frames, flags=zmq.NOBLOCK if droppable else 0, copy=False)
+        except zmq.Again:
+            if droppable:
+                return
+            raise DaemonUnavailable(
+                f"Cannot reach the neural-style daemon at {self.endpoint}."
+            ) from None
+
+    def _receive(self, timeout_ms: int) -> None:
+        """Wait up to ``timeout_ms`` for messages, then drain what is there and route it."""
+        if self._socket.closed:
+            return
+        if not self._socket.poll(max(0, timeout_ms), zmq.POLLIN):
+            return
+        for _ in range(10_000):  # drain, but never loop forever on a chatty socket
+            try:
+                frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self._route([f.buffer for f in frames])
+
+    def _route(self, frames: list[memoryview]) -> None:
+        try:
+            msg = protocol.decode(
+                frames,
+                self.key,
+                allowed_types=protocol.SERVER_TYPES,
+                accept_unsigned_errors=True,
+            )
+        except ProtocolError as exc:
+            log.warning("dropped a malformed message from the daemon: %s", exc.message)
+            return
+        self.last_heard = time.monotonic()
+        job = self._jobs.get(msg.get("job", ""))
+        if job is not None:
+            job._inbox.append(msg)
+        elif isinstance(msg.get("req"), int):
+            self._replies[msg.fields["req"]] = msg
+        elif msg.type == "error":
+            self._orphan_error = msg  # e.g. unauthenticated, addressed to nobody in particular
+
+    def _raise_orphan(self) -> None:
+        if self._orphan_error is not None:
+            msg, self._orphan_error = self._orphan_error, None
+            raise _error_from(msg)
+
+    def _forget(self, job: Job) -> None:
+        self._jobs.pop(job.id, None)
+
+
+class Job:
+    """One submitted job. Call :meth:`poll` regularly (at least once per heartbeat)."""
+
+    def __init__(self, client: Client, job_id: str) -> None:
+        self._client = client
+        self.id = job_id
+        self.done = False
+        self.result: Done | None = None
+        self._inbox: deque[Message] = deque()
+        self._last_heartbeat = time.monotonic()
+        self._position: int | None = None
+        self._cancel_sent = False
+
+    def poll(self, timeout_ms: int = 0) -> list[Event]:
+        """Events that arrived since the last call, waiting up to ``timeout_ms`` for one.
+
+        Raises the exception for an error reply, and :class:`DaemonDied` when the daemon
+        has been silent for more than a few heartbeat intervals.
+        """
+        if self.done and not self._inbox:
+            return []
+        client = self._client
+        self._maybe_heartbeat()
+        if not self._inbox:
+            client._receive(timeout_ms)
+        events: list[Event] = []
+        while self._inbox:
+            event = self._to_event(self._inbox.popleft())
+            if event is not None:
+                events.append(event)
+        if not self.done:
+            self._check_alive()
+        return events
+
+    def cancel(self) -> None:
+        """Ask the daemon to stop; a :class:`Cancelled` (or ``Done``) event follows."""
+        if self.done or self._cancel_sent:
+            return
+        self._cancel_sent = True
+        self._client._send(Message("cancel", {"job": self.id}), droppable=True)
+
+    def cancel_and_wait(self, timeout: float = 5.0) -> None:
+        """Cancel and wait (bounded) until the daemon confirms; errors are swallowed."""
+        self.cancel()
+        deadline = time.monotonic() + timeout
+        while not self.done and time.monotonic() < deadline:
+            try:
+                self.poll(timeout_ms=100)
+            except NeuralStyleError:
+                return
+
+    def _maybe_heartbeat(self) -> None:
+        now = time.monotonic()
+        if now - self._last_heartbeat >= self._client.heartbeat_interval:
+            self._last_heartbeat = now
+            self._client._send(Message("heartbeat", {"job": self.id}), droppable=True)
+
+    def _check_alive(self) -> None:
+        interval = self._client.heartbeat_interval
+        silent = time.monotonic() - self._client.last_heard
+        if silent > protocol.MISSED_HEARTBEATS * interval + 0.5:
+            self._finish()
+            raise DaemonDied(
+                f"The neural-style daemon at {self._client.endpoint} stopped responding "
+                f"mid-job (silent for {silent:.1f} s).",
+                f"Check its log, then restart it with: {protocol.START_COMMAND}",
+            )
+
+    def _to_event(self, msg: Message) -> Event | None:
+        f = msg.fields
+        if msg.type == "error":
+            self._finish()
+            raise _error_from(msg)
+        if msg.type == "accepted" or (msg.type == "heartbeat" and "position" in f):
+            return self._position_event(f.get("position", 0))
+        if msg.type == "progress":
+            return Progress(
+                f["step"],
+                f["total"],
+                f["loss"],
+                f["content"],
+                f["style"],
+                f["tv"],
+                f["elapsed_s"],
+                f["eta_s"],
+                f.get("scale", 0),
+            )
+        if msg.type == "preview":
+            return Preview(f["image"], f["step"])
+        if msg.type == "result":
+            self.result = Done(f["image"], f["stats"], protocol.unpack_iterates(f["iterates"]))
+            self._finish()
+            return self.result
+        if msg.type == "cancelled":
+            self._finish()
+            return Cancelled(f["reason"], f.get("step", 0))
+        return None  # heartbeat
+
+    def _position_event(self, position: int) -> Accepted | None:
+        if position == self._position:
+            return None
+        self._position = position
+        return Accepted(position)
+
+    def _finish(self) -> None:
+        self.done = True
+        self._client._forget(self)
+
+
+def _error_from(msg: Message) -> NeuralStyleError:
+    return error_for(msg.fields["code"], msg.fields["message"], msg.get("hint", ""))
+
+
+def _client_name() -> str:
+    return f"neural-style-client/{__version__}"
+
+
+def _curve_server_key(info: connection.ConnectionInfo | None) -> str:
+    """Z85 public key of a CURVE daemon: environment (key or file) or connection file."""
+    value = os.environ.get(ENV_CURVE_SERVER_KEY, "").strip()
+    if value and os.path.isfile(value):
+        value = _read_public_key(value)
+    if not value and info is not None:
+        value = info.curve_server_key
+    return value
+
+
+def _read_public_key(path: str) -> str:
+    """The ``public-key = "..."`` line of a zmq certificate file, or the file's text."""
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    for line in text.splitlines():
+        if line.strip().startswith("public-key"):
+            return line.split("=", 1)[1].strip().strip('"')
+    return text.strip()
+
+
+def max_pixels() -> int:
+    """The pixel limit this client checks before sending (the daemon may allow fewer)."""
+    return limits.MAX_IMAGE_PIXELS
