@@ -364,9 +364,7 @@ class Client:
                         return event
                     if isinstance(event, Cancelled):
                         raise CancelledError(f"The job was cancelled ({event.reason}).")
-                    callback = on_progress if isinstance(event, Progress) else on_preview
-                    stop = callback is not None and callback(event) == "stop"  # type: ignore[arg-type]
-                    if stop:
+                    if _notify(event, on_progress, on_preview) == "stop":
                         job.cancel()
         except KeyboardInterrupt:
             job.cancel_and_wait(timeout=5.0)
@@ -558,6 +556,18 @@ class Job:
     def _finish(self) -> None:
         self.done = True
         self._client._forget(self)
+
+
+def _notify(
+    event: Event,
+    on_progress: Callable[[Progress], object] | None,
+    on_preview: Callable[[Preview], object] | None,
+) -> object:
+    if isinstance(event, Progress) and on_progress is not None:
+        return on_progress(event)
+    if isinstance(event, Preview) and on_preview is not None:
+        return on_preview(event)
+    return None
 
 
 def _error_from(msg: Message) -> NeuralStyleError:
