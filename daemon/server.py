@@ -1,0 +1,872 @@
+"""The daemon: a ZeroMQ ROUTER loop in front of one engine thread that owns VGG-19.
+
+Why this shape: TensorFlow calls take seconds, but the daemon must keep answering pings,
+status requests, cancels and heartbeats meanwhile. So the *socket loop* (main thread) only
+decodes, validates, queues and forwards; a single *worker* thread runs the jobs one at a
+time (the model is not thread-safe and one job already uses every core). They talk through
+a ``queue.Queue`` plus an inproc PUSH/PULL socket that wakes the loop's ``zmq.Poller``.
+
+Every job is addressed by (ROUTER identity, client-chosen id), so two clients may use the
+same id. A job whose client cancels, disconnects or stops sending heartbeats gets
+``"stop"`` from the engine callback and ends within one optimiser step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import ipaddress
+import itertools
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import zmq
+from neural_style.daemon.params import STOP, Iterate, StyleParams, StylizeResult
+from neural_style.shared import __version__, connection, limits, protocol
+from neural_style.shared.errors import ErrorCode, NeuralStyleError
+from neural_style.shared.protocol import ImageBuf, Message, ProtocolError
+
+log = logging.getLogger("neural_style.daemon.server")
+
+#: Progress messages are sent at most this often (plus the first, last and preview steps).
+PROGRESS_MIN_INTERVAL_S = 0.1
+#: Replies to malformed or unauthenticated frames, at most this many per second (the rest
+#: are dropped) so that a flood cannot make the daemon spend its time answering garbage.
+ERROR_REPLIES_PER_S = 50
+#: How long a graceful shutdown waits for the running job to reach its next step.
+SHUTDOWN_GRACE_S = 30.0
+_NP_DTYPES = {"u8": np.dtype("<u1"), "u16": np.dtype("<u2"), "f32": np.dtype("<f4")}
+
+
+class Engine(Protocol):
+    """What the server needs from :class:`neural_style.daemon.engine.StyleTransfer`."""
+
+    weights: Any
+    device: str
+
+    def stylize(self, content, styles, params, callback=None, mask=None) -> StylizeResult: ...  # type: ignore[no-untyped-def]
+
+
+@dataclass
+class ServerConfig:
+    endpoint: str = protocol.DEFAULT_ENDPOINT
+    weights: str | None = None
+    device: str = "auto"
+    max_pixels: int = limits.MAX_IMAGE_PIXELS
+    queue_size: int = 8
+    #: None: ``NEURAL_STYLE_CONNECTION_FILE`` or the runtime dir's file for the endpoint.
+    connection_file: Path | None = None
+    curve_secret_key: Path | None = None
+    #: None: a fresh random key (written to the connection file).
+    key: bytes | None = None
+    log_file: Path | None = None
+
+
+# --------------------------------------------------------------------------- images
+
+
+def array_from_image(img: ImageBuf) -> np.ndarray:
+    """A zero-copy, read-only HxWxC view of a received buffer."""
+    flat = np.frombuffer(img.data, dtype=_NP_DTYPES[img.dtype])
+    return flat.reshape(img.height, img.width, img.channels)
+
+
+def image_from_array(arr: np.ndarray) -> ImageBuf:
+    """An ImageBuf over a little-endian copy (or view) of ``arr`` (HxW or HxWxC)."""
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.dtype == np.uint8:
+        code = "u8"
+    elif arr.dtype == np.uint16:
+        code = "u16"
+    else:
+        code = "f32"
+    arr = np.ascontiguousarray(arr, dtype=_NP_DTYPES[code])
+    height, width, channels = arr.shape
+    return ImageBuf(width, height, channels, code, memoryview(arr).cast("B"))
+
+
+def preview_image(rgb: np.ndarray, max_side: int) -> ImageBuf:
+    """RGB u8 at most ``max_side`` on its long side (area-averaged), for a quick look."""
+    from PIL import Image
+
+    u8 = (np.clip(np.nan_to_num(rgb[:, :, :3]), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    height, width = u8.shape[:2]
+    scale = max_side / max(height, width)
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        u8 = np.asarray(Image.fromarray(u8).resize(size, Image.Resampling.BOX))
+    return image_from_array(u8)
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+@dataclass(eq=False)
+class Job:
+    """One accepted job, shared (carefully) by the loop and the worker."""
+
+    ident: bytes
+    job_id: str
+    content: np.ndarray
+    styles: list[np.ndarray]
+    mask: np.ndarray | None
+    params: StyleParams
+    preview_max_side: int
+    heartbeat_s: float
+    submitted: float = field(default_factory=time.monotonic)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    cancel_reason: str = ""
+    cancel_step: int = 0
+    #: Written by the worker, read by the loop (ints: atomic enough for a status line).
+    step: int = 0
+    total: int = 0
+    started: float = 0.0
+    last_sent: float = field(default_factory=time.monotonic)
+
+    @property
+    def key(self) -> tuple[bytes, str]:
+        return (self.ident, self.job_id)
+
+    def request_cancel(self, reason: str) -> None:
+        if not self.cancel.is_set():
+            self.cancel_reason = reason
+            self.cancel_step = self.step
+            self.cancel.set()
+
+
+class Worker(threading.Thread):
+    """Runs jobs one at a time on the engine; reports through ``events`` + a wake-up."""
+
+    def __init__(self, engine: Engine, context: zmq.Context, wake_endpoint: str) -> None:
+        super().__init__(name="neural-style-engine", daemon=True)
+        self.engine = engine
+        self.jobs: queue.Queue[Job | None] = queue.Queue(maxsize=1)
+        self.events: queue.Queue[tuple[str, Job, Any]] = queue.Queue()
+        self._context = context
+        self._wake_endpoint = wake_endpoint
+        self._wake: zmq.Socket | None = None
+
+    def run(self) -> None:
+        self._wake = self._context.socket(zmq.PUSH)
+        self._wake.setsockopt(zmq.LINGER, 0)
+        self._wake.connect(self._wake_endpoint)
+        try:
+            while (job := self.jobs.get()) is not None:
+                self._post(*self._run_job(job))
+        finally:
+            self._wake.close()
+
+    def _post(self, kind: str, job: Job, payload: Any = None) -> None:
+        self.events.put((kind, job, payload))
+        if self._wake is not None:
+            with contextlib.suppress(zmq.Again):
+                self._wake.send(b"", zmq.NOBLOCK)
+
+    def _run_job(self, job: Job) -> tuple[str, Job, Any]:
+        """Run one job; return its terminal event (result, cancelled or error)."""
+        job.started = time.monotonic()
+        if job.cancel.is_set():
+            return ("cancelled", job, 0)
+        try:
+            kwargs = {"mask": job.mask} if job.mask is not None else {}
+            result = self.engine.stylize(
+                job.content, job.styles, job.params, self._callback(job), **kwargs
+            )
+        except Exception as exc:  # the daemon must survive anything a job does
+            return ("error", job, _job_error(exc, self.engine))
+        if result.stopped and job.cancel.is_set():
+            return ("cancelled", job, result.iterates[-1].step if result.iterates else job.step)
+        return ("result", job, result)
+
+    def _callback(self, job: Job) -> Callable[[Iterate], str | None]:
+        state = {"last": 0.0, "t0": None, "s0": 0}
+
+        def callback(it: Iterate) -> str | None:
+            job.step, job.total = it.step, it.total
+            if job.cancel.is_set():
+                return STOP
+            now = time.monotonic()
+            if state["t0"] is None:
+                state["t0"], state["s0"] = now, it.step
+            if it.preview is not None:
+                self._post(
+                    "preview", job, (it.step, preview_image(it.preview, job.preview_max_side))
+                )
+            due = now - state["last"] >= PROGRESS_MIN_INTERVAL_S
+            if due or it.preview is not None or it.step in (1, it.total):
+                state["last"] = now
+                self._post("progress", job, (it, _eta(state["t0"], state["s0"], it, now)))
+            return STOP if job.cancel.is_set() else None
+
+        return callback
+
+
+def _eta(t0: float, s0: int, it: Iterate, now: float) -> float:
+    done = it.step - s0
+    return 0.0 if done <= 0 else (now - t0) / done * max(0, it.total - it.step)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(exc, tf.errors.ResourceExhaustedError)
+
+
+def _job_error(exc: Exception, engine: Engine) -> NeuralStyleError:
+    """Map whatever a job raised to the error the client sees."""
+    if isinstance(exc, NeuralStyleError):
+        return exc
+    if _is_oom(exc):
+        gc.collect()
+        log.warning("job ran out of memory on %s: %s", engine.device, str(exc)[:300])
+        return NeuralStyleError(
+            ErrorCode.OUT_OF_MEMORY,
+            f"Out of memory on {engine.device} at this working size.",
+            "Lower the size parameter (the working long side), close programs that use "
+            "GPU memory, or restart the daemon with --device cpu.",
+        )
+    log.error("job failed:\n%s", "".join(traceback.format_exception(exc)))
+    return NeuralStyleError(
+        ErrorCode.INTERNAL,
+        f"Internal error in the daemon: {type(exc).__name__}: {str(exc)[:500]}",
+        "The daemon keeps running; its log has the details. Please report this.",
+    )
+
+
+# --------------------------------------------------------------------------- server
+
+
+class _RateLimit:
+    """A token bucket: at most ``rate`` events per second, bursts up to ``rate``."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.tokens = rate
+        self.stamp = time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class Server:
+    """The socket loop. ``run()`` returns when a shutdown was requested and done."""
+
+    def __init__(self, config: ServerConfig, engine: Engine) -> None:
+        self.config = config
+        self.engine = engine
+        self.key = config.key or connection.new_key()
+        self.context = zmq.Context()
+        self.router = self._make_router()
+        self.endpoint = self._bind()
+        self._wake_endpoint = f"inproc://neural-style-wake-{id(self)}"
+        self.wake = self.context.socket(zmq.PULL)
+        self.wake.bind(self._wake_endpoint)
+        self.worker = Worker(engine, self.context, self._wake_endpoint)
+        self.connection_path: Path | None = None
+        self.started = time.time()
+        self._jobs: dict[tuple[bytes, str], Job] = {}
+        self._waiting: deque[Job] = deque()
+        self._running: Job | None = None
+        self._last_seen: dict[bytes, float] = {}
+        self._backlog: deque[tuple[float, list[Any]]] = deque()
+        self._error_replies = _RateLimit(ERROR_REPLIES_PER_S)
+        self._stop = threading.Event()
+        self._stop_deadline: float | None = None
+        self.counters = dict.fromkeys(
+            ("done", "cancelled", "failed", "busy", "rejected", "style_cache_hits"), 0
+        )
+
+    # -- setup
+    def _make_router(self) -> zmq.Socket:
+        router = self.context.socket(zmq.ROUTER)
+        router.setsockopt(zmq.LINGER, 1000)
+        router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unknown peer -> error, not silence
+        router.setsockopt(zmq.MAXMSGSIZE, protocol.max_frame_bytes(self.config.max_pixels))
+        if self.config.curve_secret_key is not None:
+            public, secret = load_curve_keys(self.config.curve_secret_key)
+            router.curve_server = True
+            router.curve_publickey = public
+            router.curve_secretkey = secret
+            self.curve_public = public.decode("ascii")
+        else:
+            self.curve_public = ""
+        return router
+
+    def _bind(self) -> str:
+        try:
+            self.router.bind(self.config.endpoint)
+        except zmq.ZMQError as exc:
+            self.context.destroy(linger=0)
+            raise NeuralStyleError(
+                ErrorCode.INTERNAL,
+                f"Cannot listen on {self.config.endpoint}: {exc}.",
+                "Is another daemon running there? `neural-style status` tells; else pick "
+                "another --bind address.",
+            ) from None
+        return self.router.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def write_connection_file(self) -> Path:
+        path = self.config.connection_file or connection.path_for(self.endpoint)
+        info = connection.make_info(self.endpoint, self.key, __version__, self.curve_public)
+        self.connection_path = connection.write(info, Path(path))
+        log.info("connection file: %s", self.connection_path)
+        return self.connection_path
+
+    def request_stop(self, *_: object) -> None:
+        """Ask the loop to shut down gracefully (safe from a signal handler)."""
+        self._stop.set()
+
+    # -- main loop
+    def run(self) -> int:
+        self.worker.start()
+        poller = zmq.Poller()
+        poller.register(self.router, zmq.POLLIN)
+        poller.register(self.wake, zmq.POLLIN)
+        log.info("serving on %s (device %s)", self.endpoint, self.engine.device)
+        try:
+            while not self._finished():
+                ready = dict(poller.poll(timeout=50))
+                if self.wake in ready:
+                    self._drain_wake()
+                if self.router in ready:
+                    self._drain_router()
+                self._drain_events()
+                self._tick()
+        finally:
+            self._close()
+        return 0
+
+    def _finished(self) -> bool:
+        if not self._stop.is_set():
+            return False
+        if self._stop_deadline is None:
+            log.info("shutting down: cancelling %d job(s)", len(self._jobs))
+            self._stop_deadline = time.monotonic() + SHUTDOWN_GRACE_S
+            for job in list(self._waiting):
+                self._cancel_waiting(job, "shutdown")
+            if self._running is not None:
+                self._running.request_cancel("shutdown")
+        idle = self._running is None and not self._backlog
+        return idle or time.monotonic() > self._stop_deadline
+
+    def _close(self) -> None:
+        connection.remove(self.connection_path, os.getpid())
+        with contextlib.suppress(queue.Full):
+            self.worker.jobs.put_nowait(None)
+        self.worker.join(timeout=2.0)
+        self.router.close(linger=500)
+        self.wake.close(linger=0)
+        if not self.worker.is_alive():  # else its socket is still open: term() would hang
+            self.context.term()
+        log.info("stopped")
+
+    def _drain_wake(self) -> None:
+        with contextlib.suppress(zmq.Again):
+            for _ in range(10_000):
+                self.wake.recv(zmq.NOBLOCK)
+
+    def _drain_router(self) -> None:
+        for _ in range(200):  # bounded, so heartbeats and events still get their turn
+            try:
+                frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self._on_frames(frames)
+
+    def _on_frames(self, frames: list[zmq.Frame]) -> None:
+        ident = frames[0].bytes
+        try:
+            msg = protocol.decode(
+                [f.buffer for f in frames[1:]],
+                self.key,
+                max_pixels=self.config.max_pixels,
+                allowed_types=protocol.CLIENT_TYPES,
+            )
+        except ProtocolError as exc:
+            self.counters["rejected"] += 1
+            self._reply_protocol_error(ident, exc)
+            return
+        self._last_seen[ident] = time.monotonic()
+        address = {"req": msg.get("req"), "job": msg.get("job")}
+        try:
+            getattr(self, f"_on_{msg.type}")(ident, msg)
+        except NeuralStyleError as exc:
+            self._send_error(ident, exc, **address)
+        except Exception as exc:  # a bug in a handler must not end the daemon
+            self._send_error(ident, _job_error(exc, self.engine), **address)
+
+    def _reply_protocol_error(self, ident: bytes, exc: ProtocolError) -> None:
+        if not self._error_replies.allow():
+            return
+        log.debug("rejected a message: %s", exc.message)
+        unsigned = exc.code in (ErrorCode.UNAUTHENTICATED, ErrorCode.VERSION_MISMATCH)
+        msg = protocol.error_message(exc.code, exc.message, exc.hint, **exc.fields)
+        self._send(ident, msg, droppable=True, key=None if unsigned else self.key)
+
+    # -- handlers (one per client message type)
+    def _on_hello(self, ident: bytes, msg: Message) -> None:
+        self._reply(ident, msg, "welcome", self._welcome())
+
+    def _on_ping(self, ident: bytes, msg: Message) -> None:
+        fields = {"server_time": time.time()}
+        if "t" in msg.fields:
+            fields["t"] = msg.fields["t"]
+        self._reply(ident, msg, "pong", fields)
+
+    def _on_status(self, ident: bytes, msg: Message) -> None:
+        self._reply(ident, msg, "status_reply", {"info": self.status_info()})
+
+    def _on_shutdown(self, ident: bytes, msg: Message) -> None:
+        log.info("shutdown requested by a client")
+        self._reply(ident, msg, "shutdown_ack", {})
+        self.request_stop()
+
+    def _on_heartbeat(self, ident: bytes, msg: Message) -> None:
+        """Nothing to do: receiving it refreshed the client's last-seen time."""
+
+    def _on_cancel(self, ident: bytes, msg: Message) -> None:
+        job = self._jobs.get((ident, msg.fields["job"]))
+        if job is None:
+            return  # already finished: the result or error is on its way
+        if job is self._running:
+            log.info("job %s: cancel requested at step %d", job.job_id, job.step)
+            job.request_cancel("client")
+        else:
+            self._cancel_waiting(job, "client")
+
+    def _on_submit(self, ident: bytes, msg: Message) -> None:
+        f = msg.fields
+        key = (ident, f["job"])
+        if key in self._jobs:
+            raise NeuralStyleError(ErrorCode.BAD_REQUEST, f"Job id {f['job']!r} is already in use.")
+        if self._stop.is_set():
+            raise NeuralStyleError(ErrorCode.BUSY, "The daemon is shutting down.")
+        if len(self._waiting) >= self.config.queue_size:
+            self.counters["busy"] += 1
+            raise NeuralStyleError(
+                ErrorCode.BUSY,
+                f"The daemon's queue is full ({len(self._waiting)} jobs waiting).",
+                "Try again when a job has finished, or restart the daemon with a larger --queue.",
+            )
+        job = self._make_job(ident, f)
+        self._jobs[key] = job
+        self._waiting.append(job)
+        position = len(self._waiting) - 1 + (self._running is not None)
+        self._send(ident, Message("accepted", {"job": job.job_id, "position": position}))
+        log.info(
+            "job %s: accepted %dx%d, %d style(s), %d steps at size %d, position %d",
+            job.job_id,
+            job.content.shape[1],
+            job.content.shape[0],
+            len(job.styles),
+            job.params.iterations,
+            job.params.size,
+            position,
+        )
+        self._dispatch()
+
+    def _make_job(self, ident: bytes, f: dict[str, Any]) -> Job:
+        params = StyleParams.from_dict(f["params"])
+        if f.get("preview_every"):
+            params = replace(params, preview_every=f["preview_every"])
+        content = _checked_array("content", f["content"])
+        styles = [_checked_array(f"styles[{i}]", s) for i, s in enumerate(f["styles"])]
+        mask = _checked_array("mask", f["mask"]) if "mask" in f else None
+        return Job(
+            ident=ident,
+            job_id=f["job"],
+            content=content,
+            styles=styles,
+            mask=mask,
+            params=params,
+            preview_max_side=f.get("preview_max_side", 256),
+            heartbeat_s=f.get("heartbeat_s", protocol.DEFAULT_HEARTBEAT_S),
+        )
+
+    # -- queue
+    def _dispatch(self) -> None:
+        if self._running is not None or not self._waiting or self._stop.is_set():
+            return
+        job = self._waiting.popleft()
+        self._running = job
+        self.worker.jobs.put_nowait(job)
+        for position, waiting in enumerate(self._waiting, start=1):
+            self._heartbeat(waiting, position)
+
+    def _cancel_waiting(self, job: Job, reason: str) -> None:
+        with contextlib.suppress(ValueError):
+            self._waiting.remove(job)
+        self._jobs.pop(job.key, None)
+        self.counters["cancelled"] += 1
+        log.info("job %s: cancelled while queued (%s)", job.job_id, reason)
+        self._send(job.ident, Message("cancelled", {"job": job.job_id, "reason": reason}))
+
+    # -- worker events
+    def _drain_events(self) -> None:
+        while True:
+            try:
+                kind, job, payload = self.worker.events.get_nowait()
+            except queue.Empty:
+                return
+            getattr(self, f"_event_{kind}")(job, payload)
+
+    def _event_progress(self, job: Job, payload: tuple[Iterate, float]) -> None:
+        it, eta = payload
+        fields = {
+            "job": job.job_id,
+            "step": it.step,
+            "total": it.total,
+            "loss": float(it.loss),
+            "content": float(it.content),
+            "style": float(it.style),
+            "tv": float(it.tv),
+            "elapsed_s": max(0.0, float(it.elapsed)),
+            "eta_s": eta,
+            "scale": int(it.scale),
+        }
+        self._send(job.ident, Message("progress", fields), droppable=True)
+
+    def _event_preview(self, job: Job, payload: tuple[int, ImageBuf]) -> None:
+        step, image = payload
+        msg = Message("preview", {"job": job.job_id, "step": step, "image": image})
+        self._send(job.ident, msg, droppable=True)
+
+    def _event_result(self, job: Job, result: StylizeResult) -> None:
+        self._end(job)
+        self.counters["done"] += 1
+        self.counters["style_cache_hits"] += bool(result.style_cache_hit)
+        stats = self._stats(job, result)
+        log.info(
+            "job %s: done in %.2f s (%d steps, style cache %s)",
+            job.job_id,
+            result.elapsed,
+            len(result.iterates),
+            "hit" if result.style_cache_hit else "miss",
+        )
+        rows = [
+            (i.step, i.total, i.loss, i.content, i.style, i.tv, i.elapsed, i.scale)
+            for i in result.iterates
+        ]
+        fields = {
+            "job": job.job_id,
+            "image": image_from_array(result.image),
+            "stats": stats,
+            "iterates": protocol.pack_iterates(rows),
+        }
+        self._send(job.ident, Message("result", fields))
+
+    def _event_cancelled(self, job: Job, step: int) -> None:
+        self._end(job)
+        self.counters["cancelled"] += 1
+        log.info(
+            "job %s: cancelled (%s) at step %d, requested at step %d",
+            job.job_id,
+            job.cancel_reason,
+            step,
+            job.cancel_step,
+        )
+        fields = {
+            "job": job.job_id,
+            "reason": job.cancel_reason or "client",
+            "step": int(step),
+            "requested_at_step": int(job.cancel_step),
+        }
+        self._send(job.ident, Message("cancelled", fields))
+
+    def _event_error(self, job: Job, exc: NeuralStyleError) -> None:
+        self._end(job)
+        self.counters["failed"] += 1
+        log.info("job %s: failed (%s) %s", job.job_id, exc.code.value, exc.message)
+        self._send_error(job.ident, exc, job=job.job_id)
+
+    def _end(self, job: Job) -> None:
+        self._jobs.pop(job.key, None)
+        if self._running is job:
+            self._running = None
+        self._dispatch()
+
+    def _stats(self, job: Job, result: StylizeResult) -> dict[str, Any]:
+        its = result.iterates
+        steady = [b.elapsed - a.elapsed for a, b in itertools.pairwise(its[-20:])]
+        last = its[-1] if its else None
+        return {
+            "elapsed_s": float(result.elapsed),
+            "queue_wait_s": max(0.0, job.started - job.submitted),
+            "steps": len(its),
+            "stopped": bool(result.stopped),
+            "style_cache_hit": bool(result.style_cache_hit),
+            "work_size": [int(v) for v in result.work_size],
+            "first_step_s": float(its[0].elapsed) if its else 0.0,
+            "step_s": float(sorted(steady)[len(steady) // 2]) if steady else 0.0,
+            "loss": float(last.loss) if last else 0.0,
+            "content": float(last.content) if last else 0.0,
+            "style": float(last.style) if last else 0.0,
+            "tv": float(last.tv) if last else 0.0,
+            "device": self.engine.device,
+            "weights": _weights_dict(self.engine),
+        }
+
+    # -- periodic duties
+    def _tick(self) -> None:
+        now = time.monotonic()
+        self._retry_backlog(now)
+        for job in list(self._jobs.values()):
+            seen = self._last_seen.get(job.ident, job.submitted)
+            if now - seen > protocol.CLIENT_GONE_HEARTBEATS * job.heartbeat_s:
+                self._client_gone(job, now - seen)
+            elif now - job.last_sent >= job.heartbeat_s:
+                position = 0 if job is self._running else self._position(job)
+                self._heartbeat(job, position)
+        if len(self._last_seen) > 1000:  # forget idle peers
+            active = {job.ident for job in self._jobs.values()}
+            self._last_seen = {i: t for i, t in self._last_seen.items() if i in active}
+
+    def _client_gone(self, job: Job, silent: float) -> None:
+        if job is self._running:
+            if not job.cancel.is_set():
+                log.info("job %s: client silent for %.1f s, cancelling", job.job_id, silent)
+                job.request_cancel("client_gone")
+        else:
+            self._cancel_waiting(job, "client_gone")
+
+    def _position(self, job: Job) -> int:
+        try:
+            return self._waiting.index(job) + (self._running is not None)
+        except ValueError:
+            return 0
+
+    def _heartbeat(self, job: Job, position: int) -> None:
+        state = "running" if job is self._running else "queued"
+        fields = {"job": job.job_id, "state": state, "position": position}
+        self._send(job.ident, Message("heartbeat", fields), droppable=True)
+
+    # -- sending
+    def _reply(self, ident: bytes, request: Message, kind: str, fields: dict[str, Any]) -> None:
+        if "req" in request.fields:
+            fields = {**fields, "req": request.fields["req"]}
+        self._send(ident, Message(kind, fields))
+
+    def _send_error(self, ident: bytes, exc: NeuralStyleError, **address: Any) -> None:
+        self._send(ident, protocol.error_message(exc.code, exc.message, exc.hint, **address))
+
+    def _send(
+        self, ident: bytes, msg: Message, *, droppable: bool = False, key: bytes | None = b""
+    ) -> None:
+        """Send without ever blocking; keep undeliverable important messages for a while."""
+        frames = [ident, *protocol.encode(msg, self.key if key == b"" else key)]
+        job = self._jobs.get((ident, msg.get("job", "")))
+        if job is not None:
+            job.last_sent = time.monotonic()
+        if not self._try_send(frames) and not droppable:
+            self._backlog.append((time.monotonic() + 10.0, frames))
+
+    def _try_send(self, frames: list[Any]) -> bool:
+        try:
+            self.router.send_multipart(frames, zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return False  # the peer's queue is full
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EHOSTUNREACH:
+                raise
+            return True  # the peer is gone: nobody to deliver to
+        return True
+
+    def _retry_backlog(self, now: float) -> None:
+        for _ in range(len(self._backlog)):
+            deadline, frames = self._backlog.popleft()
+            if not self._try_send(frames) and now < deadline:
+                self._backlog.append((deadline, frames))
+
+    # -- descriptions
+    def _welcome(self) -> dict[str, Any]:
+        return {
+            "protocol": protocol.PROTOCOL_VERSION,
+            "server": __version__,
+            "pid": os.getpid(),
+            "device": self.engine.device,
+            "model": "vgg19",
+            "weights": _weights_dict(self.engine),
+            "limits": {
+                "max_pixels": self.config.max_pixels,
+                "max_side": limits.MAX_IMAGE_SIDE,
+                "max_work_side": limits.MAX_WORK_SIDE,
+                "max_styles": limits.MAX_STYLES,
+                "max_iterations": limits.MAX_ITERATIONS,
+                "queue": self.config.queue_size,
+            },
+            "features": list(protocol.FEATURES),
+            "heartbeat_s": protocol.DEFAULT_HEARTBEAT_S,
+        }
+
+    def status_info(self) -> dict[str, Any]:
+        running = self._running
+        info: dict[str, Any] = {
+            "server": __version__,
+            "protocol": protocol.PROTOCOL_VERSION,
+            "pid": os.getpid(),
+            "endpoint": self.endpoint,
+            "uptime_s": time.time() - self.started,
+            "device": self.engine.device,
+            "model": "vgg19",
+            "weights": _weights_dict(self.engine),
+            "queue": {"waiting": len(self._waiting), "max": self.config.queue_size},
+            "running": None,
+            "jobs": dict(self.counters),
+            "max_pixels": self.config.max_pixels,
+            "connection_file": str(self.connection_path or ""),
+            "log_file": str(self.config.log_file or ""),
+            "curve": bool(self.curve_public),
+            "rss_bytes": _rss(),
+        }
+        if running is not None:
+            info["running"] = {
+                "step": running.step,
+                "total": running.total or running.params.iterations,
+                "elapsed_s": time.monotonic() - running.started if running.started else 0.0,
+            }
+        return info
+
+
+def _checked_array(where: str, img: ImageBuf) -> np.ndarray:
+    arr = array_from_image(img)
+    if img.dtype == "f32" and not np.isfinite(arr).all():
+        raise NeuralStyleError(
+            ErrorCode.BAD_REQUEST, f"submit.{where}: float pixels must be finite (no NaN/inf)."
+        )
+    return arr
+
+
+def _weights_dict(engine: Engine) -> dict[str, Any]:
+    w = engine.weights
+    return {
+        "path": str(getattr(w, "path", "")),
+        "sha256": str(getattr(w, "sha256", "")),
+        "synthetic": bool(getattr(w, "synthetic", False)),
+    }
+
+
+def _rss() -> int:
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except Exception:  # psutil missing or restricted: the status line just lacks it
+        return 0
+
+
+# --------------------------------------------------------------------------- binding policy
+
+
+def is_loopback_endpoint(endpoint: str) -> bool:
+    """True for tcp on a loopback address, ipc and inproc; False for anything reachable."""
+    transport, _, rest = endpoint.partition("://")
+    if transport in ("ipc", "inproc"):
+        return True
+    if transport != "tcp":
+        return False
+    host = rest.rsplit(":", 1)[0].strip("[]")
+    if host in ("localhost", "lo", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_curve_keys(path: Path) -> tuple[bytes, bytes]:
+    """(public, secret) Z85 keys from a zmq certificate file (``zmq.auth`` format)."""
+    import zmq.auth
+
+    try:
+        public, secret = zmq.auth.load_certificate(str(path))
+    except (OSError, ValueError) as exc:
+        raise NeuralStyleError(
+            ErrorCode.BAD_REQUEST,
+            f"Cannot read the CURVE secret key file {path}: {exc}.",
+            'Create one with: python -c "import zmq.auth; '
+            "zmq.auth.create_certificates('.', 'server')\"",
+        ) from None
+    if not secret:
+        raise NeuralStyleError(
+            ErrorCode.BAD_REQUEST,
+            f"{path} holds no secret key (pass the .key_secret file, not the .key file).",
+        )
+    return public, secret
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def serve(config: ServerConfig, engine_factory: Callable[[], Engine] | None = None) -> int:
+    """Start the daemon in the foreground; returns the process exit status.
+
+    2: refused configuration (non-loopback bind without CURVE); 1: could not start
+    (weights missing, port in use); 0: clean shutdown (SIGTERM, SIGINT or ``shutdown``).
+    """
+    if not is_loopback_endpoint(config.endpoint) and config.curve_secret_key is None:
+        print(
+            f"neural-style serve: refusing to bind {config.endpoint}: it is not a loopback "
+            "address, so anyone on the network could use this daemon.\n"
+            "Bind tcp://127.0.0.1:PORT, or configure CURVE encryption with "
+            "--curve-secret-key FILE.",
+            file=sys.stderr,
+        )
+        return 2
+    if config.device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = "-1"  # before TensorFlow is imported
+    try:
+        server = _start(config, engine_factory)
+    except NeuralStyleError as exc:
+        log.error("%s", exc)
+        print(f"neural-style serve: {exc}", file=sys.stderr)
+        return 1
+    previous = {
+        sig: signal.signal(sig, server.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        server.write_connection_file()
+        return server.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _start(config: ServerConfig, engine_factory: Callable[[], Engine] | None) -> Server:
+    """Load the model, then bind: the port is only taken once the daemon can serve."""
+    t0 = time.monotonic()
+    if engine_factory is None:
+        from neural_style.daemon.engine import StyleTransfer
+
+        def engine_factory() -> Engine:
+            return StyleTransfer.load(config.weights)
+
+    engine = engine_factory()
+    if config.device == "gpu" and "GPU" not in engine.device.upper():
+        raise NeuralStyleError(
+            ErrorCode.INTERNAL,
+            f"--device gpu was asked for, but TensorFlow sees no GPU (it would use "
+            f"{engine.device}).",
+            "Install the GPU build (pip install 'neural-style-gimp[gpu]') or use --device auto.",
+        )
+    log.info("model loaded in %.1f s on %s", time.monotonic() - t0, engine.device)
+    return Server(config, engine)
