@@ -198,8 +198,12 @@ class Done:
 
 @dataclass
 class Cancelled:
+    """The job ended early: ``reason`` is client, client_gone or shutdown."""
+
     reason: str = "client"
+    #: Last step the engine ran, and the step it was at when the cancel arrived.
     step: int = 0
+    requested_at_step: int = 0
 
 
 Event = Accepted | Progress | Preview | Done | Cancelled
@@ -544,7 +548,7 @@ class Job:
             return self.result
         if msg.type == "cancelled":
             self._finish()
-            return Cancelled(f["reason"], f.get("step", 0))
+            return Cancelled(f["reason"], f.get("step", 0), f.get("requested_at_step", 0))
         return None  # heartbeat
 
     def _position_event(self, position: int) -> Accepted | None:

@@ -1,0 +1,413 @@
+"""The daemon's CLI commands (``serve``, ``status``, ``stop``) and the CLI's remote path.
+
+``daemon/cli.py`` owns the entry point and calls :func:`add_commands`; its ``stylize``
+command uses :func:`find_daemon` and :func:`stylize_remote` to run on a daemon when one
+answers. TensorFlow is imported only by ``serve`` (status/stop must answer in a blink).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import logging.handlers
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from neural_style.daemon.params import Iterate, StyleParams, StylizeResult
+from neural_style.daemon.server import (
+    ServerConfig,
+    array_from_image,
+    image_from_array,
+    serve,
+)
+from neural_style.shared import connection, limits, protocol
+from neural_style.shared.client import (
+    Cancelled,
+    CancelledError,
+    Client,
+    Done,
+    Preview,
+    Progress,
+    Unauthenticated,
+    VersionMismatch,
+)
+from neural_style.shared.errors import NeuralStyleError
+
+log = logging.getLogger("neural_style.daemon")
+
+#: How long ``find_daemon`` waits for a pong.
+FIND_TIMEOUT_S = 1.0
+
+
+# --------------------------------------------------------------------------- argparse
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add ``serve``, ``status`` and ``stop`` to the CLI's subparsers."""
+    _add_serve(subparsers)
+    _add_status(subparsers)
+    _add_stop(subparsers)
+
+
+def _add_serve(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="run the daemon (foreground) that keeps VGG-19 loaded for GIMP and the CLI",
+        description="Run the neural-style daemon in the foreground. It listens on loopback "
+        f"({protocol.DEFAULT_ENDPOINT} by default), writes a user-only connection file with "
+        "its key, and stops cleanly on Ctrl-C, SIGTERM or `neural-style stop`.",
+    )
+    p.add_argument("--bind", default=protocol.DEFAULT_ENDPOINT, metavar="ENDPOINT",
+                   help="ZeroMQ endpoint to listen on (default %(default)s); non-loopback "
+                   "addresses need --curve-secret-key")  # fmt: skip
+    p.add_argument("--weights", metavar="FILE", help="VGG-19 notop .h5 weights file "
+                   "(default: $NEURAL_STYLE_WEIGHTS, then the Keras cache)")  # fmt: skip
+    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+                   help="where TensorFlow runs (default %(default)s)")  # fmt: skip
+    p.add_argument("--max-pixels", type=_positive_int, default=limits.MAX_IMAGE_PIXELS,
+                   help="largest image accepted, in pixels (default %(default)s)")  # fmt: skip
+    p.add_argument("--queue", type=_positive_int, default=8, metavar="N",
+                   help="jobs that may wait behind the running one (default %(default)s)",
+                   )  # fmt: skip
+    p.add_argument("--connection-file", type=Path, metavar="FILE",
+                   help="where to write the connection file (default: "
+                   f"${connection.ENV_FILE}, else the user runtime dir)")  # fmt: skip
+    p.add_argument("--curve-secret-key", type=Path, metavar="FILE",
+                   help="zmq certificate with the daemon's CURVE secret key: encrypts the "
+                   "connection and allows a non-loopback --bind")  # fmt: skip
+    p.add_argument("--log-file", type=Path, metavar="FILE",
+                   help="log file (default: daemon.log in the user log dir)")  # fmt: skip
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.set_defaults(func=cmd_serve)
+
+
+def _add_status(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "status",
+        help="show whether a daemon runs, and what it is doing (exit 1 if none answers)",
+    )
+    _add_endpoint(p)
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.set_defaults(func=cmd_status)
+
+
+def _add_stop(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "stop", help="stop the daemon gracefully (cancels its jobs) and wait until it is gone"
+    )
+    _add_endpoint(p)
+    p.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
+                   help="how long to wait for the process to exit (default %(default)s)",
+                   )  # fmt: skip
+    p.set_defaults(func=cmd_stop)
+
+
+def _add_endpoint(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--endpoint", metavar="ENDPOINT",
+                   help="daemon to talk to (default: from the connection file, else "
+                   f"{protocol.DEFAULT_ENDPOINT}); its key is found in the matching "
+                   "connection file")  # fmt: skip
+    p.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS",
+                   help="how long to wait for an answer (default %(default)s)")  # fmt: skip
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    log_file = setup_logging(args.log_file, logging.DEBUG if args.verbose else logging.INFO)
+    config = ServerConfig(
+        endpoint=args.bind,
+        weights=args.weights,
+        device=args.device,
+        max_pixels=args.max_pixels,
+        queue_size=args.queue,
+        connection_file=args.connection_file,
+        curve_secret_key=args.curve_secret_key,
+        log_file=log_file,
+    )
+    return serve(config)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    try:
+        with Client(args.endpoint, timeout=args.timeout) as client:
+            info = client.status()
+    except NeuralStyleError as exc:
+        where = args.endpoint or "the default endpoint or connection file"
+        print(f"No neural-style daemon answers at {where}.\n{exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True))
+    else:
+        print(format_status(info))
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    try:
+        with Client(args.endpoint, timeout=args.timeout) as client:
+            info = client.status()
+            client.shutdown()
+    except NeuralStyleError as exc:
+        where = args.endpoint or "the default endpoint or connection file"
+        print(f"No neural-style daemon answers at {where}.\n{exc}", file=sys.stderr)
+        return 1
+    pid, conn_file = int(info.get("pid", 0)), info.get("connection_file") or ""
+    if _wait_gone(pid, Path(conn_file) if conn_file else None, args.wait):
+        print(f"neural-style daemon (pid {pid}) at {info.get('endpoint')} stopped.")
+        return 0
+    print(f"The daemon (pid {pid}) acknowledged but has not exited after {args.wait:g} s.")
+    return 1
+
+
+def _wait_gone(pid: int, conn_file: Path | None, wait: float) -> bool:
+    """Wait until the process is gone and its connection file removed."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        file_gone = conn_file is None or not conn_file.exists()
+        if file_gone and (pid <= 0 or not connection.pid_alive(pid)):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def format_status(info: dict[str, Any]) -> str:
+    """A short human summary of ``status`` output."""
+    weights = info.get("weights") or {}
+    jobs = info.get("jobs") or {}
+    queue = info.get("queue") or {}
+    running = info.get("running")
+    doing = "idle"
+    if running:
+        doing = f"running step {running.get('step', 0)}/{running.get('total', 0)}"
+    synthetic = " (synthetic test weights: results are not artistic)" * bool(
+        weights.get("synthetic")
+    )
+    lines = [
+        f"neural-style daemon {info.get('server')} (protocol {info.get('protocol')}), "
+        f"pid {info.get('pid')}, up {_duration(info.get('uptime_s', 0))}",
+        f"  endpoint:  {info.get('endpoint')}{'  (CURVE)' if info.get('curve') else ''}",
+        f"  device:    {info.get('device')}",
+        f"  weights:   {weights.get('path')}  sha256 {str(weights.get('sha256', ''))[:12]}"
+        f"{synthetic}",
+        f"  now:       {doing}; {queue.get('waiting', 0)} waiting (max {queue.get('max')})",
+        f"  jobs:      {jobs.get('done', 0)} done, {jobs.get('cancelled', 0)} cancelled, "
+        f"{jobs.get('failed', 0)} failed, {jobs.get('busy', 0)} refused (busy); "
+        f"{jobs.get('style_cache_hits', 0)} style cache hits",
+    ]
+    if info.get("rss_bytes"):
+        lines.append(f"  memory:    {info['rss_bytes'] / 2**20:.0f} MiB resident")
+    if info.get("connection_file"):
+        lines.append(f"  conn file: {info['connection_file']}")
+    if info.get("log_file"):
+        lines.append(f"  log file:  {info['log_file']}")
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def setup_logging(log_file: Path | None, level: int = logging.INFO) -> Path | None:
+    """Log to stderr and to a rotating file (default: the user log dir's daemon.log)."""
+    logger = logging.getLogger("neural_style")
+    logger.setLevel(level)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(fmt)
+    logger.addHandler(stderr)
+    if log_file is None:
+        import platformdirs
+
+        log_file = Path(platformdirs.user_log_dir("neural-style")) / "daemon.log"
+    try:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(
+            log_file, maxBytes=5 * 2**20, backupCount=3, encoding="utf-8"
+        )
+    except OSError as exc:
+        logger.warning("cannot write the log file %s: %s", log_file, exc)
+        return None
+    handler.setFormatter(fmt)
+    logger.addHandler(handler)
+    return log_file
+
+
+# --------------------------------------------------------------------------- remote stylize
+
+
+@dataclass
+class DaemonInfo:
+    """Which daemon ran a job: for the CLI's JSON report."""
+
+    endpoint: str
+    device: str
+    weights: dict[str, Any]
+    """``{"path", "sha256", "synthetic"}`` of the daemon's VGG-19 weights."""
+    server_version: str = ""
+    stats: dict[str, Any] = field(default_factory=dict)
+    """The daemon's statistics for the job (queue wait, first-step time, losses…)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint,
+            "device": self.device,
+            "weights": dict(self.weights),
+            "server_version": self.server_version,
+            "stats": dict(self.stats),
+        }
+
+
+@dataclass
+class RemoteStylizeResult(StylizeResult):
+    """A :class:`StylizeResult` that also says which daemon produced it."""
+
+    daemon: DaemonInfo | None = None
+
+
+def find_daemon(endpoint: str | None = None) -> str | None:
+    """The endpoint of a daemon that answers a ping within ~1 s, else None.
+
+    A daemon that answers but refuses us (wrong key, other version) still counts: the
+    caller's next request then fails with that precise error instead of silently running
+    locally.
+    """
+    try:
+        with Client(endpoint, timeout=FIND_TIMEOUT_S) as client:
+            with contextlib.suppress(Unauthenticated, VersionMismatch):
+                client.ping()
+            return client.endpoint
+    except NeuralStyleError:
+        return None
+
+
+def stylize_remote(
+    endpoint: str | None,
+    content: np.ndarray,
+    styles: list[np.ndarray],
+    params: StyleParams,
+    on_iterate: Callable[[Iterate], None] | None = None,
+    mask: np.ndarray | None = None,
+    *,
+    timeout: float = 10.0,
+) -> RemoteStylizeResult:
+    """Run one job on a daemon; same contract as ``StyleTransfer.stylize``.
+
+    ``on_iterate`` sees the (throttled) progress messages, with the preview attached on
+    preview steps; ``result.iterates`` has every step. Ctrl-C cancels the job on the daemon.
+    """
+    with Client(endpoint, timeout=timeout) as client:
+        welcome = client.hello()
+        job = client.submit(
+            image_from_array(content),
+            [image_from_array(s) for s in styles],
+            params.to_dict(),
+            mask=image_from_array(mask) if mask is not None else None,
+            preview_every=params.preview_every,
+            preview_max_side=protocol.MAX_PREVIEW_SIDE,
+        )
+        try:
+            done = _follow(job, on_iterate)
+        except KeyboardInterrupt:
+            job.cancel_and_wait(timeout=5.0)
+            raise
+        daemon = DaemonInfo(
+            endpoint=client.endpoint,
+            device=str(welcome.get("device", "")),
+            weights=dict(welcome.get("weights", {})),
+            server_version=str(welcome.get("server", "")),
+            stats=dict(done.stats),
+        )
+    return _to_result(done, content, daemon)
+
+
+def _follow(job: Any, on_iterate: Callable[[Iterate], None] | None) -> Done:
+    previews: dict[int, np.ndarray] = {}
+    while True:
+        for event in job.poll(timeout_ms=250):
+            if isinstance(event, Done):
+                return event
+            if isinstance(event, Cancelled):
+                raise CancelledError(f"The daemon cancelled the job ({event.reason}).")
+            if isinstance(event, Preview):
+                previews[event.step] = array_from_image(event.image).astype(np.float32) / 255.0
+            elif isinstance(event, Progress) and on_iterate is not None:
+                on_iterate(_iterate(event, previews.pop(event.step, None)))
+
+
+def _iterate(p: Progress, preview: np.ndarray | None) -> Iterate:
+    return Iterate(
+        step=p.step,
+        total=p.total,
+        loss=p.loss,
+        content=p.content,
+        style=p.style,
+        tv=p.tv,
+        elapsed=p.elapsed_s,
+        scale=p.scale,
+        preview=preview,
+    )
+
+
+def _to_result(done: Done, content: np.ndarray, daemon: DaemonInfo) -> RemoteStylizeResult:
+    image = np.array(array_from_image(done.image))  # own the memory, writable
+    if content.ndim == 2 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    iterates = [
+        Iterate(
+            step=int(row["step"]),
+            total=int(row["total"]),
+            loss=row["loss"],
+            content=row["content"],
+            style=row["style"],
+            tv=row["tv"],
+            elapsed=row["elapsed"],
+            scale=int(row["scale"]),
+        )
+        for row in done.iterates
+    ]
+    stats = done.stats
+    work = stats.get("work_size") or [0, 0]
+    return RemoteStylizeResult(
+        image=image,
+        iterates=iterates,
+        stopped=bool(stats.get("stopped", False)),
+        elapsed=float(stats.get("elapsed_s", 0.0)),
+        style_cache_hit=bool(stats.get("style_cache_hit", False)),
+        work_size=(int(work[0]), int(work[1])),
+        daemon=daemon,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry (``python -m neural_style.daemon.service_cli serve …``).
+
+    The product's entry point is ``neural-style`` (daemon/cli.py); this one lets the tests
+    and the benchmarks start a daemon without depending on the rest of the CLI.
+    """
+    parser = argparse.ArgumentParser(prog="neural-style")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
