@@ -1,3 +1,342 @@
-def main() -> int:
-    print("hello")
+"""``neural-style``: the one command-line entry point, with subcommands.
+
+Every user-facing failure is a :class:`NeuralStyleError`; ``main`` prints its message and
+hint as one paragraph on stderr and exits 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from neural_style.shared import __version__
+from neural_style.shared.errors import NeuralStyleError
+
+EXIT_USAGE = 2
+DEFAULTS_NOTE = "Defaults follow TensorFlow's style-transfer tutorial; see README."
+
+
+# --------------------------------------------------------------------------- helpers
+def _quiet_tensorflow() -> None:
+    """TensorFlow's C++ start-up chatter is noise for CLI users."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def _write_json_atomic(data: dict[str, Any], path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".neural-style-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _check_report_path(path: Path) -> Path:
+    from neural_style.daemon.images import bad
+
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir() or not os.access(parent, os.W_OK) or path.is_dir():
+        raise bad(f"Cannot write the report {path}: its folder is missing or not writable.")
+    return path
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def _blend(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list") from None
+
+
+# --------------------------------------------------------------------------- stylize
+def add_stylize(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from neural_style.daemon.params import Init, Optimizer, StyleParams
+
+    d = StyleParams()
+    p = sub.add_parser(
+        "stylize",
+        help="stylize an image file after one or more style images",
+        description="Stylize CONTENT after STYLE (several STYLEs are blended). "
+        "Uses a running daemon when one answers, else runs in this process. " + DEFAULTS_NOTE,
+    )
+    p.add_argument("content", help="content image file")
+    p.add_argument("styles", nargs="+", metavar="style", help="style image file(s)")
+    p.add_argument("-o", "--output", required=True, help="output image file (.png, .jpg, …)")
+    p.add_argument(
+        "--size",
+        type=_positive_int,
+        default=d.size,
+        help=f"long side in px the optimisation works at (default {d.size})",
+    )
+    p.add_argument(
+        "--iterations",
+        type=_positive_int,
+        default=d.iterations,
+        help=f"optimiser steps (default {d.iterations})",
+    )
+    p.add_argument("--optimizer", choices=[o.value for o in Optimizer], default=d.optimizer.value)
+    p.add_argument("--content-weight", type=_float, default=d.content_weight)
+    p.add_argument("--style-weight", type=_float, default=d.style_weight)
+    p.add_argument("--tv-weight", type=_float, default=d.tv_weight)
+    p.add_argument("--learning-rate", type=_float, default=d.learning_rate, help="Adam step size")
+    p.add_argument("--init", choices=[i.value for i in Init], default=d.init.value)
+    p.add_argument("--seed", type=_positive_int, default=None)
+    p.add_argument(
+        "--style-blend", type=_blend, default=None, help="weights of several styles, e.g. 0.7,0.3"
+    )
+    p.add_argument(
+        "--keep-size",
+        action=argparse.BooleanOptionalAction,
+        default=d.keep_size,
+        help="resize the result back to the content's size when --size is smaller (default on)",
+    )
+    p.add_argument(
+        "--weights", help="VGG-19 weights file (else $NEURAL_STYLE_WEIGHTS, else Keras' cache)"
+    )
+    p.add_argument("--report", help="write a JSON report of the run here")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--local", action="store_true", help="run in this process, not a daemon")
+    where.add_argument("--daemon", metavar="ENDPOINT", help="use the daemon at ENDPOINT")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_stylize)
+
+
+def cmd_stylize(args: argparse.Namespace) -> int:
+    from neural_style.daemon import images
+    from neural_style.daemon.params import StyleParams
+
+    params = StyleParams(
+        size=args.size,
+        iterations=args.iterations,
+        optimizer=args.optimizer,
+        content_weight=args.content_weight,
+        style_weight=args.style_weight,
+        tv_weight=args.tv_weight,
+        learning_rate=args.learning_rate,
+        init=args.init,
+        seed=args.seed,
+        style_blend=args.style_blend,
+        keep_size=args.keep_size,
+    )
+    content = images.load_image(args.content, "content image")
+    styles = [images.load_image(s, "style image") for s in args.styles]
+    output = images.check_writable(args.output)
+    report_path = _check_report_path(Path(args.report)) if args.report else None
+
+    bar = _ProgressBar(params.iterations, disabled=args.quiet)
+    try:
+        result, meta = _run(args, content, styles, params, bar.update)
+    finally:
+        bar.close()
+    images.save_image(result.image, output)
+    height, width = result.image.shape[:2]
+    if meta["weights"]["synthetic"]:
+        print(_synthetic_warning(), file=sys.stderr)
+    if report_path:
+        report = {
+            "synthetic": meta["weights"]["synthetic"],
+            "weights": meta["weights"],
+            "device": meta["device"],
+            "mode": meta["mode"],
+            "params": params.to_dict(),
+            "iterations": [it.to_dict() for it in result.iterates],
+            "stopped": result.stopped,
+            "style_cache_hit": result.style_cache_hit,
+            "work_size": {"width": result.work_size[0], "height": result.work_size[1]},
+            "total_time_s": result.elapsed,
+            "output": {"path": str(output.resolve()), "width": width, "height": height},
+        }
+        _write_json_atomic(report, report_path)
+    if not args.quiet:
+        print(f"wrote {output} ({width}x{height}) in {result.elapsed:.1f} s", file=sys.stderr)
     return 0
+
+
+def _synthetic_warning() -> str:
+    from neural_style.daemon.weights import SYNTHETIC_WARNING
+
+    return SYNTHETIC_WARNING
+
+
+def _run(args, content, styles, params, on_iterate):  # type: ignore[no-untyped-def]
+    """Run locally; (result, {weights, device, mode})."""
+    endpoint = _daemon_endpoint(args)
+    if endpoint is not None:
+        from neural_style.daemon import service_cli
+
+        result, info = service_cli.stylize_remote(endpoint, content, styles, params, on_iterate)
+        return result, {"weights": info.weights, "device": info.device, "mode": "daemon"}
+    from neural_style.daemon.engine import StyleTransfer
+
+    engine = StyleTransfer.load(args.weights)
+    if engine.weights.synthetic:
+        print(_synthetic_warning(), file=sys.stderr)
+
+    def callback(it):  # type: ignore[no-untyped-def]
+        on_iterate(it)
+
+    result = engine.stylize(content, styles, params, callback)
+    return result, {"weights": engine.weights.to_dict(), "device": engine.device, "mode": "local"}
+
+
+def _daemon_endpoint(args: argparse.Namespace) -> str | None:
+    """Endpoint of the daemon to use, or None to run in-process."""
+    if args.local:
+        return None
+    try:
+        from neural_style.daemon import service_cli
+    except ImportError:  # daemon side not installed: run locally
+        return None
+    if args.daemon:
+        return str(args.daemon)
+    return service_cli.find_daemon(None)
+
+
+class _ProgressBar:
+    """tqdm on stderr: steps, losses, ETA."""
+
+    def __init__(self, total: int, disabled: bool) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(
+            total=total,
+            unit="step",
+            disable=disabled,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            desc="stylize",
+        )
+        self._last = 0
+
+    def update(self, it: Any) -> None:
+        self._bar.update(it.step - self._last)
+        self._last = it.step
+        self._bar.set_postfix(
+            loss=f"{it.loss:.3g}",
+            content=f"{it.content:.3g}",
+            style=f"{it.style:.3g}",
+            tv=f"{it.tv:.3g}",
+            refresh=False,
+        )
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+# --------------------------------------------------------------------------- weights
+def add_weights_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "fetch-weights",
+        help="download Keras' ImageNet VGG-19 weights (80 MB)",
+        description="Download the VGG-19 'notop' weights with Keras' own "
+        "downloader into Keras' cache and verify Keras' published checksum.",
+    )
+    p.set_defaults(func=cmd_fetch_weights)
+    p = sub.add_parser(
+        "synth-weights",
+        help="write a synthetic VGG-19 weights file (tests only; not art)",
+        description="Write a file of the exact HDF5 layout of Keras' VGG-19 "
+        "weights, filled with seeded random values. For tests and benchmarks "
+        "on machines without the real file; results made with it are flagged "
+        "synthetic.",
+    )
+    p.add_argument("path")
+    p.add_argument("--seed", type=_positive_int, default=0)
+    p.set_defaults(func=cmd_synth_weights)
+    p = sub.add_parser(
+        "check-weights",
+        help="say which weights file would be used and whether it is the real ImageNet file",
+    )
+    p.add_argument("--weights")
+    p.set_defaults(func=cmd_check_weights)
+
+
+def cmd_fetch_weights(args: argparse.Namespace) -> int:
+    from neural_style.daemon.weights import fetch_weights, inspect_weights
+
+    path = fetch_weights()
+    info = inspect_weights(path)
+    print(f"VGG-19 weights ready: {path} (sha256 {info.sha256[:16]}…)")
+    return 0
+
+
+def cmd_synth_weights(args: argparse.Namespace) -> int:
+    from neural_style.daemon.weights import write_synthetic_weights
+
+    path = write_synthetic_weights(args.path, seed=args.seed)
+    print(f"wrote synthetic (random, not ImageNet) VGG-19 weights to {path}")
+    return 0
+
+
+def cmd_check_weights(args: argparse.Namespace) -> int:
+    from neural_style.daemon.weights import inspect_weights, resolve_weights
+
+    info = inspect_weights(resolve_weights(args.weights))
+    print(json.dumps(info.to_dict(), indent=2))
+    return 0
+
+
+# --------------------------------------------------------------------------- main
+CommandAdder = Callable[[argparse._SubParsersAction], None]  # type: ignore[type-arg]
+
+
+def _command_adders() -> list[CommandAdder]:
+    adders: list[CommandAdder] = [add_stylize, add_weights_commands]
+    return adders
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="neural-style",
+        description="Neural style transfer (Gatys et al.) for GIMP 3: CLI and daemon.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in _command_adders():
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_tensorflow()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except NeuralStyleError as exc:
+        text = exc.message + (f"\n{exc.hint}" if exc.hint else "")
+        print(f"neural-style: error: {text}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("neural-style: interrupted; nothing was written.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -105,9 +105,7 @@ class StyleParams:
                 f"{self.learning_rate!r} is not in "
                 f"[{limits.MIN_LEARNING_RATE:g}, {limits.MAX_LEARNING_RATE:g}]",
             )
-        if self.seed is not None and (
-            not isinstance(self.seed, int) or not 0 <= self.seed < 2**32
-        ):
+        if self.seed is not None and (not isinstance(self.seed, int) or not 0 <= self.seed < 2**32):
             raise bad("seed", f"{self.seed!r} is not an integer in [0, 2^32)")
         if not isinstance(self.preview_every, int) or not 0 <= self.preview_every <= 1_000_000:
             raise bad("preview_every", f"{self.preview_every!r} is not a non-negative integer")

@@ -1,0 +1,67 @@
+"""The brief's losses as pure TensorFlow functions.
+
+Normalisation (chosen so one set of weights works at every image size, and so that the
+numbers equal TensorFlow's style-transfer tutorial at its 512x384 working size):
+
+* Gram matrix: ``G = FᵀF / (H·W)`` for features F of shape (H·W, C): a mean over positions,
+  so it does not grow with the image.
+* Content loss: mean of squared feature differences at ``block5_conv2``.
+* Style loss: per layer, the mean of squared Gram differences; averaged over the five layers.
+* Total variation: ``tf.image.total_variation`` (sum of absolute neighbour differences,
+  channels summed) scaled by ``TV_REFERENCE_AREA / (H·W)``; that is a per-pixel mean times
+  the tutorial's reference area, so the tutorial's weight of 30 keeps its meaning.
+
+Grams and losses are always computed in float32, whatever the convolutions ran in
+(half-precision Grams overflow).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+#: Pixel area at which the TV term equals tf.image.total_variation (the tutorial's 512x384).
+TV_REFERENCE_AREA = 512 * 384
+
+
+def gram_matrix(features: tf.Tensor) -> tf.Tensor:
+    """(B, H, W, C) features -> (B, C, C) Gram matrices divided by H·W."""
+    features = tf.cast(features, tf.float32)
+    shape = tf.shape(features)
+    positions = tf.cast(shape[1] * shape[2], tf.float32)
+    return tf.einsum("bijc,bijd->bcd", features, features) / positions
+
+
+def masked_gram_matrix(features: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
+    """Gram matrix over positions weighted by ``weights`` (B, H, W, 1), divided by their sum.
+
+    With all weights 1 this equals :func:`gram_matrix`.
+    """
+    features = tf.cast(features, tf.float32)
+    weighted = features * weights
+    total = tf.maximum(tf.reduce_sum(weights, axis=[1, 2, 3]), 1e-8)
+    gram = tf.einsum("bijc,bijd->bcd", weighted, features)
+    return gram / total[:, None, None]
+
+
+def content_loss(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """Mean squared difference of feature maps (scalar)."""
+    diff = tf.cast(features, tf.float32) - tf.cast(target, tf.float32)
+    return tf.reduce_mean(tf.square(diff))
+
+
+def style_loss(grams: Sequence[tf.Tensor], targets: Sequence[tf.Tensor]) -> tf.Tensor:
+    """Mean over layers of the mean squared Gram difference (scalar)."""
+    terms = [tf.reduce_mean(tf.square(g - t)) for g, t in zip(grams, targets, strict=True)]
+    return tf.add_n(terms) / float(len(terms))
+
+
+def tv_loss(image: tf.Tensor) -> tf.Tensor:
+    """Total variation of (B, H, W, C) images, normalised to the reference area (scalar)."""
+    image = tf.cast(image, tf.float32)
+    dy = tf.reduce_sum(tf.abs(image[:, 1:, :, :] - image[:, :-1, :, :]))
+    dx = tf.reduce_sum(tf.abs(image[:, :, 1:, :] - image[:, :, :-1, :]))
+    shape = tf.shape(image)
+    area = tf.cast(shape[1] * shape[2], tf.float32)
+    return (dx + dy) * (TV_REFERENCE_AREA / area)
