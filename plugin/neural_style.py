@@ -18,7 +18,9 @@ ones (the daemon returns the content's channel layout, so a GRAY image gets a GR
 as ``R'G'B' u8``: its colour statistics are all the daemon needs.
 
 Environment knobs (GIMP passes its environment to plug-ins): NEURAL_STYLE_TIMEOUT (seconds to
-wait for the daemon, default 10), NEURAL_STYLE_PLUGIN_LOG (append JSON lines of what happened:
+wait for the daemon, default 10), NEURAL_STYLE_EXTRA_PARAMS (a JSON object merged into the job's
+parameters, for settings the dialog does not offer yet, e.g. '{"seed": 1, "init": "noise"}';
+the daemon validates it), NEURAL_STYLE_PLUGIN_LOG (append JSON lines of what happened:
 used by the end-to-end tests, handy for bug reports), NEURAL_STYLE_CONNECTION_FILE (read by
 the client).
 """
@@ -248,6 +250,20 @@ class Throttle:
             self.last = now
             return True
         return False
+
+
+def extra_params(raw: str | None = None) -> dict[str, Any]:
+    """$NEURAL_STYLE_EXTRA_PARAMS as a dict (empty when unset); PluginError when malformed."""
+    raw = os.environ.get("NEURAL_STYLE_EXTRA_PARAMS", "") if raw is None else raw
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise PluginError(f"NEURAL_STYLE_EXTRA_PARAMS is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise PluginError('NEURAL_STYLE_EXTRA_PARAMS must be a JSON object, e.g. {"seed": 1}.')
+    return value
 
 
 # --------------------------------------------------------------------------- errors -> messages
@@ -607,6 +623,7 @@ def stylize(image: Any, drawables: list[Any], config: Any, interactive: bool) ->
     strength = float(config.get_property("style-strength"))
     endpoint = (config.get_property("endpoint") or "").strip()
     params = build_params(iterations, max_size, strength)
+    params.update(extra_params())
     log_event("start", params=params, endpoint=endpoint, interactive=interactive,
               preserve_color=bool(config.get_property("preserve-color")))  # fmt: skip
 
