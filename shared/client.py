@@ -236,7 +236,7 @@ class Client:
         self.heartbeat_interval = max(0.05, float(heartbeat_interval))
         self._jobs: dict[str, Job] = {}
         self._replies: dict[int, Message] = {}
-        self._orphan_error: Message | None = None
+        self._orphan: NeuralStyleError | None = None
         self._next_req = itertools.count(1)
         self.last_heard = time.monotonic()
         self._socket = self._make_socket(info)
@@ -433,6 +433,8 @@ class Client:
                 accept_unsigned_errors=True,
             )
         except ProtocolError as exc:
+            if exc.code is ErrorCode.VERSION_MISMATCH:  # a daemon of another version
+                self._orphan = error_for(exc.code, exc.message, exc.hint)
             log.warning("dropped a malformed message from the daemon: %s", exc.message)
             return
         self.last_heard = time.monotonic()
@@ -442,12 +444,12 @@ class Client:
         elif isinstance(msg.get("req"), int):
             self._replies[msg.fields["req"]] = msg
         elif msg.type == "error":
-            self._orphan_error = msg  # e.g. unauthenticated, addressed to nobody in particular
+            self._orphan = _error_from(msg)  # e.g. unauthenticated, addressed to nobody
 
     def _raise_orphan(self) -> None:
-        if self._orphan_error is not None:
-            msg, self._orphan_error = self._orphan_error, None
-            raise _error_from(msg)
+        if self._orphan is not None:
+            exc, self._orphan = self._orphan, None
+            raise exc
 
     def _forget(self, job: Job) -> None:
         self._jobs.pop(job.id, None)
@@ -478,6 +480,9 @@ class Job:
         self._maybe_heartbeat()
         if not self._inbox:
             client._receive(timeout_ms)
+            if not self._inbox and client._orphan is not None:
+                self._finish()
+                client._raise_orphan()
         events: list[Event] = []
         while self._inbox:
             event = self._to_event(self._inbox.popleft())

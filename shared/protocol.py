@@ -469,19 +469,13 @@ def decode(
 ) -> Message:
     """Check and decode one message; raise :class:`ProtocolError` for anything wrong.
 
-    Order matters: the signature is checked before the header is unpacked so that an
-    unauthenticated peer costs one HMAC, and the version before anything is interpreted.
+    Order matters: the version first (a future version may sign differently, and the
+    user should hear "version mismatch", not "unauthenticated"), then the signature
+    before the header is unpacked, so that an unauthenticated peer costs one HMAC.
     """
     if not 3 <= len(frames) <= 3 + MAX_BUFFERS:
         raise _bad(f"expected 3 to {3 + MAX_BUFFERS} frames, got {len(frames)}")
     version, signature, header_frame, *buffers = frames
-    try:
-        signed = _check_signature(key, frames, signature, accept_unsigned_errors)
-    except ProtocolError as exc:
-        # Best effort, so the unauthenticated peer's request can be matched to the reply.
-        with contextlib.suppress(ProtocolError):
-            exc.fields = _address(_unpack_header(header_frame))
-        raise
     if bytes(version) != VERSION:
         raise ProtocolError(
             ErrorCode.VERSION_MISMATCH,
@@ -489,13 +483,23 @@ def decode(
             f"{VERSION.decode()} (neural-style {__version__})",
             "Install the same neural-style version for the daemon and the GIMP plug-in.",
         )
+    try:
+        signed = _check_signature(key, frames, signature, accept_unsigned_errors)
+    except ProtocolError as exc:
+        # Best effort, so the unauthenticated peer's request can be matched to the reply.
+        with contextlib.suppress(ProtocolError):
+            exc.fields = _address(_unpack_header(header_frame))
+        raise
     header = _unpack_header(header_frame)
     msg_type = header.pop("type", None)
     addr = _address(header)
     try:
-        if msg_type not in SCHEMAS or (allowed_types is not None and msg_type not in allowed_types):
+        known = isinstance(msg_type, str) and msg_type in SCHEMAS
+        if not known or (allowed_types is not None and msg_type not in allowed_types):
             raise _bad(f"unknown message type {_show(msg_type)}")
-        if not signed and not (msg_type == "error" and header.get("code") in UNSIGNED_ERROR_CODES):
+        code = header.get("code")
+        unsigned_ok = msg_type == "error" and isinstance(code, str) and code in UNSIGNED_ERROR_CODES
+        if not signed and not unsigned_ok:
             raise ProtocolError(ErrorCode.UNAUTHENTICATED, "message is not signed")
         fields = _check_fields(msg_type, header, buffers, max_pixels)
     except ProtocolError as exc:
