@@ -1,0 +1,253 @@
+"""Client and server logic against a stand-in engine (no TensorFlow): fast and exact.
+
+The real-engine, real-subprocess tests are in test_daemon_integration.py; these pin the
+behaviours that are hard to provoke there (out of memory, internal errors, a full queue).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from neural_style.daemon.params import STOP, Iterate, StylizeResult
+from neural_style.daemon.server import Server, ServerConfig, is_loopback_endpoint
+from neural_style.shared import protocol
+from neural_style.shared.client import (
+    Accepted,
+    BadRequest,
+    Busy,
+    Cancelled,
+    CancelledError,
+    Client,
+    DaemonUnavailable,
+    Done,
+    InternalError,
+    OutOfMemory,
+    Preview,
+    Progress,
+    TooLarge,
+    Unauthenticated,
+    error_for,
+)
+from neural_style.shared.errors import ErrorCode, NeuralStyleError
+from tests.daemon_helpers import free_port, image, to_array
+
+KEY = b"unit-test-key"
+#: The stand-in engine reads its behaviour from the seed parameter.
+OOM, CRASH = 1, 2
+
+
+class FakeEngine:
+    """Returns the content inverted; one ~5 ms step per iteration; obeys STOP."""
+
+    device = "fake CPU"
+    weights = SimpleNamespace(path="/fake.h5", sha256="00" * 32, synthetic=True)
+
+    def __init__(self) -> None:
+        self.seen_styles: set[bytes] = set()
+
+    def stylize(self, content, styles, params, callback=None, mask=None):
+        if params.seed == OOM:
+            raise MemoryError("fake allocation failure")
+        if params.seed == CRASH:
+            raise RuntimeError("fake bug")
+        key = styles[0].tobytes()
+        hit = key in self.seen_styles
+        self.seen_styles.add(key)
+        its, stopped, start = [], False, time.monotonic()
+        for step in range(1, params.iterations + 1):
+            time.sleep(0.005)
+            preview = None
+            if params.preview_every and step % params.preview_every == 0:
+                preview = np.full((64, 80, 3), 0.5, np.float32)
+            it = Iterate(step, params.iterations, 1.0 / step, 0.1, 0.2, 0.3,
+                         time.monotonic() - start, 64, preview)  # fmt: skip
+            its.append(it)
+            if callback is not None and callback(it) == STOP:
+                stopped = True
+                break
+        top = 1.0 if content.dtype == np.float32 else np.iinfo(content.dtype).max
+        out = (top - content).astype(content.dtype)
+        return StylizeResult(out, its, stopped, time.monotonic() - start, hit, (64, 48))
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    servers = []
+
+    def start(**config) -> Server:
+        cfg = ServerConfig(
+            endpoint=f"tcp://127.0.0.1:{free_port()}",
+            key=KEY,
+            connection_file=tmp_path / f"c{len(servers)}.json",
+            **config,
+        )
+        srv = Server(cfg, FakeEngine())
+        srv.write_connection_file()
+        thread = threading.Thread(target=srv.run, daemon=True)
+        thread.start()
+        servers.append((srv, thread))
+        return srv
+
+    yield start
+    for srv, thread in servers:
+        srv.request_stop()
+        thread.join(10)
+        assert not thread.is_alive()
+        assert srv.connection_path is not None and not srv.connection_path.exists()
+
+
+def client_for(srv: Server, **kw) -> Client:
+    return Client(srv.endpoint, key=KEY, timeout=5.0, **kw)
+
+
+def rgb(w: int, h: int, value: int = 10) -> np.ndarray:
+    return np.full((h, w, 3), value, np.uint8)
+
+
+def collect(job, timeout: float = 20.0) -> list:
+    events, deadline = [], time.monotonic() + timeout
+    while not job.done:
+        assert time.monotonic() < deadline, "job did not finish"
+        events += job.poll(timeout_ms=50)
+    return events
+
+
+def test_job_events_and_result(server):
+    srv = server()
+    with client_for(srv) as c:
+        job = c.submit(image(rgb(48, 40)), [image(rgb(8, 8))], {"size": 48, "iterations": 6},
+                       preview_every=3, preview_max_side=40)  # fmt: skip
+        events = collect(job)
+    assert isinstance(events[0], Accepted) and events[0].position == 0
+    steps = [e.step for e in events if isinstance(e, Progress)]
+    assert steps[0] == 1 and steps[-1] == 6 and steps == sorted(steps)
+    previews = [e for e in events if isinstance(e, Preview)]
+    assert [p.step for p in previews] == [3, 6]
+    assert (previews[0].image.width, previews[0].image.height) == (40, 32)
+    done = events[-1]
+    assert isinstance(done, Done)
+    assert (to_array(done.image) == 245).all()
+    assert [round(r["step"]) for r in done.iterates] == [1, 2, 3, 4, 5, 6]
+    assert done.stats["weights"]["synthetic"] is True and done.stats["steps"] == 6
+
+
+def test_out_of_memory_is_reported_and_the_daemon_goes_on(server):
+    srv = server()
+    with client_for(srv) as c:
+        with pytest.raises(OutOfMemory) as err:
+            c.stylize(image(rgb(32, 32)), [image(rgb(8, 8))], {"size": 32, "seed": OOM})
+        assert "size" in err.value.hint
+        with pytest.raises(InternalError, match="fake bug"):
+            c.stylize(image(rgb(32, 32)), [image(rgb(8, 8))], {"size": 32, "seed": CRASH})
+        done = c.stylize(image(rgb(32, 32)), [image(rgb(8, 8))], {"size": 32, "iterations": 2})
+        assert done.image.width == 32
+        assert c.status()["jobs"]["failed"] == 2
+
+
+def test_bad_requests_are_precise(server):
+    srv = server(max_pixels=5000)
+    with client_for(srv) as c:
+        with pytest.raises(BadRequest, match="Invalid parameter size"):
+            c.stylize(image(rgb(32, 32)), [image(rgb(8, 8))], {"size": 5})
+        with pytest.raises(BadRequest, match="Unknown parameter"):
+            c.stylize(image(rgb(32, 32)), [image(rgb(8, 8))], {"sise": 64})
+        nan = np.full((32, 32, 3), np.nan, np.float32)
+        with pytest.raises(BadRequest, match="finite"):
+            c.stylize(image(nan), [image(rgb(8, 8))], {"size": 32})
+        # The daemon's own --max-pixels (5000) is below the client's limit.
+        with pytest.raises(TooLarge, match="at most 5000"):
+            c.stylize(image(rgb(100, 100)), [image(rgb(8, 8))], {"size": 32})
+        with pytest.raises(BadRequest, match="expected a list of 1 to 8"):
+            c.submit(image(rgb(32, 32)), [], {"size": 32})
+        assert c.ping() < 1.0
+
+
+def test_full_queue_answers_busy_and_cancel_of_queued_job(server):
+    srv = server(queue_size=1)
+    with client_for(srv) as c:
+        params = {"size": 32, "iterations": 2000}
+        running = c.submit(image(rgb(32, 32)), [image(rgb(8, 8))], params)
+        queued = c.submit(image(rgb(32, 32)), [image(rgb(8, 8))], params)
+        refused = c.submit(image(rgb(32, 32)), [image(rgb(8, 8))], params)
+        with pytest.raises(Busy, match="queue is full"):
+            collect(refused, timeout=5)
+        queued.cancel()
+        assert isinstance(collect(queued)[-1], Cancelled)
+        time.sleep(0.1)
+        running.cancel()
+        last = collect(running)[-1]
+        assert isinstance(last, Cancelled) and last.step - last.requested_at_step <= 2
+        assert c.status()["jobs"]["busy"] == 1
+
+
+def test_stylize_callback_can_stop(server):
+    srv = server()
+    with client_for(srv) as c, pytest.raises(CancelledError):
+        c.stylize(image(rgb(32, 32)), [image(rgb(8, 8))], {"size": 32, "iterations": 5000},
+                  on_progress=lambda p: "stop" if p.step >= 3 else None)  # fmt: skip
+
+
+def test_same_job_id_from_two_clients_is_fine(server, monkeypatch):
+    srv = server()
+    ids = iter(["same", "same"])
+    monkeypatch.setattr("neural_style.shared.client.uuid.uuid4",
+                        lambda: SimpleNamespace(hex=next(ids) + "0" * 28))  # fmt: skip
+    with client_for(srv) as a, client_for(srv) as b:
+        ja = a.submit(image(rgb(32, 32, 1)), [image(rgb(8, 8))], {"size": 32, "iterations": 3})
+        jb = b.submit(image(rgb(40, 36, 2)), [image(rgb(8, 8))], {"size": 32, "iterations": 3})
+        da, db = collect(ja)[-1], collect(jb)[-1]
+    assert ja.id == jb.id
+    assert (da.image.width, to_array(da.image)[0, 0, 0]) == (32, 254)
+    assert (db.image.width, to_array(db.image)[0, 0, 0]) == (40, 253)
+
+
+def test_wrong_key_is_unauthenticated_not_silence(server):
+    srv = server()
+    with Client(srv.endpoint, key=b"wrong", timeout=3.0) as c:
+        with pytest.raises(Unauthenticated) as err:
+            c.ping()
+        assert "connection file" in err.value.hint
+
+
+def test_no_daemon_gives_the_start_command():
+    with Client(f"tcp://127.0.0.1:{free_port()}", key=KEY, timeout=1.0) as c:
+        with pytest.raises(DaemonUnavailable) as err:
+            c.ping()
+    assert err.value.code is ErrorCode.DAEMON_UNAVAILABLE
+    assert "neural-style serve" in err.value.hint
+
+
+def test_error_classes_match_codes():
+    for code in ErrorCode:
+        exc = error_for(code, "m", "h")
+        assert isinstance(exc, NeuralStyleError) and exc.code is code
+    assert isinstance(error_for("no_such_code", "m"), InternalError)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "loopback"),
+    [
+        ("tcp://127.0.0.1:5599", True),
+        ("tcp://127.3.4.5:1", True),
+        ("tcp://localhost:1", True),
+        ("tcp://[::1]:1", True),
+        ("ipc:///tmp/x", True),
+        ("tcp://0.0.0.0:1", False),
+        ("tcp://*:1", False),
+        ("tcp://192.168.1.2:1", False),
+        ("tcp://eth0:1", False),
+        ("udp://127.0.0.1:1", False),
+    ],
+)
+def test_loopback_policy(endpoint, loopback):
+    assert is_loopback_endpoint(endpoint) is loopback
+
+
+def test_protocol_constants():
+    assert protocol.DEFAULT_ENDPOINT == "tcp://127.0.0.1:5599"
