@@ -226,7 +226,7 @@ def write_synthetic_weights(path: str | os.PathLike[str], seed: int = 0) -> Path
             layer_names.append(name)
     tmp = path.with_name(path.name + ".tmp")
     with h5py.File(tmp, "w") as f:
-        f.attrs["layer_names"] = [n.encode() for n in layer_names]
+        f.attrs["layer_names"] = np.array([n.encode() for n in layer_names], dtype="S")
         f.attrs["backend"] = b"tensorflow"
         f.attrs["keras_version"] = b"2.0.8"
         cin = 3
@@ -248,7 +248,7 @@ def write_synthetic_weights(path: str | os.PathLike[str], seed: int = 0) -> Path
                 kernel *= np.float32(SYNTHETIC_INPUT_GAIN)
             bias = (0.01 * rng.standard_normal(cout)).astype(np.float32)
             wnames = [f"{name}_W_1:0".encode(), f"{name}_b_1:0".encode()]
-            group.attrs["weight_names"] = wnames
+            group.attrs["weight_names"] = np.array(wnames, dtype="S")
             group.create_dataset(wnames[0].decode(), data=kernel)
             group.create_dataset(wnames[1].decode(), data=bias)
             cin = cout

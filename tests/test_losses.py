@@ -1,0 +1,104 @@
+"""The loss maths against an independent numpy reference, on random tensors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+tf = pytest.importorskip("tensorflow")
+
+from neural_style.daemon import losses  # noqa: E402
+
+shapes = st.tuples(
+    st.integers(1, 2), st.integers(1, 9), st.integers(1, 9), st.integers(1, 6)
+)  # B, H, W, C
+
+
+def _features(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=shape).astype(np.float32) * 3.0
+
+
+def ref_gram(f: np.ndarray) -> np.ndarray:
+    b, h, w, c = f.shape
+    out = np.zeros((b, c, c), np.float64)
+    for k in range(b):
+        flat = f[k].reshape(h * w, c).astype(np.float64)
+        for i in range(c):
+            for j in range(c):
+                out[k, i, j] = sum(flat[p, i] * flat[p, j] for p in range(h * w)) / (h * w)
+    return out
+
+
+@settings(max_examples=25, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 2**16))
+def test_gram_matches_loop_reference(shape: tuple[int, ...], seed: int) -> None:
+    f = _features(shape, seed)
+    np.testing.assert_allclose(
+        losses.gram_matrix(tf.constant(f)).numpy(), ref_gram(f), rtol=1e-4, atol=1e-4
+    )
+
+
+@settings(max_examples=15, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 2**16))
+def test_masked_gram_with_unit_mask_equals_gram(shape: tuple[int, ...], seed: int) -> None:
+    f = _features(shape, seed)
+    ones = np.ones(shape[:3] + (1,), np.float32)
+    np.testing.assert_allclose(
+        losses.masked_gram_matrix(tf.constant(f), tf.constant(ones)).numpy(),
+        ref_gram(f),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+
+
+@settings(max_examples=25, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 2**16))
+def test_content_loss_is_mean_squared_error(shape: tuple[int, ...], seed: int) -> None:
+    a, b = _features(shape, seed), _features(shape, seed + 1)
+    expected = np.mean((a.astype(np.float64) - b) ** 2)
+    got = float(losses.content_loss(tf.constant(a), tf.constant(b)))
+    assert got == pytest.approx(expected, rel=1e-5)
+    assert float(losses.content_loss(tf.constant(a), tf.constant(a))) == 0.0
+
+
+@settings(max_examples=15, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 2**16), layers=st.integers(1, 5))
+def test_style_loss_is_mean_over_layers_of_mean_squared_gram_error(
+    shape: tuple[int, ...], seed: int, layers: int
+) -> None:
+    fs = [_features(shape, seed + k) for k in range(layers)]
+    ts = [_features(shape, seed + 100 + k) for k in range(layers)]
+    expected = np.mean([np.mean((ref_gram(f) - ref_gram(t)) ** 2) for f, t in zip(fs, ts)])
+    grams = [losses.gram_matrix(tf.constant(f)) for f in fs]
+    targets = [losses.gram_matrix(tf.constant(t)) for t in ts]
+    assert float(losses.style_loss(grams, targets)) == pytest.approx(expected, rel=1e-4)
+
+
+@settings(max_examples=25, deadline=None)
+@given(h=st.integers(2, 12), w=st.integers(2, 12), c=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_tv_loss_is_reference_area_scaled_total_variation(
+    h: int, w: int, c: int, seed: int
+) -> None:
+    img = np.random.default_rng(seed).uniform(size=(1, h, w, c)).astype(np.float32)
+    tv = np.abs(np.diff(img, axis=1)).sum() + np.abs(np.diff(img, axis=2)).sum()
+    expected = tv * losses.TV_REFERENCE_AREA / (h * w)
+    assert float(losses.tv_loss(tf.constant(img))) == pytest.approx(expected, rel=1e-4)
+
+
+def test_tv_equals_tensorflow_total_variation_at_reference_size() -> None:
+    img = np.random.default_rng(0).uniform(size=(1, 384, 512, 3)).astype(np.float32)
+    expected = float(tf.reduce_sum(tf.image.total_variation(tf.constant(img))))
+    assert float(losses.tv_loss(tf.constant(img))) == pytest.approx(expected, rel=1e-4)
+
+
+def test_losses_are_size_invariant_for_a_scaled_pattern() -> None:
+    """A flat-coloured image has the same Gram at any size: the normalisation's point."""
+    f_small = np.ones((1, 4, 4, 3), np.float32) * [1.0, 2.0, 3.0]
+    f_big = np.ones((1, 32, 16, 3), np.float32) * [1.0, 2.0, 3.0]
+    np.testing.assert_allclose(
+        losses.gram_matrix(tf.constant(f_small)).numpy(),
+        losses.gram_matrix(tf.constant(f_big)).numpy(),
+        rtol=1e-6,
+    )
