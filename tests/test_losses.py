@@ -44,7 +44,7 @@ def test_gram_matches_loop_reference(shape: tuple[int, ...], seed: int) -> None:
 @given(shape=shapes, seed=st.integers(0, 2**16))
 def test_masked_gram_with_unit_mask_equals_gram(shape: tuple[int, ...], seed: int) -> None:
     f = _features(shape, seed)
-    ones = np.ones(shape[:3] + (1,), np.float32)
+    ones = np.ones((*shape[:3], 1), np.float32)
     np.testing.assert_allclose(
         losses.masked_gram_matrix(tf.constant(f), tf.constant(ones)).numpy(),
         ref_gram(f),
@@ -70,7 +70,9 @@ def test_style_loss_is_mean_over_layers_of_mean_squared_gram_error(
 ) -> None:
     fs = [_features(shape, seed + k) for k in range(layers)]
     ts = [_features(shape, seed + 100 + k) for k in range(layers)]
-    expected = np.mean([np.mean((ref_gram(f) - ref_gram(t)) ** 2) for f, t in zip(fs, ts)])
+    expected = np.mean(
+        [np.mean((ref_gram(f) - ref_gram(t)) ** 2) for f, t in zip(fs, ts, strict=True)]
+    )
     grams = [losses.gram_matrix(tf.constant(f)) for f in fs]
     targets = [losses.gram_matrix(tf.constant(t)) for t in ts]
     assert float(losses.style_loss(grams, targets)) == pytest.approx(expected, rel=1e-4)
