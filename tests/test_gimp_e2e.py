@@ -93,12 +93,6 @@ def _install_cmd(*args: str) -> list[str]:
     return [sys.executable, "-c", code, "install-plugin", *args]
 
 
-def _synth_weights(path: Path) -> None:
-    from neural_style.daemon import weights
-
-    weights.write_synthetic_weights(path, seed=0)
-
-
 class Daemon:
     """`neural-style serve` on a free loopback port with its own runtime dir."""
 
@@ -161,7 +155,7 @@ class Daemon:
 
 
 @pytest.fixture(scope="session")
-def gimp_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def gimp_run(tmp_path_factory: pytest.TempPathFactory, synthetic_weights: Path) -> dict[str, Any]:
     """Everything the tests inspect: results.json, dumps, plug-in log, timings."""
     timings: dict[str, float] = {}
     t0 = time.monotonic()
@@ -190,9 +184,7 @@ def gimp_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     timings["install_plugin_s"] = round(time.monotonic() - t, 1)
 
     t = time.monotonic()
-    weights_path = work / "vgg19-synthetic.h5"
-    _synth_weights(weights_path)
-    daemon = Daemon(work, weights_path)
+    daemon = Daemon(work, synthetic_weights)
     try:
         conn = daemon.wait_ready()
         timings["daemon_start_s"] = round(time.monotonic() - t, 1)

@@ -1,0 +1,796 @@
+"""Unit tests for the GIMP plug-in's logic and for install-plugin / uninstall-plugin.
+
+The real GIMP runs the plug-in in tests/test_gimp_e2e.py; what headless GIMP cannot run (the
+settings dialog and the progress window with its Cancel button) is tested here against a
+small fake of ``gi.repository``, together with the plug-in's pure helpers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import stat
+import struct
+import subprocess
+import sys
+import types
+import zipfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from neural_style.daemon import plugin_install
+from neural_style.daemon.params import StyleParams
+from neural_style.shared import client as real_client
+from neural_style.shared.protocol import ImageBuf
+
+PLUGIN_FILE = Path(plugin_install.__file__).resolve().parent.parent / "plugin" / "neural_style.py"
+
+
+# --------------------------------------------------------------------------- a fake gi
+
+
+class _Recorder:
+    """Widget stand-in: remembers every setter call."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        self.props = dict(kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+
+        def method(*args: Any) -> None:
+            self.calls.append((name, args))
+
+        return method
+
+    def last(self, name: str) -> tuple[Any, ...] | None:
+        for call, args in reversed(self.calls):
+            if call == name:
+                return args
+        return None
+
+
+class FakeDialog(_Recorder):
+    instances: ClassVar[list[FakeDialog]] = []
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.handlers: dict[str, Any] = {}
+        self.box = _Recorder()
+        self.destroyed = False
+        FakeDialog.instances.append(self)
+
+    def get_content_area(self) -> _Recorder:
+        return self.box
+
+    def connect(self, signal: str, handler: Any) -> None:
+        self.handlers[signal] = handler
+
+    def destroy(self) -> None:
+        self.destroyed = True
+
+    def emit(self, signal: str, *args: Any) -> Any:
+        return self.handlers[signal](self, *args)
+
+
+class FakeMainLoop:
+    """Runs the registered GLib timeouts until quit() (bounded, so a bug can't hang)."""
+
+    timeouts: ClassVar[list[Any]] = []
+
+    def __init__(self) -> None:
+        self.running = False
+
+    def run(self) -> None:
+        self.running = True
+        for _ in range(10_000):
+            if not self.running:
+                return
+            for cb in list(FakeMainLoop.timeouts):
+                if not cb():
+                    FakeMainLoop.timeouts.remove(cb)
+                if not self.running:
+                    return
+        raise AssertionError("main loop never quit")
+
+    def quit(self) -> None:
+        self.running = False
+
+
+class FakeProcedureDialog(_Recorder):
+    answer = True
+    latest: FakeProcedureDialog | None = None
+
+    @classmethod
+    def new(cls, procedure: Any, config: Any, title: str) -> FakeProcedureDialog:
+        dialog = cls(procedure=procedure, config=config, title=title)
+        cls.latest = dialog
+        return dialog
+
+    def get_label(self, label_id: str, text: str, markup: bool, mnemonic: bool) -> None:
+        self.props[label_id] = text
+
+    def run(self) -> bool:
+        return FakeProcedureDialog.answer
+
+
+def _enum(**values: Any) -> types.SimpleNamespace:
+    return types.SimpleNamespace(**values)
+
+
+def make_fake_gi() -> tuple[types.ModuleType, types.ModuleType]:
+    class PlugIn:  # the plug-in subclasses it at import time
+        pass
+
+    class Layer:
+        pass
+
+    class LayerMask(Layer):
+        pass
+
+    gimp = types.SimpleNamespace(
+        PlugIn=PlugIn,
+        Layer=Layer,
+        LayerMask=LayerMask,
+        RunMode=_enum(INTERACTIVE="interactive", NONINTERACTIVE="noninteractive"),
+        PDBStatusType=_enum(SUCCESS="success", CANCEL="cancel", EXECUTION_ERROR="execution-error"),
+        ImageType=_enum(RGBA_IMAGE="rgba", GRAYA_IMAGE="graya"),
+        LayerMode=_enum(NORMAL="normal"),
+        AddMaskType=_enum(SELECTION="selection"),
+        Selection=types.SimpleNamespace(is_empty=lambda image: not image.selection),
+        progress_init=lambda *a: None,
+        progress_update=lambda *a: True,
+        progress_set_text=lambda *a: None,
+        progress_end=lambda *a: None,
+        displays_flush=lambda: None,
+    )
+    gegl = types.SimpleNamespace(
+        Rectangle=types.SimpleNamespace(new=lambda x, y, w, h: (x, y, w, h)),
+        AbyssPolicy=_enum(CLAMP="clamp"),
+    )
+    glib = types.SimpleNamespace(
+        Error=lambda msg="": ("GError", msg),
+        MainLoop=FakeMainLoop,
+        timeout_add=lambda ms, cb: FakeMainLoop.timeouts.append(cb) or len(FakeMainLoop.timeouts),
+        Bytes=types.SimpleNamespace(new=lambda data: bytes(data)),
+    )
+    gtk = types.SimpleNamespace(
+        ResponseType=_enum(CANCEL=-6),
+        Label=_Recorder,
+        ProgressBar=_Recorder,
+        Image=_Recorder,
+    )
+    gimpui = types.SimpleNamespace(
+        Dialog=FakeDialog, ProcedureDialog=FakeProcedureDialog, init=lambda name: None
+    )
+    gdkpixbuf = types.SimpleNamespace(
+        Colorspace=_enum(RGB="rgb"),
+        Pixbuf=types.SimpleNamespace(new_from_bytes=lambda *a: ("pixbuf", *a)),
+    )
+    repo = types.ModuleType("gi.repository")
+    repo.Gimp, repo.Gegl, repo.GLib = gimp, gegl, glib
+    repo.GObject = types.SimpleNamespace(ParamFlags=_enum(READWRITE=3), Value=lambda t, v: v)
+    repo.Gtk, repo.GimpUi, repo.GdkPixbuf = gtk, gimpui, gdkpixbuf
+    gi = types.ModuleType("gi")
+    gi.require_version = lambda name, version: None
+    gi.repository = repo
+    return gi, repo
+
+
+@pytest.fixture
+def plugin(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    """plugin/neural_style.py imported against the fake gi."""
+    gi, repo = make_fake_gi()
+    monkeypatch.setitem(sys.modules, "gi", gi)
+    monkeypatch.setitem(sys.modules, "gi.repository", repo)
+    FakeMainLoop.timeouts = []
+    FakeDialog.instances = []
+    spec = importlib.util.spec_from_file_location("nsg_plugin_under_test", PLUGIN_FILE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _ui(plugin: types.ModuleType) -> types.SimpleNamespace:
+    repo = sys.modules["gi.repository"]
+    return types.SimpleNamespace(
+        GimpUi=repo.GimpUi, Gtk=repo.Gtk, GLib=repo.GLib, GdkPixbuf=repo.GdkPixbuf
+    )
+
+
+class ScriptedJob:
+    """Job stand-in: each poll() returns the next scripted batch (or raises it)."""
+
+    def __init__(self, script: list[Any], on_poll: Any = None) -> None:
+        self.script = list(script)
+        self.cancelled = 0
+        self.polls = 0
+        self.on_poll = on_poll
+
+    def poll(self, timeout_ms: int = 0) -> list[Any]:
+        self.polls += 1
+        if self.on_poll:
+            self.on_poll(self)
+        if not self.script:
+            return []
+        item = self.script.pop(0)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def cancel(self) -> None:
+        self.cancelled += 1
+        self.script.append([real_client.Cancelled("client", 3)])
+
+
+def _progress(step: int, total: int, eta: float = 65.0) -> real_client.Progress:
+    return real_client.Progress(step, total, 1234.5, 1.0, 2.0, 3.0, 1.0, eta)
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def test_style_strength_maps_onto_style_weight(plugin: types.ModuleType) -> None:
+    assert plugin.style_weights(1.0) == (1e4, 1e-2)  # the engine's default balance
+    assert plugin.style_weights(2.5) == (1e4, pytest.approx(2.5e-2))
+    assert plugin.style_weights(0.0) == (1e4, 0.0)
+    assert plugin.style_weights(1e9)[1] == pytest.approx(1e-2 * plugin.MAX_STRENGTH)
+    assert plugin.style_weights(-3)[1] == 0.0
+
+
+@pytest.mark.parametrize("strength", [0.0, 1.0, 7.5, 100.0])
+def test_params_are_valid_daemon_params(plugin: types.ModuleType, strength: float) -> None:
+    params = plugin.build_params(20, 128, strength)
+    parsed = StyleParams.from_dict(params)  # rejects unknown keys and bad values
+    assert (parsed.iterations, parsed.size, parsed.keep_size) == (20, 128, True)
+    assert parsed.style_weight / parsed.content_weight == pytest.approx(strength * 1e-6)
+
+
+def test_max_size_is_clamped_to_daemon_limits(plugin: types.ModuleType) -> None:
+    assert plugin.build_params(1, 5, 1.0)["size"] == 32
+    assert plugin.build_params(1, 99999, 1.0)["size"] == 4096
+
+
+@pytest.mark.parametrize(
+    ("gray", "nick", "expected"),
+    [
+        (False, "u8-non-linear", ("R'G'B'A u8", 4, "u8", 1)),
+        (False, "u16-linear", ("R'G'B'A u16", 4, "u16", 2)),
+        (False, "u32-perceptual", ("R'G'B'A u16", 4, "u16", 2)),
+        (False, "half-non-linear", ("R'G'B'A float", 4, "f32", 4)),
+        (False, "double-linear", ("R'G'B'A float", 4, "f32", 4)),
+        (True, "u8-non-linear", ("Y'A u8", 2, "u8", 1)),
+        (True, "float-linear", ("Y'A float", 2, "f32", 4)),
+    ],
+)
+def test_pixel_format_follows_precision(
+    plugin: types.ModuleType, gray: bool, nick: str, expected: tuple[Any, ...]
+) -> None:
+    assert plugin.pixel_format(gray, nick) == expected
+
+
+def test_babl_format_for_result_layouts(plugin: types.ModuleType) -> None:
+    assert plugin.babl_format_for(4, "u16") == "R'G'B'A u16"
+    assert plugin.babl_format_for(1, "f32") == "Y' float"
+    with pytest.raises(plugin.PluginError, match="cannot read"):
+        plugin.babl_format_for(5, "u8")
+
+
+def test_restore_alpha_u8_and_u16(plugin: types.ModuleType) -> None:
+    orig = bytes([1, 2, 3, 40, 5, 6, 7, 80])
+    res = bytes([9, 9, 9, 255, 9, 9, 9, 255])
+    assert plugin.restore_alpha(res, orig, 4, 1) == bytes([9, 9, 9, 40, 9, 9, 9, 80])
+    orig16 = struct.pack("<4H", 1, 2, 3, 0xABCD)
+    res16 = struct.pack("<4H", 7, 7, 7, 0xFFFF)
+    assert struct.unpack("<4H", plugin.restore_alpha(res16, orig16, 4, 2)) == (7, 7, 7, 0xABCD)
+    gray = plugin.restore_alpha(bytes([5, 255, 6, 255]), bytes([1, 10, 2, 20]), 2, 1)
+    assert gray == bytes([5, 10, 6, 20])
+    assert plugin.restore_alpha(b"\x01\x02\x03", b"\x04\x05\x06", 3, 1) == b"\x01\x02\x03"
+
+
+def test_to_rgb8_converts_every_layout(plugin: types.ModuleType) -> None:
+    assert plugin.to_rgb8(1, 1, 3, "u8", b"\x01\x02\x03") == b"\x01\x02\x03"
+    assert plugin.to_rgb8(1, 1, 4, "u8", b"\x01\x02\x03\x04") == b"\x01\x02\x03"
+    assert plugin.to_rgb8(2, 1, 2, "u8", b"\x07\xff\x08\xff") == b"\x07\x07\x07\x08\x08\x08"
+    assert plugin.to_rgb8(1, 1, 1, "u16", struct.pack("<H", 0xFF00)) == b"\xff\xff\xff"
+    assert plugin.to_rgb8(1, 1, 3, "f32", struct.pack("<3f", 0.0, 1.0, 2.0)) == b"\x00\xff\xff"
+
+
+def test_format_eta(plugin: types.ModuleType) -> None:
+    assert plugin.format_eta(None) == ""
+    assert plugin.format_eta(float("nan")) == ""
+    assert plugin.format_eta(12.4) == "About 12 s left"
+    assert plugin.format_eta(65) == "About 1 min 05 s left"
+    assert plugin.format_eta(3 * 3600 + 120) == "About 3 h 02 min left"
+
+
+def test_fit_within_only_shrinks(plugin: types.ModuleType) -> None:
+    assert plugin.fit_within(100, 50, 200) == (100, 50)
+    assert plugin.fit_within(1000, 500, 200) == (200, 100)
+
+
+def test_extra_params(plugin: types.ModuleType) -> None:
+    assert plugin.extra_params("") == {}
+    assert plugin.extra_params('{"seed": 3}') == {"seed": 3}
+    with pytest.raises(plugin.PluginError, match="JSON"):
+        plugin.extra_params("{nope")
+    with pytest.raises(plugin.PluginError, match="object"):
+        plugin.extra_params("[1]")
+
+
+@pytest.mark.parametrize(
+    ("exc", "endpoint", "needles"),
+    [
+        (
+            real_client.DaemonUnavailable("Cannot reach it."),
+            "",
+            ["not running", "neural-style serve"],
+        ),
+        (
+            real_client.DaemonUnavailable("Cannot reach it."),
+            "tcp://127.0.0.1:7777",
+            ["neural-style serve --bind tcp://127.0.0.1:7777"],
+        ),
+        (real_client.DaemonDied("silent 9 s"), "", ["stopped answering", "neural-style serve"]),
+        (real_client.WeightsMissing("no file"), "", ["neural-style fetch-weights"]),
+        (real_client.TooLarge("9000x9000"), "", ["too large", "Max size", "9000x9000"]),
+        (real_client.VersionMismatch("0.1 vs 0.2"), "", ["neural-style install-plugin"]),
+        (real_client.OutOfMemory("OOM"), "", ["out of memory", "Max size"]),
+        (real_client.Unauthenticated("bad key"), "", ["NEURAL_STYLE_CONNECTION_FILE"]),
+        (real_client.InternalError("boom", "see the log"), "", ["boom", "see the log"]),
+    ],
+)
+def test_errors_become_actionable_messages(
+    plugin: types.ModuleType, exc: Exception, endpoint: str, needles: list[str]
+) -> None:
+    text = plugin.describe_error(exc, endpoint)
+    for needle in needles:
+        assert needle in text, text
+
+
+def test_missing_pyzmq_says_how_to_reinstall(
+    plugin: types.ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(plugin, "PLUGIN_DIR", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "zmq", None)  # import zmq -> ImportError
+    with pytest.raises(plugin.PluginError) as info:
+        plugin.load_client()
+    assert "neural-style install-plugin" in str(info.value)
+    assert "pyzmq" in str(info.value)
+
+
+def test_vendor_dir_is_what_the_installer_writes(plugin: types.ModuleType) -> None:
+    target = plugin_install.TargetPython(version="3.13")
+    assert plugin.vendor_dir("/x", (3, 13, 1)) == f"/x/vendor/{target.tag}"
+
+
+def test_setup_import_path_prefers_vendored(plugin: types.ModuleType, tmp_path: Path) -> None:
+    vdir = Path(plugin.vendor_dir(str(tmp_path)))
+    vdir.mkdir(parents=True)
+    saved = list(sys.path)
+    try:
+        assert plugin.setup_import_path(str(tmp_path)) == str(vdir)
+        assert sys.path[0] == str(vdir)
+    finally:
+        sys.path[:] = saved
+    assert plugin.setup_import_path(str(tmp_path / "nothing")) is None
+    sys.path[:] = saved
+
+
+def test_blocking_loop_reports_progress_and_returns_done(plugin: types.ModuleType) -> None:
+    done = real_client.Done(ImageBuf(1, 1, 3, "u8", b"abc"), {})
+    job = ScriptedJob([[real_client.Accepted(0)], [_progress(1, 2)], [], [_progress(2, 2), done]])
+    seen: list[int] = []
+    assert plugin.run_job_blocking(job, on_progress=lambda e: seen.append(e.step)) is done
+    assert seen == [1, 2]
+    with pytest.raises(plugin.UserCancelled):
+        plugin.run_job_blocking(ScriptedJob([[real_client.Cancelled()]]))
+
+
+# --------------------------------------------------------------------------- progress window
+
+
+def test_progress_window_shows_steps_eta_preview_and_returns_done(
+    plugin: types.ModuleType,
+) -> None:
+    preview = real_client.Preview(ImageBuf(2, 1, 3, "u8", b"\x01\x02\x03\x04\x05\x06"), 5)
+    done = real_client.Done(ImageBuf(1, 1, 3, "u8", b"abc"), {"steps": 10})
+    job = ScriptedJob([[real_client.Accepted(2)], [], [_progress(5, 10, 65.0)], [preview], [done]])
+    win = plugin.ProgressWindow(_ui(plugin), job, total=10)
+    dialog = FakeDialog.instances[-1]
+    assert dialog.props["title"] == "Neural Style"
+    assert dialog.last("add_button") == ("_Cancel", -6)
+    assert win.bar.last("set_text") == ("Step 0 / 10",)
+    assert win.run() is done
+    assert ("set_fraction", (0.5,)) in win.bar.calls
+    assert ("set_text", ("Step 5 / 10",)) in win.bar.calls
+    assert ("set_text", ("Waiting in the daemon's queue (position 2)…",)) in win.status.calls
+    assert win.eta.last("set_text")[0].startswith("About 1 min 05 s left")
+    pixbuf = win.preview.last("set_from_pixbuf")[0]
+    assert pixbuf[1] == b"\x01\x02\x03\x04\x05\x06" and pixbuf[5:] == (2, 1, 6)
+    assert win.bar.last("set_fraction") == (1.0,)
+    assert dialog.destroyed and job.cancelled == 0
+
+
+def test_cancel_button_cancels_the_job(plugin: types.ModuleType) -> None:
+    def press_cancel_on_second_poll(job: ScriptedJob) -> None:
+        if job.polls == 2:
+            FakeDialog.instances[-1].emit("response", -6)
+
+    job = ScriptedJob([[_progress(1, 10)], [], [], []], on_poll=press_cancel_on_second_poll)
+    win = plugin.ProgressWindow(_ui(plugin), job, total=10)
+    with pytest.raises(plugin.UserCancelled):
+        win.run()
+    assert job.cancelled == 1
+    assert ("set_text", ("Cancelling…",)) in win.status.calls
+    assert FakeDialog.instances[-1].last("set_response_sensitive") == (-6, False)
+    assert FakeDialog.instances[-1].destroyed
+
+
+def test_closing_the_window_cancels_too(plugin: types.ModuleType) -> None:
+    job = ScriptedJob([])
+    win = plugin.ProgressWindow(_ui(plugin), job, total=3)
+    assert FakeDialog.instances[-1].emit("delete-event", None) is True  # window stays
+    assert job.cancelled == 1
+    with pytest.raises(plugin.UserCancelled):
+        win.run()
+
+
+def test_unconfirmed_cancel_gives_up_after_grace(
+    plugin: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class DeafJob(ScriptedJob):
+        def cancel(self) -> None:
+            self.cancelled += 1  # the daemon never confirms
+
+    job = DeafJob([[]] * 5)
+    win = plugin.ProgressWindow(_ui(plugin), job, total=3)
+    monkeypatch.setattr(win, "CANCEL_GRACE_S", 0.0)
+    win.request_cancel()
+    with pytest.raises(plugin.UserCancelled):
+        win.run()
+
+
+def test_daemon_death_in_window_is_raised(plugin: types.ModuleType) -> None:
+    job = ScriptedJob([[_progress(1, 10)], real_client.DaemonDied("silent")])
+    win = plugin.ProgressWindow(_ui(plugin), job, total=10)
+    with pytest.raises(real_client.DaemonDied):
+        win.run()
+    assert FakeDialog.instances[-1].destroyed
+
+
+# --------------------------------------------------------------------------- dialog and run()
+
+
+class FakeConfig:
+    def __init__(self, **values: Any) -> None:
+        self.values = values
+
+    def get_property(self, name: str) -> Any:
+        return self.values[name]
+
+
+class FakeProcedure:
+    def new_return_values(self, status: str, error: Any) -> tuple[str, Any]:
+        return (status, error)
+
+
+def test_settings_dialog_lists_every_argument_and_the_preserve_color_note(
+    plugin: types.ModuleType,
+) -> None:
+    FakeProcedureDialog.answer = True
+    assert plugin.show_dialog("proc", "cfg") is True
+    dialog = FakeProcedureDialog.latest
+    assert dialog.props["title"] == "Neural Style"
+    fields = dialog.last("fill")[0]
+    assert fields == [
+        "style-layer", "iterations", "max-size", "style-strength", "preserve-color",
+        "preserve-color-note", "endpoint",
+    ]  # fmt: skip
+    assert "ignored" in dialog.props["preserve-color-note"]
+    assert dialog.calls[-1] == ("destroy", ())
+
+
+def test_interactive_run_cancelled_in_dialog_does_nothing(
+    plugin: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    FakeProcedureDialog.answer = False
+    called: list[Any] = []
+    monkeypatch.setattr(plugin, "stylize", lambda *a: called.append(a))
+    status, _ = plugin.NeuralStyle().run(
+        FakeProcedure(), "interactive", "image", ["layer"], FakeConfig(), None
+    )
+    assert status == "cancel" and called == []
+
+
+def test_run_turns_plugin_errors_into_execution_errors(
+    plugin: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(*_a: Any) -> None:
+        raise plugin.PluginError("Start it with: neural-style serve")
+
+    monkeypatch.setattr(plugin, "stylize", fail)
+    status, error = plugin.NeuralStyle().run(
+        FakeProcedure(), "noninteractive", "image", ["layer"], FakeConfig(), None
+    )
+    assert status == "execution-error"
+    assert error == ("GError", "Start it with: neural-style serve")
+
+    def crash(*_a: Any) -> None:
+        raise ZeroDivisionError("x")
+
+    monkeypatch.setattr(plugin, "stylize", crash)
+    status, error = plugin.NeuralStyle().run(
+        FakeProcedure(), "noninteractive", "image", ["layer"], FakeConfig(), None
+    )
+    assert status == "execution-error" and "ZeroDivisionError" in error[1]
+
+
+class FakeImage:
+    def __init__(self, fail_insert: bool = False) -> None:
+        self.events: list[str] = []
+        self.fail_insert = fail_insert
+        self.selection = False
+
+    def is_valid(self) -> bool:
+        return True
+
+    def undo_group_start(self) -> None:
+        self.events.append("start")
+
+    def undo_group_end(self) -> None:
+        self.events.append("end")
+
+    def get_item_position(self, item: Any) -> int:
+        return 4
+
+    def insert_layer(self, layer: Any, parent: Any, position: int) -> None:
+        if self.fail_insert:
+            raise RuntimeError("insert failed")
+        self.events.append(f"insert@{position}")
+
+
+def _fake_layer_class(plugin: types.ModuleType) -> type:
+    base = sys.modules["gi.repository"].Gimp.Layer
+
+    class FakeLayer(base, _Recorder):  # type: ignore[misc, valid-type]
+        def __init__(self, name: str = "", w: int = 0, h: int = 0) -> None:
+            _Recorder.__init__(self, name=name, w=w, h=h)
+            self.buffer = _Recorder()
+
+        def get_buffer(self) -> _Recorder:
+            return self.buffer
+
+        def get_name(self) -> str:
+            return self.props["name"]
+
+        def get_parent(self) -> None:
+            return None
+
+        def is_valid(self) -> bool:
+            return True
+
+        def create_mask(self, kind: str) -> str:
+            return f"mask:{kind}"
+
+    return FakeLayer
+
+
+def _area(plugin: types.ModuleType, has_selection: bool) -> Any:
+    area = types.SimpleNamespace(
+        w=2, h=1, gray=False, has_selection=has_selection, offsets=(5, 6),
+        channels=4, dtype="u8", bps=1, data=bytes([1, 2, 3, 10, 4, 5, 6, 20]),
+    )  # fmt: skip
+    return area
+
+
+def test_insert_result_one_undo_group_mask_and_alpha(
+    plugin: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    FakeLayer = _fake_layer_class(plugin)
+    made: list[Any] = []
+
+    def new(image: Any, name: str, w: int, h: int, *rest: Any) -> Any:
+        made.append(FakeLayer(name, w, h))
+        return made[-1]
+
+    monkeypatch.setattr(sys.modules["gi.repository"].Gimp.Layer, "new", staticmethod(new), False)
+    image = FakeImage()
+    done = real_client.Done(ImageBuf(2, 1, 4, "u8", bytes([9, 9, 9, 255, 8, 8, 8, 255])), {})
+    layer = plugin.insert_result(image, FakeLayer(), _area(plugin, True), "Starry (NS)", done)
+    assert layer is made[0] and layer.get_name() == "Starry (NS)"
+    assert image.events == ["start", "insert@4", "end"]
+    assert layer.last("set_offsets") == (5, 6)
+    rect, fmt, data = layer.buffer.last("set")
+    assert (rect, fmt) == ((0, 0, 2, 1), "R'G'B'A u8")
+    assert data == bytes([9, 9, 9, 10, 8, 8, 8, 20])  # alpha from the content
+    assert layer.last("add_mask") == ("mask:selection",)
+
+    failing = FakeImage(fail_insert=True)
+    with pytest.raises(RuntimeError):
+        plugin.insert_result(failing, FakeLayer(), _area(plugin, False), "x", done)
+    assert failing.events == ["start", "end"]  # the group is closed even on failure
+
+    wrong = real_client.Done(ImageBuf(3, 1, 4, "u8", bytes(12)), {})
+    untouched = FakeImage()
+    with pytest.raises(plugin.PluginError, match="3x1"):
+        plugin.insert_result(untouched, FakeLayer(), _area(plugin, False), "x", wrong)
+    assert untouched.events == []
+
+
+# --------------------------------------------------------------------------- install-plugin
+
+
+def _args(**kw: Any) -> argparse.Namespace:
+    base = {"gimp_dir": [], "python": None, "python_version": None, "no_vendor": False,
+            "wheel_dir": None}  # fmt: skip
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+def _fake_wheel(folder: Path, dist: str, module: str) -> Path:
+    path = folder / f"{dist}-1.0-cp313-cp313-manylinux_2_17_x86_64.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(f"{module}/__init__.py", f"NAME = {module!r}\n")
+        zf.writestr(f"{dist}-1.0.dist-info/METADATA", f"Name: {dist}\nVersion: 1.0\n")
+    return path
+
+
+def test_install_copies_plugin_shared_and_vendored_wheels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fake_download(target: Any, dest: Path, wheel_dir: Any = None) -> list[Path]:
+        assert target.version in ("3.13", "3.14")
+        return [_fake_wheel(dest, "pyzmq", "zmq"), _fake_wheel(dest, "msgpack", "msgpack")]
+
+    monkeypatch.setattr(plugin_install, "download_wheels", fake_download)
+    profile = tmp_path / "profile"
+    assert plugin_install.cmd_install(_args(gimp_dir=[str(profile)], python_version="3.13")) == 0
+    root = profile / "plug-ins" / "neural_style"
+    main = root / "neural_style.py"
+    assert main.read_bytes() == PLUGIN_FILE.read_bytes()
+    assert main.stat().st_mode & stat.S_IXUSR and main.stat().st_mode & stat.S_IXOTH
+    assert main.read_text().startswith("#!/usr/bin/env python3")
+    for name in ("__init__.py", "client.py", "protocol.py", "connection.py", "errors.py"):
+        assert (root / "nsg_shared" / name).is_file(), name
+    assert not list(root.rglob("__pycache__"))
+    assert (root / "vendor" / "py313" / "zmq" / "__init__.py").is_file()
+    assert (root / "vendor" / "py313" / "msgpack" / "__init__.py").is_file()
+    info = json.loads((root / "INSTALLED.json").read_text())
+    assert info["vendored"] == {"py313": True} and info["python_version"] == "3.13"
+    # no stray staging folders GIMP could trip over
+    assert sorted(p.name for p in (profile / "plug-ins").iterdir()) == ["neural_style"]
+
+    # a later install for another Python keeps the first version's wheels
+    assert plugin_install.cmd_install(_args(gimp_dir=[str(profile)], python_version="3.14")) == 0
+    assert (root / "vendor" / "py313" / "zmq").is_dir()
+    assert (root / "vendor" / "py314" / "zmq").is_dir()
+
+    assert plugin_install.cmd_uninstall(_args(gimp_dir=[str(profile)])) == 0
+    assert not root.exists()
+    assert plugin_install.cmd_uninstall(_args(gimp_dir=[str(profile)])) == 0  # idempotent
+
+
+def test_bundled_shared_package_imports_under_its_new_name(tmp_path: Path) -> None:
+    args = _args(gimp_dir=[str(tmp_path / "p")], python_version="3.13", no_vendor=True)
+    assert plugin_install.cmd_install(args) == 0
+    root = tmp_path / "p" / "plug-ins" / "neural_style"
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import nsg_shared.client as c; "
+        "assert 'neural_style' not in sys.modules, 'still imports the installed package'; "
+        "print(c.Client.__name__)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", code, str(root)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "Client", proc.stderr
+
+
+def test_failed_download_falls_back_and_says_what_to_rerun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def offline(*_a: Any, **_k: Any) -> list[Path]:
+        raise plugin_install.InstallError("pip download failed: no network")
+
+    monkeypatch.setattr(plugin_install, "download_wheels", offline)
+    profile = tmp_path / "gimp"
+    cmd = _args(gimp_dir=[str(profile)], python=f"{sys.executable}")
+    assert plugin_install.cmd_install(cmd) == 0
+    out = capsys.readouterr().out
+    assert "could not vendor" in out
+    assert f"re-run: neural-style install-plugin --gimp-dir {profile} --python" in out
+    assert "has pyzmq and msgpack" in out  # this test's Python has both
+    info = json.loads((profile / "plug-ins" / "neural_style" / "INSTALLED.json").read_text())
+    tag = f"py{sys.version_info[0]}{sys.version_info[1]}"
+    assert info["vendored"] == {tag: False}
+
+
+def test_uninstall_refuses_foreign_folder(tmp_path: Path) -> None:
+    foreign = tmp_path / "plug-ins" / "neural_style"
+    foreign.mkdir(parents=True)
+    (foreign / "other.py").write_text("")
+    assert plugin_install.cmd_uninstall(_args(gimp_dir=[str(tmp_path)])) == 2
+    assert foreign.exists()
+
+
+def test_autodetects_distro_flatpak_and_env_profiles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    distro = tmp_path / ".config" / "GIMP" / "3.0"
+    flatpak = tmp_path / ".var" / "app" / "org.gimp.GIMP" / "config" / "GIMP" / "3.0"
+    custom = tmp_path / "custom"
+    for d in (distro, flatpak, custom):
+        d.mkdir(parents=True)
+    monkeypatch.delenv("GIMP3_DIRECTORY", raising=False)
+    assert plugin_install.candidate_gimp_dirs() == [distro, flatpak]
+    monkeypatch.setenv("GIMP3_DIRECTORY", str(custom))
+    assert plugin_install.candidate_gimp_dirs() == [custom, distro, flatpak]
+
+
+def test_no_profile_found_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.delenv("GIMP3_DIRECTORY", raising=False)
+    assert plugin_install.cmd_install(_args()) == 2
+    assert "--gimp-dir" in capsys.readouterr().err
+
+
+def test_gimp_dir_may_be_the_plugins_folder(tmp_path: Path) -> None:
+    assert plugin_install.plugins_dir(tmp_path / "plug-ins") == tmp_path / "plug-ins"
+    assert plugin_install.plugins_dir(tmp_path / "3.0") == tmp_path / "3.0" / "plug-ins"
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="chroot needs root")
+def test_profile_inside_a_chroot_uses_the_chroots_python(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "usr" / "bin").mkdir(parents=True)
+    (root / "usr" / "bin" / "gimp-console-3.0").write_text("")
+    interp = root / "usr/lib/x86_64-linux-gnu/gimp/3.0/interpreters/pygimp.interp"
+    interp.parent.mkdir(parents=True)
+    interp.write_text("python=/usr/bin/python3\npython3=/usr/bin/python3.13\n")
+    profile = root / "tmp" / "profile"
+    profile.mkdir(parents=True)
+    command, how = plugin_install.python_command_for(profile, None)
+    assert command == ["chroot", str(root), "/usr/bin/python3.13"] and "chroot" in how
+    assert plugin_install.python_command_for(profile, "my py")[0] == ["my", "py"]
+
+
+def test_query_python_reads_version_and_platform() -> None:
+    target = plugin_install.query_python([sys.executable], "test")
+    assert target.version == f"{sys.version_info[0]}.{sys.version_info[1]}"
+    assert target.tag == f"py{sys.version_info[0]}{sys.version_info[1]}"
+    with pytest.raises(plugin_install.InstallError, match="--python"):
+        plugin_install.query_python(["/nonexistent/python3"])
+
+
+def test_pip_platform_tags() -> None:
+    linux = plugin_install.TargetPython("3.13", platform="linux-x86_64", libc=("glibc", "2.41"))
+    tags = linux.pip_platforms()
+    assert tags[0] == "manylinux_2_41_x86_64"
+    assert {"manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"} <= set(tags)
+    mac = plugin_install.TargetPython("3.12", platform="macosx-11.0-arm64")
+    assert "macosx_11_0_arm64" in mac.pip_platforms()
+    win = plugin_install.TargetPython("3.12", platform="win-amd64")
+    assert win.pip_platforms() == ["win_amd64"]
+
+
+def test_add_commands_wires_both_subcommands() -> None:
+    parser = argparse.ArgumentParser(prog="neural-style")
+    plugin_install.add_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["install-plugin", "--gimp-dir", "a", "--gimp-dir", "b", "--python", "chroot /r python3"]
+    )
+    assert args.gimp_dir == ["a", "b"] and args.python == "chroot /r python3"
+    assert args.func is plugin_install.cmd_install
+    assert parser.parse_args(["uninstall-plugin"]).func is plugin_install.cmd_uninstall
