@@ -1,0 +1,155 @@
+"""``neural-style stylize`` end to end in a subprocess: a real run, and every bad input
+ending with exit code 2, a specific message, no traceback and no output file."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+DATA = Path(__file__).resolve().parent / "data"
+CONTENT = DATA / "chelsea_128.png"
+STYLE = DATA / "starry_night_128.png"
+
+
+def run_cli(*args: str, tmp_path: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path), TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("NEURAL_STYLE_WEIGHTS", None)
+    env.pop("NEURAL_STYLE_CONNECTION_FILE", None)
+    return subprocess.run(
+        [sys.executable, "-m", "neural_style.daemon.cli", *args],
+        capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp_path,
+    )  # fmt: skip
+
+
+def png_header_only(path: Path, width: int, height: int) -> Path:
+    """A syntactically valid PNG whose header claims width x height (no real pixels)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )  # fmt: skip
+    return path
+
+
+def test_stylize_end_to_end_with_report(synthetic_weights: Path, tmp_path: Path) -> None:
+    out, report = tmp_path / "out.png", tmp_path / "r.json"
+    proc = run_cli(
+        "stylize", str(CONTENT), str(STYLE), "-o", str(out), "--size", "96",
+        "--iterations", "30", "--weights", str(synthetic_weights), "--report", str(report),
+        "--local", tmp_path=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "not art" in proc.stderr  # synthetic weights are announced
+    with Image.open(out) as im:
+        assert im.size == (128, 128)  # --keep-size: back to the content's size
+    r = json.loads(report.read_text())
+    assert r["synthetic"] is True and r["weights"]["synthetic"] is True
+    assert len(r["weights"]["sha256"]) == 64
+    assert r["weights"]["path"] == str(synthetic_weights.resolve())
+    assert r["device"].startswith(("CPU", "GPU"))
+    assert r["params"]["size"] == 96 and r["params"]["iterations"] == 30
+    its = r["iterations"]
+    assert [i["step"] for i in its] == list(range(1, 31))
+    assert set(its[0]) >= {"step", "total", "content", "style", "tv", "time_s"}
+    assert its[-1]["total"] < 0.7 * its[0]["total"]
+    assert r["total_time_s"] > 0
+    assert r["output"] == {"path": str(out.resolve()), "width": 128, "height": 128}
+    assert r["work_size"] == {"width": 96, "height": 96}
+
+
+def test_no_keep_size_writes_the_working_size(synthetic_weights: Path, tmp_path: Path) -> None:
+    out = tmp_path / "small.jpg"
+    proc = run_cli(
+        "stylize", str(CONTENT), str(STYLE), "-o", str(out), "--size", "48", "--iterations", "2",
+        "--no-keep-size", "--weights", str(synthetic_weights), "--local", "--quiet",
+        tmp_path=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    with Image.open(out) as im:
+        assert im.size == (48, 48) and im.format == "JPEG"
+
+
+def _bad_cases(tmp: Path) -> list[tuple[list[str], str]]:
+    text = tmp / "notes.png"
+    text.write_text("not an image")
+    empty = tmp / "empty.png"
+    empty.write_bytes(b"")
+    zero = png_header_only(tmp / "zero.png", 0, 10)
+    huge = png_header_only(tmp / "huge.png", 20000, 20000)
+    ok = [str(CONTENT), str(STYLE)]
+    return [
+        ([str(tmp / "missing.png"), str(STYLE)], "does not exist"),
+        ([str(CONTENT), str(tmp / "missing_style.png")], "does not exist"),
+        ([str(text), str(STYLE)], "not an image"),
+        ([str(empty), str(STYLE)], "not an image"),
+        ([str(zero), str(STYLE)], "zero.png"),
+        ([str(huge), str(STYLE)], "the limit is"),
+        ([str(tmp), str(STYLE)], "not a file"),
+        ([*ok, "-o", str(tmp / "no_such_dir" / "out.png")], "does not exist"),
+        ([*ok, "-o", str(tmp / "out.xyz")], "unknown image type"),
+        ([*ok, "--size", "5"], "Invalid parameter size"),
+        ([*ok, "--iterations", "0"], "Invalid parameter iterations"),
+        ([*ok, "--style-weight", "-1"], "Invalid parameter style_weight"),
+        ([*ok, "--content-weight", "nan"], "Invalid parameter content_weight"),
+        ([*ok, "--learning-rate", "1e9"], "Invalid parameter learning_rate"),
+        ([*ok, "--optimizer", "sgd"], "invalid choice"),
+        ([*ok, "--iterations", "many"], "not an integer"),
+        ([*ok, "--style-blend", "0.5,0.5"], "style_blend has 2 weights"),
+        ([*ok, "--weights", str(tmp / "missing.h5")], "fetch-weights"),
+        ([*ok, "--weights", str(text)], "HDF5 could not open"),
+    ]
+
+
+def test_bad_inputs_exit_2_with_a_message_and_no_output(
+    synthetic_weights: Path, tmp_path: Path
+) -> None:
+    failures = []
+    for args, message in _bad_cases(tmp_path):
+        out = tmp_path / "out.png"
+        cmd = ["stylize", *args]
+        if "-o" not in args:
+            cmd += ["-o", str(out)]
+        if "--weights" not in args:
+            cmd += ["--weights", str(synthetic_weights)]
+        proc = run_cli(*cmd, "--local", tmp_path=tmp_path)
+        problems = []
+        if proc.returncode != 2:
+            problems.append(f"exit {proc.returncode}")
+        if message not in proc.stderr:
+            problems.append(f"message {message!r} missing")
+        if "Traceback" in proc.stderr:
+            problems.append("traceback")
+        if out.exists() or list(tmp_path.glob("*.xyz")):
+            problems.append("an output file was written")
+        if problems:
+            failures.append(f"{args}: {', '.join(problems)}\n{proc.stderr[-600:]}")
+    assert not failures, "\n\n".join(failures)
+
+
+def test_synth_and_check_weights_commands(tmp_path: Path) -> None:
+    path = tmp_path / "w.h5"
+    proc = run_cli("synth-weights", str(path), "--seed", "1", tmp_path=tmp_path)
+    assert proc.returncode == 0 and path.stat().st_size > 70_000_000
+    proc = run_cli("check-weights", "--weights", str(path), tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["synthetic"] is True
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["stylize", "--help"]])
+def test_help_and_version(argv: list[str], tmp_path: Path) -> None:
+    proc = run_cli(*argv, tmp_path=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.strip()
