@@ -164,6 +164,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
             "weights": meta["weights"],
             "device": meta["device"],
             "mode": meta["mode"],
+            **({"daemon": meta["daemon"]} if "daemon" in meta else {}),
             "params": params.to_dict(),
             "iterations": [it.to_dict() for it in result.iterates],
             "stopped": result.stopped,
@@ -190,8 +191,14 @@ def _run(args, content, styles, params, on_iterate):  # type: ignore[no-untyped-
     if endpoint is not None:
         from neural_style.daemon import service_cli
 
-        result, info = service_cli.stylize_remote(endpoint, content, styles, params, on_iterate)
-        return result, {"weights": info.weights, "device": info.device, "mode": "daemon"}
+        result = service_cli.stylize_remote(endpoint, content, styles, params, on_iterate)
+        assert result.daemon is not None
+        return result, {
+            "weights": result.daemon.weights,
+            "device": result.daemon.device,
+            "mode": "daemon",
+            "daemon": result.daemon.to_dict(),
+        }
     from neural_style.daemon.engine import StyleTransfer
 
     engine = StyleTransfer.load(args.weights)
@@ -209,10 +216,8 @@ def _daemon_endpoint(args: argparse.Namespace) -> str | None:
     """Endpoint of the daemon to use, or None to run in-process."""
     if args.local:
         return None
-    try:
-        from neural_style.daemon import service_cli
-    except ImportError:  # daemon side not installed: run locally
-        return None
+    from neural_style.daemon import service_cli
+
     if args.daemon:
         return str(args.daemon)
     return service_cli.find_daemon(None)
@@ -307,8 +312,14 @@ CommandAdder = Callable[[argparse._SubParsersAction], None]  # type: ignore[type
 
 
 def _command_adders() -> list[CommandAdder]:
-    adders: list[CommandAdder] = [add_stylize, add_weights_commands]
-    return adders
+    from neural_style.daemon import plugin_install, service_cli
+
+    return [
+        add_stylize,
+        add_weights_commands,
+        service_cli.add_commands,
+        plugin_install.add_commands,
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:
