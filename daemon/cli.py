@@ -312,13 +312,14 @@ CommandAdder = Callable[[argparse._SubParsersAction], None]  # type: ignore[type
 
 
 def _command_adders() -> list[CommandAdder]:
-    from neural_style.daemon import plugin_install, service_cli
+    from neural_style.daemon import bench, plugin_install, service_cli
 
     return [
         add_stylize,
         add_weights_commands,
         service_cli.add_commands,
         plugin_install.add_commands,
+        bench.add_commands,
     ]
 
 

@@ -1,0 +1,151 @@
+"""``neural-style bench``: seconds per step of the engine next to the VGG floor.
+
+The floor is one forward pass of the truncated VGG-19 plus the gradient with respect to
+the input image, with no loss bookkeeping: no implementation of the method can step faster
+in the same precision. ``ratio = step_s / floor_s`` is the engine's overhead.
+Benchmarks print numbers; they are not pass/fail tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SAMPLES = Path(__file__).resolve().parent / "samples"
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list like 256,512") from None
+    if not sizes or any(s < 32 or s > 4096 for s in sizes):
+        raise argparse.ArgumentTypeError("sizes must lie in [32, 4096]")
+    return sizes
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "bench",
+        help="measure seconds per step against the VGG floor",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    p.add_argument("--sizes", type=_sizes, default=[256, 512], help="long sides, e.g. 256,512")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per size (median)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    p.add_argument("--optimizers", default="adam", help="adam,lbfgs")
+    p.add_argument("--weights", help="VGG-19 weights (as for stylize)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_bench)
+
+
+def _floor_seconds(engine: Any, image: np.ndarray, steps: int, warmup: int) -> float:
+    import tensorflow as tf
+
+    features = engine.features
+
+    @tf.function(input_signature=[tf.TensorSpec((1, None, None, 3), tf.float32)])
+    def forward_backward(x: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            outs = features(x)
+            total = tf.add_n([tf.reduce_sum(tf.cast(v, tf.float32)) for v in outs.values()])
+        return tape.gradient(total, x)
+
+    x = tf.constant(image[None])
+    times = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        forward_backward(x).numpy()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _step_seconds(
+    engine: Any,
+    content: np.ndarray,
+    style: np.ndarray,
+    size: int,
+    optimizer: str,
+    steps: int,
+    warmup: int,
+) -> tuple[float, list[float]]:
+    from neural_style.daemon.params import StyleParams
+
+    stamps: list[float] = []
+    losses: list[float] = []
+
+    def callback(it: Any) -> None:
+        stamps.append(time.perf_counter())
+        losses.append(it.loss)
+
+    params = StyleParams(size=size, iterations=warmup + steps + 1, optimizer=optimizer)
+    engine.stylize(content, [style], params, callback)
+    diffs = np.diff(stamps)[warmup:]
+    return float(np.median(diffs)), losses
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from neural_style.daemon import images
+    from neural_style.daemon.engine import StyleTransfer
+    from neural_style.daemon.weights import SYNTHETIC_WARNING
+
+    engine = StyleTransfer.load(args.weights)
+    if engine.weights.synthetic:
+        print(
+            SYNTHETIC_WARNING + " (timings are the same as with the real weights)", file=sys.stderr
+        )
+    content = images.load_image(SAMPLES / "chelsea.jpg")
+    style = images.load_image(SAMPLES / "starry_night.jpg")
+    rows = []
+    for size in args.sizes:
+        h, w = content.shape[:2]
+        work = images.fit_long_side(w, h, size)
+        # Upscale the sample when asked for more than its size: the cost is what matters.
+        big = images.from_float(images.resize(images.to_float(content), work), np.dtype(np.uint8))
+        floor = _floor_seconds(engine, images.to_float(big), args.steps, args.warmup)
+        for optimizer in args.optimizers.split(","):
+            step, _ = _step_seconds(engine, big, style, size, optimizer, args.steps, args.warmup)
+            rows.append(
+                {
+                    "size": size,
+                    "width": work[0],
+                    "height": work[1],
+                    "precision": "fp32",
+                    "optimizer": optimizer,
+                    "step_s": round(step, 4),
+                    "floor_s": round(floor, 4),
+                    "ratio": round(step / floor, 3),
+                }
+            )
+            if not args.json:
+                print(
+                    f"{size:>5} px ({work[0]}x{work[1]}) fp32 {optimizer:<6} "
+                    f"step {step:.3f} s  floor {floor:.3f} s  ratio {step / floor:.3f}",
+                    flush=True,
+                )
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    report = {
+        "synthetic": engine.weights.synthetic,
+        "device": engine.device,
+        "peak_rss_mb": round(peak_mb, 1),
+        "sizes": rows,
+        "presets": [],
+    }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(
+            f"device {engine.device}; peak RSS {peak_mb:.0f} MB"
+            + ("; synthetic weights" if engine.weights.synthetic else "")
+        )
+    return 0
