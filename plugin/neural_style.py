@@ -207,6 +207,17 @@ def format_eta(seconds: float | None) -> str:
     return f"About {hours} h {minutes:02d} min left"
 
 
+def progress_note(step: int, total: int, eta_s: float | None, loss: float | None) -> str:
+    """The progress window's second line: time left (or why there is none) and the loss."""
+    if step >= total:
+        text = "Finishing…"
+    elif eta_s is None or eta_s != eta_s or eta_s <= 0:
+        text = "Estimating the time left…"
+    else:
+        text = format_eta(eta_s)
+    return text + (f"   (loss {loss:.3g})" if loss is not None else "")
+
+
 def to_rgb8(width: int, height: int, channels: int, dtype: str, data: bytes) -> bytes:
     """Any ImageBuf layout -> packed RGB u8 (for the preview thumbnail; small images only)."""
     n = width * height * channels
@@ -431,9 +442,8 @@ class ProgressWindow:
             self.bar.set_text(f"Step {step} / {self.total}")
             if self.cancel_requested_at is None:
                 self.status.set_text("Stylizing…")
-            eta = format_eta(getattr(event, "eta_s", None))
-            loss = getattr(event, "loss", None)
-            self.eta.set_text(eta + (f"   (loss {loss:.3g})" if loss is not None else ""))
+            self.eta.set_text(progress_note(step, self.total, getattr(event, "eta_s", None),
+                                            getattr(event, "loss", None)))  # fmt: skip
         elif kind == "Preview":
             self.show_preview(event.image)
         elif kind == "Done":
@@ -774,7 +784,7 @@ class NeuralStyle(Gimp.PlugIn):
             "scaled back to the layer's size", MIN_MAX_SIZE, MAX_MAX_SIZE, DEFAULT_MAX_SIZE, flags,
         )  # fmt: skip
         proc.add_double_argument(
-            "style-strength", "Style _strength", "Multiplies the style weight: style/content "
+            "style-strength", "Style stre_ngth", "Multiplies the style weight: style/content "
             "ratio = strength x 1e-6 (1 = default, 0 = content only)",
             0.0, MAX_STRENGTH, DEFAULT_STRENGTH, flags,
         )  # fmt: skip

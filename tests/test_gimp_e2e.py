@@ -193,9 +193,13 @@ def gimp_run(tmp_path_factory: pytest.TempPathFactory, synthetic_weights: Path) 
         for case in cases:
             if case["args"].get("endpoint") == "DEAD":
                 case["args"]["endpoint"] = f"tcp://127.0.0.1:{_free_port()}"
+        plugin_dir = profile / "plug-ins" / "neural_style"
         (work / "cases.json").write_text(
-            json.dumps({"out_dir": str(out), "data_dir": str(data), "cases": cases})
-        )
+            json.dumps(
+                {"out_dir": str(out), "data_dir": str(data), "cases": cases,
+                 "plugin_dir": str(plugin_dir)}
+            )
+        )  # fmt: skip
         plugin_log = work / "plugin.log"
         driver = HERE / "gimp" / "batch_driver.py"
         shutil.copy(driver, work / "batch_driver.py")
@@ -215,6 +219,7 @@ def gimp_run(tmp_path_factory: pytest.TempPathFactory, synthetic_weights: Path) 
                 "NEURAL_STYLE_EXTRA_PARAMS": json.dumps({"init": "noise", "seed": 1}),
             },
             timeout=420,
+            xvfb=env.has_xvfb,
         )
         timings["gimp_batch_s"] = round(time.monotonic() - t, 1)
     finally:
@@ -240,6 +245,7 @@ def gimp_run(tmp_path_factory: pytest.TempPathFactory, synthetic_weights: Path) 
         "daemon_log": daemon_log,
         "profile": profile,
         "timings": timings,
+        "has_xvfb": env.has_xvfb,
     }
 
 
@@ -412,3 +418,52 @@ def test_daemon_not_running_is_an_execution_error_naming_the_start_command(
     assert rec["layers_after"] == rec["layers_before"]
     kinds = [e["event"] for e in _events(gimp_run, rec)]
     assert "undo_group_start" not in kinds and "inserted" not in kinds
+
+
+# --------------------------------------------------------------------------- interactive path
+
+
+def _ui(run: dict[str, Any], key: str) -> dict[str, Any]:
+    if not run["has_xvfb"]:
+        pytest.skip("no Xvfb next to this GIMP: the dialogs cannot be shown")
+    ui = run["results"].get("ui")
+    assert ui is not None, "the batch driver did not run the interactive section"
+    assert "driver_error" not in ui, ui["driver_error"]
+    return ui[key]
+
+
+def test_settings_dialog_for_real(gimp_run: dict[str, Any]) -> None:
+    seen = _ui(gimp_run, "dialog_seen_ok")
+    assert seen["title"] == "Neural Style"
+    for label in ("Style layer", "Iterations", "Max size", "Style strength", "Daemon endpoint"):
+        assert label in seen["labels"], seen["labels"]
+    assert any("not implemented" in t and "ignored" in t for t in seen["labels"])
+    assert gimp_run["results"]["ui"]["dialog_ok"] is True
+    assert gimp_run["results"]["ui"]["dialog_cancel"] is False
+
+
+def test_progress_window_for_real(gimp_run: dict[str, Any]) -> None:
+    rec = _ui(gimp_run, "interactive_run")
+    win = rec["window"]
+    assert rec["layers"][1] == rec["layers"][0] + 1
+    assert rec["size"] == rec["content_size"]
+    assert win["seen"].get("Progress", 0) >= 1 and win["seen"].get("Done") == 1
+    assert win["seen"].get("Preview", 0) >= 1 and win["preview"] is not None
+    assert max(win["preview"]) <= 256
+    assert win["bar"] == "Step 12 / 12" and win["fraction"] == pytest.approx(1.0)
+    assert win["eta"].startswith("Finishing…") and "loss" in win["eta"]
+    assert "Stylizing…" in win["statuses"]
+    kinds = [e["event"] for e in gimp_run["log"][rec["log_from"] : rec["log_to"]]]
+    assert kinds.index("done") < kinds.index("undo_group_start") < kinds.index("undo_group_end")
+
+
+def test_cancel_button_stops_the_daemon_job_and_leaves_the_image(
+    gimp_run: dict[str, Any],
+) -> None:
+    rec = _ui(gimp_run, "cancel_run")
+    assert rec["outcome"] == "cancelled"
+    assert rec["layers_after"] == rec["layers_before"]
+    assert rec["window"]["seen"].get("Cancelled") == 1  # the daemon confirmed it
+    assert "Cancelling…" in rec["window"]["statuses"]
+    kinds = [e["event"] for e in gimp_run["log"][rec["log_from"] : rec["log_to"]]]
+    assert "undo_group_start" not in kinds and "done" not in kinds

@@ -311,6 +311,12 @@ def test_format_eta(plugin: types.ModuleType) -> None:
     assert plugin.format_eta(3 * 3600 + 120) == "About 3 h 02 min left"
 
 
+def test_progress_note(plugin: types.ModuleType) -> None:
+    assert plugin.progress_note(1, 10, 0.0, None) == "Estimating the time left…"
+    assert plugin.progress_note(5, 10, 65.0, 1234.5) == "About 1 min 05 s left   (loss 1.23e+03)"
+    assert plugin.progress_note(10, 10, 0.0, None) == "Finishing…"
+
+
 def test_fit_within_only_shrinks(plugin: types.ModuleType) -> None:
     assert plugin.fit_within(100, 50, 200) == (100, 50)
     assert plugin.fit_within(1000, 500, 200) == (200, 100)

@@ -52,7 +52,7 @@ def _load_layer(image, name, width=None, height=None, offsets=(0, 0), alpha_patt
 
 
 def _build(case):
-    canvas = case.get("canvas", [64, 64])
+    canvas = case.get("canvas") or [64, 64]
     image = Gimp.Image.new(canvas[0], canvas[1], Gimp.ImageBaseType.RGB)
     content = _load_layer(
         image,
@@ -150,6 +150,129 @@ def _run_case(case):
     return rec
 
 
+def _labels(widget):
+    """Texts of every label under a widget (what the user reads in a dialog)."""
+    found = []
+    if hasattr(widget, "get_label") and type(widget).__name__ == "Label":
+        found.append(widget.get_text())
+    if hasattr(widget, "get_children"):
+        for child in widget.get_children():
+            found += _labels(child)
+    return found
+
+
+def _ui_section():
+    """The interactive path, for real: settings dialog and progress window under Xvfb.
+
+    The plug-in module is imported into this (python-fu-eval) process, whose GimpUi works
+    like the plug-in's; buttons are pressed from GLib timeouts, the daemon is the real one.
+    """
+    import importlib.util
+
+    import gi
+
+    gi.require_version("GimpUi", "3.0")
+    gi.require_version("Gtk", "3.0")
+    from gi.repository import GimpUi, GLib, Gtk
+
+    plugdir = _cfg["plugin_dir"]
+    spec = importlib.util.spec_from_file_location("nsg_plugin_ui", plugdir + "/neural_style.py")
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+    m.setup_import_path(plugdir)
+    GimpUi.init("nsg-e2e-ui")
+    ui = {}
+    proc = Gimp.get_pdb().lookup_procedure(PROC)
+
+    def press(response, key):
+        def callback():
+            for win in Gtk.Window.list_toplevels():
+                if isinstance(win, GimpUi.ProcedureDialog) and win.get_visible():
+                    ui[key] = {"title": win.get_title(), "labels": _labels(win)}
+                    win.response(response)
+                    return False
+            return True
+
+        GLib.timeout_add(200, callback)
+
+    press(Gtk.ResponseType.OK, "dialog_seen_ok")
+    ui["dialog_ok"] = m.show_dialog(proc, proc.create_config())
+    press(Gtk.ResponseType.CANCEL, "dialog_seen_cancel")
+    ui["dialog_cancel"] = m.show_dialog(proc, proc.create_config())
+
+    windows = []
+
+    class Recording(m.ProgressWindow):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.seen = {}
+            self.statuses = []
+            windows.append(self)
+
+        def handle(self, event):
+            kind = type(event).__name__
+            self.seen[kind] = self.seen.get(kind, 0) + 1
+            super().handle(event)
+            self.statuses.append(self.status.get_text())
+
+    def summary(win):
+        pixbuf = win.preview.get_pixbuf()
+        return {
+            "title": win.dialog.get_title(),
+            "seen": win.seen,
+            "statuses": sorted(set(win.statuses)),
+            "bar": win.bar.get_text(),
+            "fraction": win.bar.get_fraction(),
+            "eta": win.eta.get_text(),
+            "preview": [pixbuf.get_width(), pixbuf.get_height()] if pixbuf else None,
+        }
+
+    def config(iterations):
+        cfg = proc.create_config()
+        cfg.set_property("iterations", iterations)
+        cfg.set_property("max-size", 64)
+        return cfg
+
+    m.ProgressWindow = Recording
+    image, content, style = _build({"content": "chelsea_64", "style": "starry_night_64"})
+    cfg = config(12)
+    cfg.set_property("style-layer", style)
+    before = len(image.get_layers())
+    rec = {"log_from": _log_lines()}
+    layer = m.stylize(image, [content], cfg, True)
+    rec.update(
+        window=summary(windows[-1]),
+        layers=[before, len(image.get_layers())],
+        size=[layer.get_width(), layer.get_height()],
+        content_size=[content.get_width(), content.get_height()],
+        log_to=_log_lines(),
+    )
+    ui["interactive_run"] = rec
+    image.delete()
+
+    class CancelOnFirstProgress(Recording):
+        def handle(self, event):
+            super().handle(event)
+            if type(event).__name__ == "Progress" and self.cancel_requested_at is None:
+                self.dialog.response(Gtk.ResponseType.CANCEL)
+
+    m.ProgressWindow = CancelOnFirstProgress
+    image, content, style = _build({"content": "chelsea_64", "style": "starry_night_64"})
+    cfg = config(150)
+    cfg.set_property("style-layer", style)
+    rec = {"log_from": _log_lines(), "layers_before": len(image.get_layers())}
+    try:
+        m.stylize(image, [content], cfg, True)
+        rec["outcome"] = "finished"
+    except m.UserCancelled:
+        rec["outcome"] = "cancelled"
+    rec.update(window=summary(windows[-1]), layers_after=len(image.get_layers()))
+    rec["log_to"] = _log_lines()
+    ui["cancel_run"] = rec
+    image.delete()
+    return ui
+
+
 _results = {"cases": []}
 _pdb = Gimp.get_pdb()
 _proc = _pdb.lookup_procedure(PROC)
@@ -166,6 +289,11 @@ if _proc is not None:
         except Exception:
             _err = traceback.format_exc()
             _results["cases"].append({"name": _case["name"], "driver_error": _err})
+    if os.environ.get("DISPLAY"):
+        try:
+            _results["ui"] = _ui_section()
+        except Exception:
+            _results["ui"] = {"driver_error": traceback.format_exc()}
 with open(os.path.join(_out_dir, "results.json"), "w") as _fh:
     json.dump(_results, _fh, indent=1)
 print("batch_driver: done", flush=True)

@@ -25,8 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: What GIMP needs to run our plug-in. python3-zmq/msgpack are the fallback when the plug-in's
-#: vendored wheels are absent; the tests check that the vendored ones are used.
-GIMP_PACKAGES = ("gimp", "python3-gi", "gir1.2-gimp-3.0", "python3-zmq", "python3-msgpack")
+#: vendored wheels are absent (the tests check that the vendored ones are used); xvfb gives
+#: the plug-in's dialogs a display so the interactive path runs for real too.
+GIMP_PACKAGES = (
+    "gimp", "python3-gi", "gir1.2-gimp-3.0", "python3-zmq", "python3-msgpack", "xvfb",
+)  # fmt: skip
+DISPLAY = ":99"
 SUITE = os.environ.get("NEURAL_STYLE_GIMP_SUITE", "trixie")
 MIRROR = os.environ.get("NEURAL_STYLE_GIMP_MIRROR", "http://deb.debian.org/debian")
 DEFAULT_ROOT = "/var/cache/neural-style/gimp3root"
@@ -40,13 +44,20 @@ NOISE = (
 )  # fmt: skip
 
 _NS_SETUP = r"""
-R=$1; W=$2; shift 2
+R=$1; W=$2; X=$3; shift 3
 mount -t proc proc "$R/proc"
 mount -t sysfs sysfs "$R/sys"
 mount --bind /dev "$R/dev"
 mount -t tmpfs -o mode=1777,size=512m shm "$R/dev/shm"
+mount -t tmpfs -o mode=1777 xsock "$R/tmp/.X11-unix" 2>/dev/null || {
+  mkdir -p "$R/tmp/.X11-unix"; mount -t tmpfs -o mode=1777 xsock "$R/tmp/.X11-unix"; }
 mkdir -p "$R$W"
 mount --bind "$W" "$R$W"
+if [ -n "$X" ]; then
+  # a private X server for the plug-in's dialogs; dies with this pid namespace
+  chroot "$R" Xvfb "$X" -nolisten tcp -screen 0 1024x768x24 >"$W/xvfb.log" 2>&1 &
+  n=0; while [ ! -S "$R/tmp/.X11-unix/X${X#:}" ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n+1)); done
+fi
 exec chroot "$R" "$@"
 """
 
@@ -87,6 +98,13 @@ class GimpEnv:
     setup_seconds: float = 0.0
     built: bool = False
 
+    @property
+    def has_xvfb(self) -> bool:
+        """Whether run_batch(xvfb=True) can give plug-ins a display."""
+        if self.root is not None:
+            return (self.root / "usr/bin/Xvfb").exists()
+        return shutil.which("Xvfb") is not None
+
     def host_path(self, inside: str | Path) -> Path:
         """Where a path as GIMP sees it lives on the host."""
         inside = Path(inside)
@@ -116,18 +134,21 @@ class GimpEnv:
         profile: Path,
         env: Mapping[str, str] | None = None,
         timeout: int = 300,
+        xvfb: bool = False,
     ) -> subprocess.CompletedProcess:
         """Run ``gimp-console-3.0 --batch-interpreter=python-fu-eval -b BATCH --quit``.
 
         ``work`` is visible at the same path inside the chroot; ``profile`` (GIMP3_DIRECTORY)
         must lie under it. Only ``env`` and a fixed minimal environment reach GIMP (LANG fixed:
-        a changed locale makes GIMP re-query every plug-in).
+        a changed locale makes GIMP re-query every plug-in). ``xvfb`` starts a private X
+        server and sets DISPLAY, so plug-ins can open their dialogs.
         """
         base = {
             "HOME": "/root" if self.root is not None else os.environ.get("HOME", "/root"),
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "LANG": "C.UTF-8",
             "GIMP3_DIRECTORY": str(profile),
+            **({"DISPLAY": DISPLAY} if xvfb else {}),
             **(env or {}),
         }
         gimp = [
@@ -135,15 +156,31 @@ class GimpEnv:
             "timeout", "-k", "10", str(timeout), "gimp-console-3.0", *GIMP_FLAGS,
             "--batch-interpreter=python-fu-eval", "-b", batch, "--quit",
         ]  # fmt: skip
-        if self.root is None:
-            argv = gimp
-        else:
+        if self.root is not None:
             argv = [
                 "unshare", "--pid", "--mount", "--propagation", "private", "--fork",
                 "--kill-child", "--", "/bin/sh", "-ec", _NS_SETUP, "gimp-ns",
-                str(self.root), str(work), *gimp,
+                str(self.root), str(work), DISPLAY if xvfb else "", *gimp,
             ]  # fmt: skip
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 60)
+            return subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 60)
+        xserver = None
+        if xvfb:
+            with open(work / "xvfb.log", "w") as xlog:
+                xserver = subprocess.Popen(
+                    ["Xvfb", DISPLAY, "-nolisten", "tcp", "-screen", "0", "1024x768x24"],
+                    stdout=xlog, stderr=subprocess.STDOUT,
+                )  # fmt: skip
+            sock = Path(f"/tmp/.X11-unix/X{DISPLAY[1:]}")
+            for _ in range(100):
+                if sock.exists():
+                    break
+                time.sleep(0.1)
+        try:
+            return subprocess.run(gimp, capture_output=True, text=True, timeout=timeout + 60)
+        finally:
+            if xserver is not None:
+                xserver.terminate()
+                xserver.wait(10)
 
 
 def _stamp_text() -> str:
@@ -244,6 +281,9 @@ def ensure_gimp() -> GimpEnv:
     """
     t0 = time.monotonic()
     if shutil.which("gimp-console-3.0"):
+        if not shutil.which("Xvfb") and is_root() and shutil.which("apt-get"):
+            with contextlib.suppress(GimpSetupFailed):
+                _apt_install(["xvfb"])  # optional: only the interactive tests need it
         return GimpEnv("host", None, time.monotonic() - t0)
     if debian_major() >= 13:
         if not is_root():
