@@ -6,28 +6,36 @@ block1_conv1..block5_conv1, total variation, Adam) or L-BFGS, calling ``callback
 immutable :class:`Iterate` after every step; a callback that returns ``"stop"`` ends the
 run after at most one more step, and the best image so far is returned.
 
-Targets (content features, style Grams) are computed once per job; style Grams are also
-kept in a small LRU cache across jobs (keyed by the style's pixels and working size), which
-is what makes a warm daemon's second job with the same style start at once.
+Beyond the brief, behind parameters: coarse-to-fine ladders (Adam's moments carried across
+scales), colour preservation, several blended styles, style scale, masks, average pooling,
+reflect padding and iterate averaging.
+
+Targets (content features, style Grams) are computed once per job and scale; style Grams
+are also kept in a small LRU cache across jobs (keyed by the style's pixels, size and
+network variant), which is what makes a warm daemon's second job with the same style start
+at once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from neural_style.daemon import images
+from neural_style.daemon import color, images
 from neural_style.daemon.losses import content_loss, gram_matrix, style_loss, tv_loss
 from neural_style.daemon.params import (
     STOP,
+    ColorMode,
     Init,
     Iterate,
     Optimizer,
@@ -46,8 +54,11 @@ ADAM_BETA1 = 0.99
 ADAM_BETA2 = 0.999
 ADAM_EPSILON = 0.1
 
-_IMAGE_SPEC = tf.TensorSpec((1, None, None, 3), tf.float32)
+_IMAGE = tf.TensorSpec((1, None, None, 3), tf.float32)
 _SCALAR = tf.TensorSpec((), tf.float32)
+_CONTENT = tf.TensorSpec((1, None, None, None), tf.float32)
+_GRAMS = tuple(tf.TensorSpec((1, None, None), tf.float32) for _ in STYLE_LAYERS)
+_WEIGHTS = tf.TensorSpec((3,), tf.float32)
 
 
 @dataclass(frozen=True)
@@ -58,15 +69,69 @@ class Targets:
     grams: tuple[tf.Tensor, ...]  # (1, C, C) blended style Grams, one per style layer
 
 
+@dataclass
+class _AdamState:
+    m: tf.Tensor
+    v: tf.Tensor
+    t: int
+    ema: tf.Tensor | None = None
+
+
 def describe_device() -> str:
-    """Human-readable device TensorFlow will use ("GPU:0 (name)" or "CPU (N threads)")."""
+    """Human-readable device TensorFlow will use ("GPU:0 (name)" or "CPU (N cores)")."""
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         details = tf.config.experimental.get_device_details(gpus[0])
         return f"GPU:0 ({details.get('device_name', 'GPU')})"
-    import os
-
     return f"CPU ({os.cpu_count()} cores)"
+
+
+class _Functions:
+    """The traced TensorFlow functions for one network variant (pooling, padding).
+
+    Input signatures have free height and width, so each is traced once for every size.
+    """
+
+    def __init__(self, features: VGGFeatures, pooling: str, padding: str) -> None:
+        def feats(x: tf.Tensor) -> dict[str, tf.Tensor]:
+            return features(x, pooling=pooling, padding=padding)
+
+        def losses(x, content_target, gram_targets, weights):  # type: ignore[no-untyped-def]
+            f = feats(x)
+            c = weights[0] * content_loss(f[CONTENT_LAYERS[0]], content_target)
+            s = weights[1] * style_loss([gram_matrix(f[n]) for n in STYLE_LAYERS], gram_targets)
+            t = weights[2] * tv_loss(x)
+            return c + s + t, c, s, t
+
+        def loss_and_grad(x, content_target, gram_targets, weights):  # type: ignore[no-untyped-def]
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                total, c, s, t = losses(x, content_target, gram_targets, weights)
+            return total, c, s, t, tape.gradient(total, x)
+
+        def adam_step(x, m, v, t, content_target, gram_targets, weights, lr):  # type: ignore[no-untyped-def]
+            """One Adam update in Keras' formulation (ε added to the uncorrected √v, as the
+            tutorial's ``tf.keras.optimizers.Adam`` does), then clip to [0, 1]."""
+            total, c, s, tv, grad = loss_and_grad(x, content_target, gram_targets, weights)
+            m = m + (grad - m) * (1.0 - ADAM_BETA1)
+            v = v + (tf.square(grad) - v) * (1.0 - ADAM_BETA2)
+            alpha = lr * tf.sqrt(1.0 - tf.pow(ADAM_BETA2, t)) / (1.0 - tf.pow(ADAM_BETA1, t))
+            x_new = tf.clip_by_value(x - alpha * m / (tf.sqrt(v) + ADAM_EPSILON), 0.0, 1.0)
+            return x_new, m, v, total, c, s, tv
+
+        def extract(x: tf.Tensor) -> tuple[tf.Tensor, tuple[tf.Tensor, ...]]:
+            f = feats(x)
+            content = tf.cast(f[CONTENT_LAYERS[0]], tf.float32)
+            return content, tuple(gram_matrix(f[name]) for name in STYLE_LAYERS)
+
+        self.extract = tf.function(extract, input_signature=[_IMAGE])
+        self.loss_and_grad = tf.function(
+            loss_and_grad, input_signature=[_IMAGE, _CONTENT, _GRAMS, _WEIGHTS]
+        )
+        self.adam_step = tf.function(
+            adam_step,
+            input_signature=[_IMAGE, _IMAGE, _IMAGE, _SCALAR, _CONTENT, _GRAMS, _WEIGHTS, _SCALAR],
+        )
 
 
 class StyleTransfer:
@@ -78,27 +143,9 @@ class StyleTransfer:
         self.features = features
         self.weights = weights
         self.device = describe_device()
-        self._style_cache: OrderedDict[tuple[str, int, int], tuple[tf.Tensor, ...]] = OrderedDict()
+        self._style_cache: OrderedDict[tuple[Any, ...], tuple[tf.Tensor, ...]] = OrderedDict()
         self._style_cache_size = style_cache_size
-        self._adam_step = tf.function(
-            self._adam_step_impl,
-            input_signature=[
-                _IMAGE_SPEC, _IMAGE_SPEC, _IMAGE_SPEC, _SCALAR,
-                tf.TensorSpec((1, None, None, None), tf.float32),
-                tuple(tf.TensorSpec((1, None, None), tf.float32) for _ in STYLE_LAYERS),
-                tf.TensorSpec((3,), tf.float32), _SCALAR,
-            ],
-        )  # fmt: skip
-        self._loss_and_grad = tf.function(
-            self._loss_and_grad_impl,
-            input_signature=[
-                _IMAGE_SPEC,
-                tf.TensorSpec((1, None, None, None), tf.float32),
-                tuple(tf.TensorSpec((1, None, None), tf.float32) for _ in STYLE_LAYERS),
-                tf.TensorSpec((3,), tf.float32),
-            ],
-        )
-        self._extract = tf.function(self._extract_impl, input_signature=[_IMAGE_SPEC])
+        self._variants: dict[tuple[str, str], _Functions] = {}
 
     @classmethod
     def load(cls, weights: str | Path | None = None) -> StyleTransfer:
@@ -115,57 +162,36 @@ class StyleTransfer:
             ) from None
         return cls(VGGFeatures(conv), info)
 
-    # ------------------------------------------------------------------ TF functions
-    def _extract_impl(self, image: tf.Tensor) -> tuple[tf.Tensor, tuple[tf.Tensor, ...]]:
-        feats = self.features(image)
-        content = tf.cast(feats[CONTENT_LAYERS[0]], tf.float32)
-        return content, tuple(gram_matrix(feats[name]) for name in STYLE_LAYERS)
+    def functions(self, params: StyleParams) -> _Functions:
+        key = (params.pooling.value, params.padding.value)
+        if key not in self._variants:
+            self._variants[key] = _Functions(self.features, *key)
+        return self._variants[key]
 
-    def _losses(
-        self,
-        image: tf.Tensor,
-        content_target: tf.Tensor,
-        gram_targets: tuple[tf.Tensor, ...],
-        weights: tf.Tensor,
-    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-        feats = self.features(image)
-        c = weights[0] * content_loss(feats[CONTENT_LAYERS[0]], content_target)
-        grams = [gram_matrix(feats[name]) for name in STYLE_LAYERS]
-        s = weights[1] * style_loss(grams, gram_targets)
-        t = weights[2] * tv_loss(image)
-        return c + s + t, c, s, t
+    # The plain-variant functions, for callers (benchmarks, tests) that want them directly.
+    @property
+    def _extract(self) -> Callable[..., Any]:
+        return self.functions(StyleParams()).extract
 
-    def _loss_and_grad_impl(self, image, content_target, gram_targets, weights):  # type: ignore[no-untyped-def]
-        with tf.GradientTape() as tape:
-            tape.watch(image)
-            total, c, s, t = self._losses(image, content_target, gram_targets, weights)
-        return total, c, s, t, tape.gradient(total, image)
-
-    def _adam_step_impl(self, x, m, v, t, content_target, gram_targets, weights, lr):  # type: ignore[no-untyped-def]
-        """One Adam update in Keras' formulation (ε added to the uncorrected √v, as the
-        tutorial's ``tf.keras.optimizers.Adam`` does), then clip to [0, 1]."""
-        total, c, s, tv, grad = self._loss_and_grad_impl(x, content_target, gram_targets, weights)
-        m = m + (grad - m) * (1.0 - ADAM_BETA1)
-        v = v + (tf.square(grad) - v) * (1.0 - ADAM_BETA2)
-        alpha = lr * tf.sqrt(1.0 - tf.pow(ADAM_BETA2, t)) / (1.0 - tf.pow(ADAM_BETA1, t))
-        x_new = tf.clip_by_value(x - alpha * m / (tf.sqrt(v) + ADAM_EPSILON), 0.0, 1.0)
-        return x_new, m, v, total, c, s, tv
+    @_extract.setter
+    def _extract(self, fn: Callable[..., Any]) -> None:
+        self.functions(StyleParams()).extract = fn
 
     # ------------------------------------------------------------------ targets
     def style_grams(
-        self, style_rgb: np.ndarray, long_side: int
+        self, style_rgb: np.ndarray, long_side: int, fns: _Functions, variant: tuple[str, str]
     ) -> tuple[tuple[tf.Tensor, ...], bool]:
         """Gram targets of one style image resized to ``long_side``; (grams, cache_hit)."""
         digest = hashlib.blake2b(style_rgb.tobytes(), digest_size=16)
         digest.update(repr(style_rgb.shape).encode())
-        key = (digest.hexdigest(), long_side, 0)
+        key = (digest.hexdigest(), long_side, variant)
         cached = self._style_cache.get(key)
         if cached is not None:
             self._style_cache.move_to_end(key)
             return cached, True
         h, w = style_rgb.shape[:2]
         resized = images.resize(style_rgb, images.fit_long_side(w, h, long_side))
-        _, grams = self._extract(tf.constant(resized[None]))
+        _, grams = fns.extract(tf.constant(resized[None]))
         self._style_cache[key] = grams
         while len(self._style_cache) > self._style_cache_size:
             self._style_cache.popitem(last=False)
@@ -177,13 +203,17 @@ class StyleTransfer:
         style_rgbs: Sequence[np.ndarray],
         blend: Sequence[float],
         style_long_side: int,
+        params: StyleParams | None = None,
     ) -> tuple[Targets, bool]:
         """Content features and the blend of the styles' Grams; (targets, all cached)."""
-        content_feats, _ = self._extract(tf.constant(content_rgb[None]))
+        params = params or StyleParams()
+        fns = self.functions(params)
+        variant = (params.pooling.value, params.padding.value)
+        content_feats, _ = fns.extract(tf.constant(content_rgb[None]))
         blended: list[tf.Tensor] | None = None
         hits = []
         for style, weight in zip(style_rgbs, blend, strict=True):
-            grams, hit = self.style_grams(style, style_long_side)
+            grams, hit = self.style_grams(style, style_long_side, fns, variant)
             hits.append(hit)
             scaled = [g * weight for g in grams]
             blended = (
@@ -205,8 +235,8 @@ class StyleTransfer:
 
         Alpha is kept untouched, gray content comes back gray, and the result has the
         content's dtype and channels; its size is the content's when ``params.keep_size``,
-        else the working size. ``mask`` (HxW, 1 = stylize) composites the result over the
-        content after optimisation.
+        else the working size. ``mask`` (HxW, 1 = stylize, fractions blend) composites the
+        result over the content, so where it is 0 the content is returned unchanged.
         """
         start = time.perf_counter()
         content = images.as_hwc(content, "content image")
@@ -218,30 +248,52 @@ class StyleTransfer:
             images.split_alpha(images.to_float(images.as_hwc(s, f"style image {i + 1}")))[0]
             for i, s in enumerate(styles)
         ]
+        if mask is not None:
+            mask = images.as_hwc(mask, "mask")
         blend = self._blend(params, len(style_rgbs))
         rgb, alpha, was_gray = images.split_alpha(images.to_float(content))
         height, width = rgb.shape[:2]
-        work = images.fit_long_side(width, height, min(params.size, max(width, height)))
-        if min(work) < 1:
-            raise images.bad("The content image is too thin to stylize.")
-        content_work = images.resize(rgb, work)
-        targets, cache_hit = self.targets(content_work, style_rgbs, blend, max(work))
-        x0 = self._initial_image(params, content_work, style_rgbs[0])
-        weights = tf.constant(
-            [params.content_weight, params.style_weight, params.tv_weight], tf.float32
-        )
-        run = _Run(params, callback, start, max(work))
-        if params.optimizer is Optimizer.ADAM:
-            best = self._run_adam(x0, targets, weights, params, run)
-        else:
-            best = self._run_lbfgs(x0, targets, weights, params, run)
-        out_rgb = best
+        longest = max(width, height)
+        ladder = sorted({min(side, longest) for side in params.ladder()})
+        sizes = [images.fit_long_side(width, height, side) for side in ladder]
+        work = sizes[-1]
+
+        target_rgb, style_rgbs = self._color_inputs(params.preserve_color, rgb, style_rgbs)
+        run = _Run(params, callback, start)
+        budgets = split_iterations(params.iterations, len(sizes))
+        x: np.ndarray | None = None
+        state: _AdamState | None = None
+        cache_hit = True
+        for size, steps in zip(sizes, budgets, strict=True):
+            content_k = images.resize(target_rgb, size)
+            style_side = int(
+                np.clip(round(max(size) * params.style_scale), 16, 2 * limits.MAX_WORK_SIDE)
+            )
+            targets, hit = self.targets(content_k, style_rgbs, blend, style_side, params)
+            cache_hit = cache_hit and hit
+            if x is None:
+                x = self._initial_image(params, content_k, style_rgbs[0])
+            else:
+                x = images.resize(x, size)
+                state = _resize_state(state, size)
+            run.scale = max(size)
+            if params.optimizer is Optimizer.ADAM:
+                x, state = self._run_adam(x, state, targets, params, steps, run)
+            else:
+                x = self._run_lbfgs(x, targets, params, steps, run)
+            if run.stopped:
+                break
+        assert x is not None
+        out_rgb = images.resize(x, work)
+        base = rgb if params.keep_size else images.resize(rgb, work)
         if params.keep_size and (width, height) != work:
             out_rgb = images.resize(out_rgb, (width, height))
         elif not params.keep_size and alpha is not None:
             alpha = images.resize(alpha, work)
+        if params.preserve_color is ColorMode.LUMINANCE:
+            out_rgb = color.recombine_luminance(out_rgb, base)
         if mask is not None:
-            out_rgb = self._composite(out_rgb, rgb if params.keep_size else content_work, mask)
+            out_rgb = self._composite(out_rgb, base, mask)
         result = images.join_alpha(out_rgb, alpha, was_gray)
         return StylizeResult(
             image=images.from_float(result, content.dtype),
@@ -251,6 +303,22 @@ class StyleTransfer:
             style_cache_hit=cache_hit,
             work_size=work,
         )
+
+    @staticmethod
+    def _color_inputs(
+        mode: ColorMode, content_rgb: np.ndarray, style_rgbs: list[np.ndarray]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """What the optimisation sees: luminance images, colour-matched styles, or as is."""
+        if mode is ColorMode.HISTOGRAM:
+            return content_rgb, [color.match_color(s, content_rgb) for s in style_rgbs]
+        if mode is ColorMode.LUMINANCE:
+            content_y = color.luminance(content_rgb)
+            styles = [
+                color.gray_rgb(color.match_luminance(color.luminance(s), content_y))
+                for s in style_rgbs
+            ]
+            return color.gray_rgb(content_y), styles
+        return content_rgb, style_rgbs
 
     @staticmethod
     def _blend(params: StyleParams, count: int) -> list[float]:
@@ -264,10 +332,9 @@ class StyleTransfer:
 
     @staticmethod
     def _composite(stylized: np.ndarray, original: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        m = images.to_float(images.as_hwc(mask, "mask"))
-        if m.shape[2] != 1:
-            m = images.split_alpha(m)[0] @ images.LUMA
-            m = m[:, :, None]
+        m = images.to_float(mask)
+        if m.shape[2] != 1:  # an RGB(A) mask: its luma
+            m = (images.split_alpha(m)[0] @ images.LUMA)[:, :, None]
         m = images.resize(m, (stylized.shape[1], stylized.shape[0]))
         return m * stylized + (1.0 - m) * original
 
@@ -284,46 +351,55 @@ class StyleTransfer:
     def _run_adam(
         self,
         x0: np.ndarray,
+        state: _AdamState | None,
         targets: Targets,
-        weights: tf.Tensor,
         params: StyleParams,
+        steps: int,
         run: _Run,
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, _AdamState]:
+        fns = self.functions(params)
+        weights = _loss_weights(params)
         x = tf.constant(x0[None])
-        m = tf.zeros_like(x)
-        v = tf.zeros_like(x)
+        if state is None:
+            state = _AdamState(tf.zeros_like(x), tf.zeros_like(x), 0)
+        m, v = state.m, state.v
         lr = tf.constant(params.learning_rate, tf.float32)
+        decay = params.ema
+        ema = state.ema if decay else None
         best, best_loss = x, float("inf")
-        for step in range(1, params.iterations + 1):
-            x_new, m, v, total, c, s, tv = self._adam_step(
-                x, m, v, tf.constant(float(step)), targets.content, targets.grams, weights, lr
+        t = state.t
+        for _ in range(steps):
+            t += 1
+            x_new, m, v, total, c, s, tv = fns.adam_step(
+                x, m, v, tf.constant(float(t)), targets.content, targets.grams, weights, lr
             )
             loss = float(total)
             if loss < best_loss:  # loss was evaluated at x (before this update)
                 best, best_loss = x, loss
-            stop = run.report(step, loss, float(c), float(s), float(tv), x)
+            stop = run.report(loss, float(c), float(s), float(tv), x)
             x = x_new
+            if decay:
+                ema = x if ema is None else decay * ema + (1.0 - decay) * x
             if stop:
                 break
         else:
-            # The final update is usually the best image: evaluate it once so it can win.
-            total, *_ = self._loss_and_grad(x, targets.content, targets.grams, weights)
-            if float(total) < best_loss:
-                best = x
-        return best.numpy()[0]
+            if not decay:
+                # The final update is usually the best image: evaluate it so it can win.
+                total, *_ = fns.loss_and_grad(x, targets.content, targets.grams, weights)
+                if float(total) < best_loss:
+                    best = x
+        result = ema if decay and ema is not None else best
+        return result.numpy()[0], _AdamState(m, v, t, ema)
 
     def _run_lbfgs(
-        self,
-        x0: np.ndarray,
-        targets: Targets,
-        weights: tf.Tensor,
-        params: StyleParams,
-        run: _Run,
+        self, x0: np.ndarray, targets: Targets, params: StyleParams, steps: int, run: _Run
     ) -> np.ndarray:
         """scipy's L-BFGS-B with box bounds [0, 1]; one step = one loss+gradient evaluation."""
         from scipy.optimize import minimize
         from threadpoolctl import threadpool_limits
 
+        fns = self.functions(params)
+        weights = _loss_weights(params)
         shape = (1, *x0.shape)
         best = {"loss": float("inf"), "x": x0.ravel().astype(np.float64)}
         evaluations = 0
@@ -333,15 +409,15 @@ class StyleTransfer:
 
         def fun(flat: np.ndarray) -> tuple[float, np.ndarray]:
             nonlocal evaluations
-            if evaluations >= params.iterations:
+            if evaluations >= steps:
                 raise _Stop
             evaluations += 1
             x = tf.constant(flat.reshape(shape), tf.float32)
-            total, c, s, tv, grad = self._loss_and_grad(x, targets.content, targets.grams, weights)
+            total, c, s, tv, grad = fns.loss_and_grad(x, targets.content, targets.grams, weights)
             loss = float(total)
             if loss < best["loss"]:
                 best["loss"], best["x"] = loss, flat.copy()
-            if run.report(evaluations, loss, float(c), float(s), float(tv), x):
+            if run.report(loss, float(c), float(s), float(tv), x):
                 raise _Stop
             return loss, grad.numpy().astype(np.float64).ravel()
 
@@ -354,8 +430,8 @@ class StyleTransfer:
                 method="L-BFGS-B",
                 bounds=[(0.0, 1.0)] * x0.size,
                 options={
-                    "maxiter": params.iterations,
-                    "maxfun": params.iterations,
+                    "maxiter": steps,
+                    "maxfun": steps,
                     "maxcor": 20,
                     "ftol": 0.0,
                     "gtol": 0.0,
@@ -364,45 +440,60 @@ class StyleTransfer:
         return best["x"].reshape(x0.shape).astype(np.float32)
 
 
-class _Run:
-    """Bookkeeping shared by both optimisers: iterates, previews, the stop request."""
+def _loss_weights(params: StyleParams) -> tf.Tensor:
+    return tf.constant([params.content_weight, params.style_weight, params.tv_weight], tf.float32)
 
-    def __init__(self, params: StyleParams, callback: Callback | None, start: float, scale: int):
+
+def _resize_state(state: _AdamState | None, size: tuple[int, int]) -> _AdamState | None:
+    """Carry Adam's moments to the next scale (bilinear; the second moment stays >= 0)."""
+    if state is None:
+        return None
+    hw = (size[1], size[0])
+    ema = tf.image.resize(state.ema, hw) if state.ema is not None else None
+    return _AdamState(
+        tf.image.resize(state.m, hw), tf.maximum(tf.image.resize(state.v, hw), 0.0), state.t, ema
+    )
+
+
+def split_iterations(total: int, scales: int) -> list[int]:
+    """Steps per scale, coarse to fine: an equal share each, the remainder at the coarsest
+    (cheapest) scales. Each coarse step costs 1/4 of the next finer one."""
+    base, extra = divmod(total, scales)
+    return [base + (1 if k < extra else 0) for k in range(scales)]
+
+
+class _Run:
+    """Bookkeeping shared by both optimisers: step count, iterates, previews, stop."""
+
+    def __init__(self, params: StyleParams, callback: Callback | None, start: float) -> None:
         self.params = params
         self.callback = callback
         self.start = start
-        self.scale = scale
+        self.scale = params.size
+        self.step = 0
         self.iterates: list[Iterate] = []
         self.stopped = False
 
-    def report(self, step: int, loss: float, c: float, s: float, tv: float, x: tf.Tensor) -> bool:
+    def report(self, loss: float, c: float, s: float, tv: float, x: tf.Tensor) -> bool:
         """Record a step and call the callback; True when the run must stop now."""
+        self.step += 1
+        step = self.step
         if not np.isfinite(loss):
             raise NeuralStyleError(
                 ErrorCode.INTERNAL,
                 f"The loss became {loss} at step {step}: the optimisation diverged.",
                 "Lower the learning rate or the style weight.",
             )
-        it = Iterate(
-            step,
-            self.params.iterations,
-            loss,
-            c,
-            s,
-            tv,
-            time.perf_counter() - self.start,
-            self.scale,
-        )
+        total = self.params.iterations
+        elapsed = time.perf_counter() - self.start
+        it = Iterate(step, total, loss, c, s, tv, elapsed, self.scale)
         self.iterates.append(it)
         if self.callback is None:
             return False
         every = self.params.preview_every
         if every and step % every == 0:
-            it = Iterate(
-                it.step, it.total, it.loss, it.content, it.style, it.tv, it.elapsed, it.scale,
-                preview=x.numpy()[0],
-            )  # fmt: skip
-        if self.callback(it) == STOP and step < self.params.iterations:
+            it = Iterate(step, total, loss, c, s, tv, elapsed, self.scale, preview=x.numpy()[0])
+        if self.callback(it) == STOP and step < total:
             self.stopped = True
             return True
         return False

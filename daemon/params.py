@@ -28,6 +28,26 @@ class Init(str, Enum):
     STYLE = "style"
 
 
+class ColorMode(str, Enum):
+    """Colour preservation (Gatys et al. 2017, "Controlling Perceptual Factors")."""
+
+    NONE = "none"
+    LUMINANCE = "luminance"
+    """Transfer on luminance only; the result takes the content's chroma (YIQ)."""
+    HISTOGRAM = "histogram"
+    """Match the style's colour mean and covariance to the content's before optimising."""
+
+
+class Pooling(str, Enum):
+    MAX = "max"
+    AVG = "avg"
+
+
+class Padding(str, Enum):
+    ZERO = "zero"
+    REFLECT = "reflect"
+
+
 #: What a callback returns to ask the engine to stop (it stops after at most one more step).
 STOP = "stop"
 
@@ -59,17 +79,41 @@ class StyleParams:
     """Relative weights of several styles (normalised to sum 1); None = equal."""
     preview_every: int = 0
     """Attach a preview image to every N-th iterate (0 = never)."""
+    preserve_color: ColorMode = ColorMode.NONE
+    style_scale: float = 1.0
+    """Style image's long side relative to the working long side (bigger = bigger strokes)."""
+    scales: tuple[int, ...] | None = None
+    """Coarse-to-fine ladder of long sides ending at ``size``; None = one scale; () = auto."""
+    pooling: Pooling = Pooling.MAX
+    padding: Padding = Padding.ZERO
+    ema: float = 0.0
+    """Iterate averaging: the result is an exponential moving average of the iterates with
+    this decay (0 = off; e.g. 0.9)."""
 
     def __post_init__(self) -> None:
-        # Accept plain strings for the enums (CLI, protocol) and normalise them.
+        # Accept plain strings/lists (CLI, protocol) and normalise them.
         try:
-            object.__setattr__(self, "optimizer", Optimizer(self.optimizer))
-            object.__setattr__(self, "init", Init(self.init))
+            for name, kind in _ENUM_FIELDS.items():
+                object.__setattr__(self, name, kind(getattr(self, name)))
         except ValueError as exc:
-            raise NeuralStyleError(ErrorCode.BAD_REQUEST, str(exc)) from None
-        if self.style_blend is not None:
-            object.__setattr__(self, "style_blend", tuple(float(w) for w in self.style_blend))
+            raise NeuralStyleError(ErrorCode.BAD_REQUEST, f"Invalid parameter: {exc}.") from None
+        for name in ("style_blend", "scales"):
+            value = getattr(self, name)
+            if value is not None:
+                if not isinstance(value, (list, tuple)):
+                    raise NeuralStyleError(
+                        ErrorCode.BAD_REQUEST, f"Invalid parameter {name}: not a list."
+                    )
+                object.__setattr__(self, name, tuple(value))
         self.validate()
+
+    def ladder(self) -> tuple[int, ...]:
+        """The long sides to optimise at, coarse to fine, ending at ``size``."""
+        if self.scales is None:
+            return (self.size,)
+        if self.scales:
+            return tuple(self.scales)
+        return auto_ladder(self.size)
 
     def validate(self) -> None:
         """Raise a BAD_REQUEST error naming the first parameter out of its range."""
@@ -109,6 +153,24 @@ class StyleParams:
             raise bad("seed", f"{self.seed!r} is not an integer in [0, 2^32)")
         if not isinstance(self.preview_every, int) or not 0 <= self.preview_every <= 1_000_000:
             raise bad("preview_every", f"{self.preview_every!r} is not a non-negative integer")
+        if not _finite_in(self.style_scale, 0.05, 8.0):
+            raise bad("style_scale", f"{self.style_scale!r} is not in [0.05, 8]")
+        if not _finite_in(self.ema, 0.0, 0.999):
+            raise bad("ema", f"{self.ema!r} is not in [0, 0.999]")
+        if self.scales:
+            if any(not isinstance(s, int) or isinstance(s, bool) for s in self.scales):
+                raise bad("scales", "long sides must be integers")
+            if len(self.scales) > 8:
+                raise bad("scales", "at most 8 scales")
+            if list(self.scales) != sorted(set(self.scales)):
+                raise bad("scales", "must increase strictly")
+            if self.scales[0] < limits.MIN_WORK_SIDE or self.scales[-1] != self.size:
+                raise bad(
+                    "scales",
+                    f"must start at >= {limits.MIN_WORK_SIDE} px and end at size ({self.size})",
+                )
+            if self.iterations < len(self.scales):
+                raise bad("iterations", "needs at least one step per scale")
         if self.style_blend is not None:
             if not 1 <= len(self.style_blend) <= limits.MAX_STYLES:
                 raise bad("style_blend", f"needs 1 to {limits.MAX_STYLES} weights")
@@ -118,30 +180,76 @@ class StyleParams:
                 raise bad("style_blend", "weights must not all be 0")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON/msgpack-friendly dict (enums as their values)."""
+        """Plain JSON/msgpack-friendly dict (enums as their values, tuples as lists)."""
         out = asdict(self)
-        out["optimizer"] = self.optimizer.value
-        out["init"] = self.init.value
-        if self.style_blend is not None:
-            out["style_blend"] = list(self.style_blend)
+        for name in _ENUM_FIELDS:
+            out[name] = getattr(self, name).value
+        for name in ("style_blend", "scales"):
+            if out[name] is not None:
+                out[name] = list(out[name])
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StyleParams:
-        """Build from a dict, rejecting unknown keys (a typo must not pass silently)."""
+        """Build from a dict, rejecting unknown keys (a typo must not pass silently).
+
+        A ``preset`` key names a preset (see :data:`PRESETS`) whose values the other keys
+        override.
+        """
+        kwargs = dict(data)
+        preset = kwargs.pop("preset", None)
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(kwargs) - known)
         if unknown:
             raise NeuralStyleError(
                 ErrorCode.BAD_REQUEST, f"Unknown parameter(s): {', '.join(unknown)}."
             )
-        kwargs = dict(data)
-        if kwargs.get("style_blend") is not None:
-            kwargs["style_blend"] = tuple(kwargs["style_blend"])
+        if preset is not None:
+            kwargs = {**preset_values(preset), **kwargs}
         try:
             return cls(**kwargs)
         except TypeError as exc:  # wrong types that dataclass itself trips over
             raise NeuralStyleError(ErrorCode.BAD_REQUEST, f"Invalid parameters: {exc}.") from None
+
+
+_ENUM_FIELDS: dict[str, type[Enum]] = {
+    "optimizer": Optimizer,
+    "init": Init,
+    "preserve_color": ColorMode,
+    "pooling": Pooling,
+    "padding": Padding,
+}
+
+
+def auto_ladder(size: int, smallest: int = 256) -> tuple[int, ...]:
+    """Coarse-to-fine long sides: halve from ``size`` while the next stays >= ``smallest``.
+
+    512 -> (256, 512); 2048 -> (256, 512, 1024, 2048); sizes below 2 x smallest: (size,).
+    """
+    sides = [size]
+    while sides[0] // 2 >= max(smallest, limits.MIN_WORK_SIDE):
+        sides.insert(0, sides[0] // 2)
+    return tuple(sides)
+
+
+#: Presets: what each one sets (explicit parameters override). Times on the build machine
+#: are in README.md.
+PRESETS: dict[str, dict[str, Any]] = {
+    "fast": {"size": 384, "iterations": 100, "optimizer": "lbfgs", "scales": []},
+    "balanced": {"size": 512, "iterations": 200, "optimizer": "lbfgs", "scales": []},
+    "quality": {"size": 1024, "iterations": 600, "optimizer": "lbfgs", "scales": []},
+}
+
+
+def preset_values(name: str) -> dict[str, Any]:
+    """The parameter values of a preset (BAD_REQUEST for an unknown name)."""
+    try:
+        return dict(PRESETS[name])
+    except (KeyError, TypeError):
+        raise NeuralStyleError(
+            ErrorCode.BAD_REQUEST,
+            f"Unknown preset {name!r}; choose one of {', '.join(PRESETS)}.",
+        ) from None
 
 
 def _finite_in(value: object, lo: float, hi: float) -> bool:

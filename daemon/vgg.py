@@ -103,15 +103,28 @@ class VGGFeatures:
             self._biases[name] = tf.constant(weights[name].bias, dtype=compute_dtype)
         self._mean = tf.constant(IMAGENET_MEAN_RGB)
 
-    def __call__(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        """(B, H, W, 3) float32 in [0, 1] -> {layer name: (B, h, w, C) activations}."""
+    def __call__(
+        self, images: tf.Tensor, pooling: str = "max", padding: str = "zero"
+    ) -> dict[str, tf.Tensor]:
+        """(B, H, W, 3) float32 in [0, 1] -> {layer name: (B, h, w, C) activations}.
+
+        ``pooling="avg"`` swaps VGG's max pools for average pools (Gatys et al. found the
+        results slightly smoother); ``padding="reflect"`` pads every convolution by
+        reflection instead of zeros, which removes the dark/bright frame zero padding
+        tends to paint along the borders.
+        """
         x = tf.cast(images * 255.0 - self._mean, self.compute_dtype)
         found: dict[str, tf.Tensor] = {}
+        pool = tf.nn.avg_pool2d if pooling == "avg" else tf.nn.max_pool2d
         for name in self.layers:
             if name == "pool":
-                x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding="VALID")
+                x = pool(x, ksize=2, strides=2, padding="VALID")
                 continue
-            x = tf.nn.conv2d(x, self._kernels[name], strides=1, padding="SAME")
+            if padding == "reflect":
+                x = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="REFLECT")
+                x = tf.nn.conv2d(x, self._kernels[name], strides=1, padding="VALID")
+            else:
+                x = tf.nn.conv2d(x, self._kernels[name], strides=1, padding="SAME")
             x = tf.nn.relu(tf.nn.bias_add(x, self._biases[name]))
             if name in self.outputs:
                 found[name] = x
