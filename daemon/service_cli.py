@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from neural_style.daemon.params import Iterate, StyleParams, StylizeResult
 from neural_style.daemon.server import (
     ServerConfig,
@@ -180,10 +181,20 @@ def _wait_gone(pid: int, conn_file: Path | None, wait: float) -> bool:
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         file_gone = conn_file is None or not conn_file.exists()
-        if file_gone and (pid <= 0 or not connection.pid_alive(pid)):
+        if file_gone and (pid <= 0 or not _process_running(pid)):
             return True
         time.sleep(0.05)
     return False
+
+
+def _process_running(pid: int) -> bool:
+    """Alive and not a zombie (an exited child its parent has not reaped yet)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def format_status(info: dict[str, Any]) -> str:

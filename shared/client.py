@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import socket
 import time
 import uuid
 from collections import deque
@@ -238,15 +239,16 @@ class Client:
         self._replies: dict[int, Message] = {}
         self._orphan: NeuralStyleError | None = None
         self._next_req = itertools.count(1)
+        self._probed = False
         self.last_heard = time.monotonic()
         self._socket = self._make_socket(info)
 
     def _make_socket(self, info: connection.ConnectionInfo | None) -> zmq.Socket:
         sock = zmq.Context.instance().socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
-        # Queue messages only on a live connection: a send to an absent daemon times out
-        # instead of piling up, and heartbeats to a dead one are dropped.
-        sock.setsockopt(zmq.IMMEDIATE, 1)
+        # Not IMMEDIATE: with it, libzmq drops messages already received but not yet read
+        # when the daemon disconnects (e.g. the ``cancelled`` sent just before it exits).
+        # An absent daemon is detected by probing the port once instead (see _probe).
         sock.setsockopt(zmq.SNDTIMEO, int(min(self.timeout, CONNECT_TIMEOUT_S) * 1000))
         sock.setsockopt(zmq.MAXMSGSIZE, protocol.max_frame_bytes())
         server_key = _curve_server_key(info)
@@ -401,6 +403,8 @@ class Client:
     def _send(self, msg: Message, *, droppable: bool = False) -> None:
         if self._socket.closed:
             raise DaemonUnavailable("The client is closed.")
+        if not self._probed:
+            self._probe()
         frames = protocol.encode(msg, self.key)
         try:
             self._socket.send_multipart(frames, flags=zmq.NOBLOCK if droppable else 0, copy=False)
@@ -410,6 +414,25 @@ class Client:
             raise DaemonUnavailable(
                 f"Cannot reach the neural-style daemon at {self.endpoint}."
             ) from None
+
+    def _probe(self) -> None:
+        """Fail fast when nothing listens on a tcp/ipc endpoint (ZeroMQ would just wait)."""
+        transport, _, address = self.endpoint.partition("://")
+        try:
+            if transport == "tcp":
+                host, _, port = address.rpartition(":")
+                timeout = min(self.timeout, CONNECT_TIMEOUT_S)
+                socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+            elif transport == "ipc" and hasattr(socket, "AF_UNIX"):
+                with socket.socket(socket.AF_UNIX) as probe:
+                    probe.settimeout(min(self.timeout, CONNECT_TIMEOUT_S))
+                    probe.connect(address)
+        except (OSError, ValueError) as exc:
+            raise DaemonUnavailable(
+                f"No neural-style daemon listens at {self.endpoint} "
+                f"({getattr(exc, 'strerror', None) or exc})."
+            ) from None
+        self._probed = True
 
     def _receive(self, timeout_ms: int) -> None:
         """Wait up to ``timeout_ms`` for messages, then drain what is there and route it."""

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
 from neural_style.shared import connection
 from neural_style.shared.client import Client
 from neural_style.shared.protocol import ImageBuf
@@ -75,9 +76,10 @@ class Daemon:
         queue: int = 8,
         extra: tuple[str, ...] = (),
         use_runtime_dir: bool = False,
+        host: str = "127.0.0.1",
     ) -> None:
         self.port = free_port()
-        self.endpoint = f"tcp://127.0.0.1:{self.port}"
+        self.endpoint = f"tcp://{host}:{self.port}"
         self.workdir = workdir
         self.runtime_dir = workdir / "run"
         self.runtime_dir.mkdir(parents=True, exist_ok=True)
