@@ -13,10 +13,13 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from neural_style.shared import __version__
 from neural_style.shared.errors import NeuralStyleError
+
+if TYPE_CHECKING:
+    from neural_style.daemon.params import StyleParams
 
 EXIT_USAGE = 2
 DEFAULTS_NOTE = "Defaults follow TensorFlow's style-transfer tutorial; see README."
@@ -76,44 +79,84 @@ def _blend(text: str) -> tuple[float, ...]:
 
 # --------------------------------------------------------------------------- stylize
 def add_stylize(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from neural_style.daemon.params import Init, Optimizer, StyleParams
+    from neural_style.daemon.params import (
+        PRESETS,
+        ColorMode,
+        Init,
+        Optimizer,
+        Padding,
+        Pooling,
+        StyleParams,
+    )
 
     d = StyleParams()
+    unset = argparse.SUPPRESS  # only flags actually given override the preset/defaults
     p = sub.add_parser(
         "stylize",
         help="stylize an image file after one or more style images",
         description="Stylize CONTENT after STYLE (several STYLEs are blended). "
         "Uses a running daemon when one answers, else runs in this process. " + DEFAULTS_NOTE,
+        argument_default=unset,
     )
     p.add_argument("content", help="content image file")
     p.add_argument("styles", nargs="+", metavar="style", help="style image file(s)")
     p.add_argument("-o", "--output", required=True, help="output image file (.png, .jpg, …)")
     p.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        help="fast | balanced | quality: size ladder, iterations and optimiser in one go "
+        "(other flags override it); see README for times",
+    )
+    p.add_argument(
         "--size",
         type=_positive_int,
-        default=d.size,
         help=f"long side in px the optimisation works at (default {d.size})",
     )
     p.add_argument(
-        "--iterations",
-        type=_positive_int,
-        default=d.iterations,
-        help=f"optimiser steps (default {d.iterations})",
+        "--iterations", type=_positive_int, help=f"optimiser steps (default {d.iterations})"
     )
-    p.add_argument("--optimizer", choices=[o.value for o in Optimizer], default=d.optimizer.value)
-    p.add_argument("--content-weight", type=_float, default=d.content_weight)
-    p.add_argument("--style-weight", type=_float, default=d.style_weight)
-    p.add_argument("--tv-weight", type=_float, default=d.tv_weight)
-    p.add_argument("--learning-rate", type=_float, default=d.learning_rate, help="Adam step size")
-    p.add_argument("--init", choices=[i.value for i in Init], default=d.init.value)
-    p.add_argument("--seed", type=_positive_int, default=None)
     p.add_argument(
-        "--style-blend", type=_blend, default=None, help="weights of several styles, e.g. 0.7,0.3"
+        "--optimizer", choices=[o.value for o in Optimizer], help=f"default {d.optimizer.value}"
+    )
+    p.add_argument("--content-weight", type=_float, help=f"α (default {d.content_weight:g})")
+    p.add_argument("--style-weight", type=_float, help=f"β (default {d.style_weight:g})")
+    p.add_argument("--tv-weight", type=_float, help=f"default {d.tv_weight:g}")
+    p.add_argument(
+        "--learning-rate", type=_float, help=f"Adam step size (default {d.learning_rate})"
+    )
+    p.add_argument("--init", choices=[i.value for i in Init], help=f"default {d.init.value}")
+    p.add_argument("--seed", type=_positive_int)
+    p.add_argument("--style-blend", type=_blend, help="weights of several styles, e.g. 0.7,0.3")
+    p.add_argument(
+        "--preserve-color",
+        nargs="?",
+        const=ColorMode.LUMINANCE.value,
+        choices=[c.value for c in ColorMode],
+        help="keep the content's colours: luminance (default when given) transfers on "
+        "luminance only; histogram matches the style's colours to the content first",
+    )
+    p.add_argument(
+        "--mask", help="grayscale image: white = stylize, black = keep the content, gray blends"
+    )
+    p.add_argument(
+        "--style-scale",
+        type=_float,
+        help="style size relative to the working size (default 1; 2 = bigger strokes)",
+    )
+    p.add_argument(
+        "--scales",
+        type=_scales,
+        help="coarse-to-fine long sides, e.g. 256,512 ('auto' = halving ladder; "
+        "default: one scale)",
+    )
+    p.add_argument("--pooling", choices=[x.value for x in Pooling], help="default max")
+    p.add_argument("--padding", choices=[x.value for x in Padding], help="default zero")
+    p.add_argument(
+        "--ema", type=_float, help="iterate averaging decay for Adam, e.g. 0.9 (default off)"
     )
     p.add_argument(
         "--keep-size",
         action=argparse.BooleanOptionalAction,
-        default=d.keep_size,
         help="resize the result back to the content's size when --size is smaller (default on)",
     )
     p.add_argument(
@@ -124,34 +167,57 @@ def add_stylize(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     where.add_argument("--local", action="store_true", help="run in this process, not a daemon")
     where.add_argument("--daemon", metavar="ENDPOINT", help="use the daemon at ENDPOINT")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_stylize)
+    p.set_defaults(
+        func=cmd_stylize,
+        local=False,
+        daemon=None,
+        quiet=False,
+        weights=None,
+        report=None,
+        mask=None,
+    )
+
+
+#: stylize flags that are job parameters (argparse dest -> StyleParams field).
+PARAM_FLAGS = (
+    "preset", "size", "iterations", "optimizer", "content_weight", "style_weight", "tv_weight",
+    "learning_rate", "init", "seed", "style_blend", "preserve_color", "style_scale", "scales",
+    "pooling", "padding", "ema", "keep_size",
+)  # fmt: skip
+
+
+def _scales(text: str) -> tuple[int, ...]:
+    if text == "auto":
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'auto' or a list like 256,512") from None
+
+
+def params_from_args(args: argparse.Namespace) -> StyleParams:
+    """StyleParams from the flags given (a preset first, explicit flags over it)."""
+    from neural_style.daemon.params import StyleParams
+
+    given = {name: getattr(args, name) for name in PARAM_FLAGS if hasattr(args, name)}
+    if "scales" in given and "size" not in given and given["scales"]:
+        given["size"] = given["scales"][-1]  # --scales 256,512 implies --size 512
+    return StyleParams.from_dict(given)
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
     from neural_style.daemon import images
-    from neural_style.daemon.params import StyleParams
 
-    params = StyleParams(
-        size=args.size,
-        iterations=args.iterations,
-        optimizer=args.optimizer,
-        content_weight=args.content_weight,
-        style_weight=args.style_weight,
-        tv_weight=args.tv_weight,
-        learning_rate=args.learning_rate,
-        init=args.init,
-        seed=args.seed,
-        style_blend=args.style_blend,
-        keep_size=args.keep_size,
-    )
+    params = params_from_args(args)
     content = images.load_image(args.content, "content image")
     styles = [images.load_image(s, "style image") for s in args.styles]
+    mask = images.load_image(args.mask, "mask") if args.mask else None
     output = images.check_writable(args.output)
     report_path = _check_report_path(Path(args.report)) if args.report else None
 
     bar = _ProgressBar(params.iterations, disabled=args.quiet)
     try:
-        result, meta = _run(args, content, styles, params, bar.update)
+        result, meta = _run(args, content, styles, params, bar.update, mask)
     finally:
         bar.close()
     images.save_image(result.image, output)
@@ -171,6 +237,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
             "style_cache_hit": result.style_cache_hit,
             "work_size": {"width": result.work_size[0], "height": result.work_size[1]},
             "total_time_s": result.elapsed,
+            "peak_rss_mb": _peak_rss_mb(),
             "output": {"path": str(output.resolve()), "width": width, "height": height},
         }
         _write_json_atomic(report, report_path)
@@ -179,19 +246,26 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory (the daemon's own is in its status)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+
+
 def _synthetic_warning() -> str:
     from neural_style.daemon.weights import SYNTHETIC_WARNING
 
     return SYNTHETIC_WARNING
 
 
-def _run(args, content, styles, params, on_iterate):  # type: ignore[no-untyped-def]
-    """Run locally; (result, {weights, device, mode})."""
+def _run(args, content, styles, params, on_iterate, mask=None):  # type: ignore[no-untyped-def]
+    """Run on a daemon or in-process; (result, {weights, device, mode})."""
     endpoint = _daemon_endpoint(args)
     if endpoint is not None:
         from neural_style.daemon import service_cli
 
-        result = service_cli.stylize_remote(endpoint, content, styles, params, on_iterate)
+        result = service_cli.stylize_remote(endpoint, content, styles, params, on_iterate, mask)
         assert result.daemon is not None
         return result, {
             "weights": result.daemon.weights,
@@ -208,7 +282,7 @@ def _run(args, content, styles, params, on_iterate):  # type: ignore[no-untyped-
     def callback(it):  # type: ignore[no-untyped-def]
         on_iterate(it)
 
-    result = engine.stylize(content, styles, params, callback)
+    result = engine.stylize(content, styles, params, callback, mask=mask)
     return result, {"weights": engine.weights.to_dict(), "device": engine.device, "mode": "local"}
 
 

@@ -110,8 +110,8 @@ class VGGFeatures:
 
         ``pooling="avg"`` swaps VGG's max pools for average pools (Gatys et al. found the
         results slightly smoother); ``padding="reflect"`` pads every convolution by
-        reflection instead of zeros, which removes the dark/bright frame zero padding
-        tends to paint along the borders.
+        mirroring the edge instead of with zeros, so the network sees no frame around the
+        image and does not paint one.
         """
         x = tf.cast(images * 255.0 - self._mean, self.compute_dtype)
         found: dict[str, tf.Tensor] = {}
@@ -121,7 +121,9 @@ class VGGFeatures:
                 x = pool(x, ksize=2, strides=2, padding="VALID")
                 continue
             if padding == "reflect":
-                x = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="REFLECT")
+                # SYMMETRIC (the edge pixel mirrored) rather than REFLECT: identical in
+                # spirit, and defined even where a deep feature map is 1 pixel wide.
+                x = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
                 x = tf.nn.conv2d(x, self._kernels[name], strides=1, padding="VALID")
             else:
                 x = tf.nn.conv2d(x, self._kernels[name], strides=1, padding="SAME")

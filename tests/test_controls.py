@@ -1,0 +1,187 @@
+"""Artistic controls on 64 px images with synthetic weights: colour preservation, masks,
+blending, style scale, coarse-to-fine, presets, and the optional network variants."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from neural_style.daemon import color, images
+from neural_style.daemon.params import StyleParams, auto_ladder, preset_values
+from neural_style.shared.errors import NeuralStyleError
+
+from .conftest import load_png
+
+SMALL = dict(size=64)
+
+
+def test_luminance_preservation_keeps_the_content_chroma(engine, chelsea64, starry64) -> None:  # type: ignore[no-untyped-def]
+    r = engine.stylize(
+        chelsea64, [starry64], StyleParams(iterations=15, preserve_color="luminance", **SMALL)
+    )
+    out = images.to_float(r.image)
+    src = images.to_float(chelsea64)
+    iq_out, iq_src = color.rgb_to_yiq(out)[:, :, 1:], color.rgb_to_yiq(src)[:, :, 1:]
+    # Where recombination did not clip (the usual case), chroma equals the content's up to
+    # 8-bit rounding: |ΔI|, |ΔQ| <= 2/255.
+    unclipped = ((out > 0.004) & (out < 0.996)).all(axis=2)
+    assert unclipped.mean() > 0.8
+    assert np.abs(iq_out - iq_src)[unclipped].max() <= 2 / 255
+    # ... while the luminance did change
+    y_out, y_src = color.luminance(out), color.luminance(src)
+    assert np.abs(y_out - y_src).mean() > 0.01
+
+
+def test_histogram_matching_moves_style_statistics_to_the_content(chelsea64, starry64) -> None:  # type: ignore[no-untyped-def]
+    s, c = images.to_float(starry64), images.to_float(chelsea64)
+    matched = color.match_color(s, c)
+
+    def stats(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        flat = img.reshape(-1, 3).astype(np.float64)
+        return flat.mean(axis=0), np.cov(flat, rowvar=False)
+
+    (mu_s, cov_s), (mu_c, cov_c), (mu_m, cov_m) = stats(s), stats(c), stats(matched)
+    assert np.abs(mu_m - mu_c).max() < 0.02 < np.abs(mu_s - mu_c).max()
+    assert np.abs(cov_m - cov_c).max() < 0.25 * np.abs(cov_s - cov_c).max()
+
+
+def test_histogram_mode_runs_and_changes_the_result(engine, chelsea64, starry64) -> None:  # type: ignore[no-untyped-def]
+    plain = engine.stylize(chelsea64, [starry64], StyleParams(iterations=8, **SMALL))
+    hist = engine.stylize(
+        chelsea64, [starry64], StyleParams(iterations=8, preserve_color="histogram", **SMALL)
+    )
+    assert np.abs(plain.image.astype(int) - hist.image).mean() > 1
+
+
+def test_feathered_mask_keeps_content_outside_and_blends_softly(
+    engine, chelsea64, starry64
+) -> None:  # type: ignore[no-untyped-def]
+    ramp = np.clip((np.arange(64) - 24) / 16, 0, 1)  # 0 up to x=24, 1 from x=40
+    mask = np.tile((ramp * 255).astype(np.uint8), (64, 1))
+    r = engine.stylize(chelsea64, [starry64], StyleParams(iterations=10, **SMALL), mask=mask)
+    diff = np.abs(r.image.astype(int) - chelsea64).mean(axis=(0, 2))
+    assert diff[:24].max() <= 1  # mask 0: the content, within 1/255
+    assert diff[42:].mean() > 3  # mask 1: stylized
+    assert diff[26:31].mean() < diff[34:39].mean() < diff[42:].mean()  # soft edge
+
+
+def test_blend_one_zero_equals_a_single_style_run(engine, chelsea64, starry64) -> None:  # type: ignore[no-untyped-def]
+    wave = load_png("great_wave_64.png")
+    single = engine.stylize(chelsea64, [starry64], StyleParams(iterations=6, **SMALL))
+    blended = engine.stylize(
+        chelsea64, [starry64, wave], StyleParams(iterations=6, style_blend=(1.0, 0.0), **SMALL)
+    )
+    a = [i.style for i in single.iterates]
+    b = [i.style for i in blended.iterates]
+    np.testing.assert_allclose(a, b, rtol=1e-4)
+
+
+def test_half_half_blend_lies_between(engine, chelsea64, starry64) -> None:  # type: ignore[no-untyped-def]
+    wave = load_png("great_wave_64.png")
+    grams = {}
+    for name, blend in [("a", (1.0, 0.0)), ("b", (0.0, 1.0)), ("mix", (0.5, 0.5))]:
+        targets, _ = engine.targets(
+            images.to_float(chelsea64), [images.to_float(starry64), images.to_float(wave)],
+            list(blend), 64,
+        )  # fmt: skip
+        grams[name] = targets.grams[0].numpy()
+    np.testing.assert_allclose(grams["mix"], (grams["a"] + grams["b"]) / 2, rtol=1e-5)
+    # and a run with the mix has a style loss between running against either alone
+    runs = {
+        blend: engine.stylize(
+            chelsea64, [starry64, wave], StyleParams(iterations=1, style_blend=blend, **SMALL)
+        )
+        .iterates[0]
+        .style
+        for blend in [(1.0, 0.0), (0.0, 1.0), (0.5, 0.5)]
+    }
+    assert runs[(0.5, 0.5)] < max(runs[(1.0, 0.0)], runs[(0.0, 1.0)])
+
+
+def test_style_scale_equals_a_resized_style(engine, chelsea64) -> None:  # type: ignore[no-untyped-def]
+    style = images.to_float(load_png("starry_night_128.png"))
+    content = images.to_float(chelsea64)
+    scaled, _ = engine.targets(content, [style], [1.0], 128)  # what style_scale=2 asks at 64
+    direct, _ = engine.targets(content, [images.resize(style, (128, 128))], [1.0], 128)
+    other, _ = engine.targets(content, [style], [1.0], 64)
+    for g_scaled, g_direct in zip(scaled.grams, direct.grams, strict=True):
+        np.testing.assert_allclose(g_scaled.numpy(), g_direct.numpy(), rtol=1e-3, atol=1e-2)
+    assert any(
+        np.abs(g1.numpy() - g2.numpy()).max() > 1e-2 * np.abs(g2.numpy()).max()
+        for g1, g2 in zip(scaled.grams, other.grams, strict=True)
+    )
+    r1 = engine.stylize(chelsea64, [style], StyleParams(iterations=1, size=64))
+    r2 = engine.stylize(chelsea64, [style], StyleParams(iterations=1, size=64, style_scale=2.0))
+    assert r1.iterates[0].style != pytest.approx(r2.iterates[0].style, rel=1e-3)
+
+
+def test_coarse_to_fine_visits_each_scale_in_order(engine) -> None:  # type: ignore[no-untyped-def]
+    content = load_png("astronaut_128.png")
+    style = load_png("great_wave_128.png")
+    p = StyleParams(size=128, scales=(32, 64, 128), iterations=9)
+    r = engine.stylize(content, [style], p)
+    assert [i.scale for i in r.iterates] == [32] * 3 + [64] * 3 + [128] * 3
+    assert [i.step for i in r.iterates] == list(range(1, 10))
+    assert r.work_size == (128, 128) and r.image.shape == content.shape
+
+
+def test_auto_ladder_and_presets() -> None:
+    assert auto_ladder(512) == (256, 512)
+    assert auto_ladder(2048) == (256, 512, 1024, 2048)
+    assert auto_ladder(300) == (300,)
+    assert StyleParams(size=512, scales=()).ladder() == (256, 512)
+    for name in ("fast", "balanced", "quality"):
+        p = StyleParams.from_dict({"preset": name})
+        assert p.size == preset_values(name)["size"]
+    assert StyleParams.from_dict({"preset": "fast", "iterations": 7}).iterations == 7
+    with pytest.raises(NeuralStyleError, match="Unknown preset"):
+        StyleParams.from_dict({"preset": "ultra"})
+    with pytest.raises(NeuralStyleError, match="scales"):
+        StyleParams(size=512, scales=(512, 256))
+
+
+def test_stop_during_a_coarse_scale_returns_a_full_size_image(engine) -> None:  # type: ignore[no-untyped-def]
+    content = load_png("astronaut_128.png")
+    r = engine.stylize(
+        content, [load_png("great_wave_64.png")],
+        StyleParams(size=128, scales=(64, 128), iterations=20),
+        lambda it: "stop" if it.step == 2 else None,
+    )  # fmt: skip
+    assert r.stopped and r.image.shape == content.shape and len(r.iterates) <= 3
+
+
+@pytest.mark.parametrize("variant", [dict(pooling="avg"), dict(padding="reflect"), dict(ema=0.9)])
+def test_optional_variants_change_the_result_and_still_optimise(
+    engine, chelsea64, starry64, variant
+) -> None:  # type: ignore[no-untyped-def]
+    base = engine.stylize(chelsea64, [starry64], StyleParams(iterations=12, **SMALL))
+    other = engine.stylize(chelsea64, [starry64], StyleParams(iterations=12, **SMALL, **variant))
+    assert other.iterates[-1].loss < other.iterates[0].loss
+    assert np.abs(base.image.astype(int) - other.image).mean() > 0.3
+
+
+def test_reflect_padding_removes_the_border_response(engine) -> None:  # type: ignore[no-untyped-def]
+    """A flat image has no edges; zero padding invents a frame around it (the border
+    activations differ from the interior), reflect padding does not."""
+    import tensorflow as tf
+
+    flat = tf.fill((1, 16, 16, 3), 0.6)
+
+    def border_contrast(padding: str) -> float:
+        act = engine.features(flat, padding=padding)["block2_conv1"].numpy()[0]
+        return float(np.abs(act[0] - act[act.shape[0] // 2]).max())
+
+    assert border_contrast("reflect") < 1e-3 < border_contrast("zero")
+
+
+def test_ema_smooths_the_returned_image(engine, chelsea64, starry64) -> None:  # type: ignore[no-untyped-def]
+    """Iterate averaging returns an average of recent iterates: less high-frequency noise
+    (lower total variation) than the last iterate of the same run."""
+    plain = engine.stylize(chelsea64, [starry64], StyleParams(iterations=15, **SMALL))
+    ema = engine.stylize(chelsea64, [starry64], StyleParams(iterations=15, ema=0.8, **SMALL))
+
+    def tv(img: np.ndarray) -> float:
+        f = img.astype(float)
+        return float(np.abs(np.diff(f, axis=0)).mean() + np.abs(np.diff(f, axis=1)).mean())
+
+    assert tv(ema.image) < tv(plain.image)
