@@ -11,6 +11,7 @@ import sys
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -83,6 +84,32 @@ def test_no_keep_size_writes_the_working_size(synthetic_weights: Path, tmp_path:
         assert im.size == (48, 48) and im.format == "JPEG"
 
 
+def test_controls_from_the_command_line(synthetic_weights: Path, tmp_path: Path) -> None:
+    mask = tmp_path / "mask.png"
+    Image.fromarray(np.tile(np.linspace(0, 255, 128).astype(np.uint8), (128, 1))).save(mask)
+    out, report = tmp_path / "ctl.png", tmp_path / "ctl.json"
+    proc = run_cli(
+        "stylize", str(CONTENT), str(STYLE), str(DATA / "great_wave_64.png"), "-o", str(out),
+        "--preset", "fast", "--scales", "32,64", "--iterations", "4", "--preserve-color",
+        "--mask", str(mask), "--style-blend", "0.7,0.3", "--style-scale", "1.5",
+        "--weights", str(synthetic_weights), "--report", str(report), "--local", "--quiet",
+        tmp_path=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(report.read_text())
+    p = r["params"]
+    assert p["optimizer"] == "lbfgs"  # from the preset
+    assert (p["size"], p["scales"], p["iterations"]) == (64, [32, 64], 4)  # flags win
+    assert p["preserve_color"] == "luminance" and p["style_blend"] == [0.7, 0.3]
+    assert [i["scale"] for i in r["iterations"]] == [32, 32, 64, 64]
+    assert r["peak_rss_mb"] > 100
+    with Image.open(out) as im:
+        result = np.asarray(im.convert("RGB")).astype(int)
+    with Image.open(CONTENT) as im:
+        original = np.asarray(im.convert("RGB")).astype(int)
+    assert np.abs(result[:, :2] - original[:, :2]).max() <= 1  # mask is black there
+
+
 def _bad_cases(tmp: Path) -> list[tuple[list[str], str]]:
     text = tmp / "notes.png"
     text.write_text("not an image")
@@ -110,6 +137,12 @@ def _bad_cases(tmp: Path) -> list[tuple[list[str], str]]:
         ([*ok, "--iterations", "many"], "not an integer"),
         ([*ok, "--style-blend", "0.5,0.5"], "style_blend has 2 weights"),
         ([*ok, "--weights", str(tmp / "missing.h5")], "fetch-weights"),
+        ([*ok, "--scales", "512,256"], "Invalid parameter scales"),
+        ([*ok, "--scales", "big"], "not 'auto' or a list"),
+        ([*ok, "--style-scale", "0"], "Invalid parameter style_scale"),
+        ([*ok, "--preset", "ultra"], "invalid choice"),
+        ([*ok, "--preserve-color", "sepia"], "invalid choice"),
+        ([*ok, "--mask", str(tmp / "no_mask.png")], "does not exist"),
         ([*ok, "--weights", str(text)], "HDF5 could not open"),
     ]
 
