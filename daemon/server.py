@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import zmq
+
 from neural_style.daemon.params import STOP, Iterate, StyleParams, StylizeResult
 from neural_style.shared import __version__, connection, limits, protocol
 from neural_style.shared.errors import ErrorCode, NeuralStyleError
@@ -335,6 +336,14 @@ class Server:
     def request_stop(self, *_: object) -> None:
         """Ask the loop to shut down gracefully (safe from a signal handler)."""
         self._stop.set()
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        """First SIGTERM/SIGINT: graceful stop. A second one: leave now (a step can be long)."""
+        if self._stop.is_set():
+            connection.remove(self.connection_path, os.getpid())
+            os._exit(128 + signum)
+        log.info("signal %d: shutting down", signum)
+        self.request_stop()
 
     # -- main loop
     def run(self) -> int:
@@ -841,7 +850,7 @@ def serve(config: ServerConfig, engine_factory: Callable[[], Engine] | None = No
         print(f"neural-style serve: {exc}", file=sys.stderr)
         return 1
     previous = {
-        sig: signal.signal(sig, server.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)
+        sig: signal.signal(sig, server._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
     }
     try:
         server.write_connection_file()
