@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shlex
 import shutil
 import socket
 import struct
@@ -80,19 +81,6 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-c", code, *args]
 
 
-def _cli_has(command: str) -> bool:
-    probe = subprocess.run(_cli("--help"), capture_output=True, text=True, timeout=120)
-    return command in probe.stdout + probe.stderr
-
-
-def _install_cmd(*args: str) -> list[str]:
-    """`neural-style install-plugin ...`, or the module's own entry until the CLI has it."""
-    if _cli_has("install-plugin"):
-        return _cli("install-plugin", *args)
-    code = "import sys; from neural_style.daemon.plugin_install import main; sys.exit(main())"
-    return [sys.executable, "-c", code, "install-plugin", *args]
-
-
 class Daemon:
     """`neural-style serve` on a free loopback port with its own runtime dir."""
 
@@ -104,16 +92,8 @@ class Daemon:
         env = {**os.environ, "XDG_RUNTIME_DIR": str(self.runtime)}
         env.pop("NEURAL_STYLE_CONNECTION_FILE", None)
         self.log = open(self.log_path, "w")  # noqa: SIM115 - lives as long as the daemon
-        if _cli_has("serve"):
-            argv = _cli("serve", "--bind", self.endpoint, "--weights", str(weights_path))
-        else:  # until the CLI has `serve`: the same server, started through its module
-            code = (
-                "import sys; from neural_style.daemon.server import ServerConfig, serve; "
-                "sys.exit(serve(ServerConfig(endpoint=sys.argv[1], weights=sys.argv[2])))"
-            )
-            argv = [sys.executable, "-c", code, self.endpoint, str(weights_path)]
         self.proc = subprocess.Popen(
-            argv,
+            _cli("serve", "--bind", self.endpoint, "--weights", str(weights_path)),
             env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
 
@@ -176,8 +156,9 @@ def gimp_run(tmp_path_factory: pytest.TempPathFactory, synthetic_weights: Path) 
     profile = work / "profile"
 
     t = time.monotonic()
+    gimp_python = shlex.join(env.python_command())
     proc = subprocess.run(
-        _install_cmd("--gimp-dir", str(profile), "--python", " ".join(env.python_command())),
+        _cli("install-plugin", "--gimp-dir", str(profile), "--python", gimp_python),
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, f"install-plugin failed:\n{proc.stdout}\n{proc.stderr}"

@@ -175,6 +175,10 @@ def _ui_section():
     gi.require_version("Gtk", "3.0")
     from gi.repository import GimpUi, GLib, Gtk
 
+    # without a working display GimpUi.init() aborts the whole process: check first
+    if not Gtk.init_check()[0]:
+        return {"driver_error": f"cannot open display {os.environ.get('DISPLAY')!r}"}
+
     plugdir = _cfg["plugin_dir"]
     spec = importlib.util.spec_from_file_location("nsg_plugin_ui", plugdir + "/neural_style.py")
     m = importlib.util.module_from_spec(spec)

@@ -49,9 +49,9 @@ mount -t proc proc "$R/proc"
 mount -t sysfs sysfs "$R/sys"
 mount --bind /dev "$R/dev"
 mount -t tmpfs -o mode=1777,size=512m shm "$R/dev/shm"
-mount -t tmpfs -o mode=1777 xsock "$R/tmp/.X11-unix" 2>/dev/null || {
-  mkdir -p "$R/tmp/.X11-unix"; mount -t tmpfs -o mode=1777 xsock "$R/tmp/.X11-unix"; }
-mkdir -p "$R$W"
+# a private /tmp: X locks and sockets, GIMP's temp files vanish with this run
+mount -t tmpfs -o mode=1777 tmp "$R/tmp"
+mkdir -p "$R/tmp/.X11-unix" "$R$W"
 mount --bind "$W" "$R$W"
 if [ -n "$X" ]; then
   # a private X server for the plug-in's dialogs; dies with this pid namespace
@@ -165,12 +165,14 @@ class GimpEnv:
             return subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 60)
         xserver = None
         if xvfb:
+            display = _free_display()
+            gimp = [f"DISPLAY={display}" if a == f"DISPLAY={DISPLAY}" else a for a in gimp]
             with open(work / "xvfb.log", "w") as xlog:
                 xserver = subprocess.Popen(
-                    ["Xvfb", DISPLAY, "-nolisten", "tcp", "-screen", "0", "1024x768x24"],
+                    ["Xvfb", display, "-nolisten", "tcp", "-screen", "0", "1024x768x24"],
                     stdout=xlog, stderr=subprocess.STDOUT,
                 )  # fmt: skip
-            sock = Path(f"/tmp/.X11-unix/X{DISPLAY[1:]}")
+            sock = Path(f"/tmp/.X11-unix/X{display[1:]}")
             for _ in range(100):
                 if sock.exists():
                     break
@@ -181,6 +183,14 @@ class GimpEnv:
             if xserver is not None:
                 xserver.terminate()
                 xserver.wait(10)
+
+
+def _free_display() -> str:
+    """An X display number with no server (nor stale lock) on this host."""
+    for n in range(99, 200):
+        if not Path(f"/tmp/.X{n}-lock").exists() and not Path(f"/tmp/.X11-unix/X{n}").exists():
+            return f":{n}"
+    raise GimpSetupFailed("no free X display number between :99 and :199")
 
 
 def _stamp_text() -> str:
