@@ -9,7 +9,7 @@ result as a new layer directly above the content layer. All computing happens in
 `nsg_shared` package (protocol + client). No numpy.
 
 Arguments (procedure ``python-fu-neural-style``): style-layer, iterations, max-size,
-style-strength, preserve-color (accepted, ignored for now), endpoint; returns new-layer.
+style-strength, preserve-color (luminance-only transfer), endpoint; returns new-layer.
 
 Pixels travel through babl in the image's own precision so 16-bit and float images keep
 their depth: ``R'G'B'A u8`` / ``u16`` / ``float`` for RGB images and ``Y'A ...`` for GRAY
@@ -121,16 +121,26 @@ def style_weights(strength: float) -> tuple[float, float]:
     return BASE_CONTENT_WEIGHT, BASE_STYLE_WEIGHT * strength
 
 
-def build_params(iterations: int, max_size: int, strength: float) -> dict[str, Any]:
-    """The job's parameter dict (keys are daemon/params.py StyleParams fields)."""
+def build_params(
+    iterations: int, max_size: int, strength: float, preserve_color: bool = False
+) -> dict[str, Any]:
+    """The job's parameter dict (keys are daemon/params.py StyleParams fields).
+
+    preserve-color maps to the engine's luminance-only transfer (the result keeps the
+    content's colours); the key is only sent when it is on, so a daemon predating colour
+    preservation still accepts the default jobs.
+    """
     content_weight, style_weight = style_weights(strength)
-    return {
+    params: dict[str, Any] = {
         "iterations": int(iterations),
         "size": max(MIN_MAX_SIZE, min(int(max_size), MAX_MAX_SIZE)),
         "content_weight": content_weight,
         "style_weight": style_weight,
         "keep_size": True,
     }
+    if preserve_color:
+        params["preserve_color"] = "luminance"
+    return params
 
 
 #: babl sample type -> (ImageBuf dtype, bytes per sample)
@@ -632,10 +642,10 @@ def stylize(image: Any, drawables: list[Any], config: Any, interactive: bool) ->
     max_size = int(config.get_property("max-size"))
     strength = float(config.get_property("style-strength"))
     endpoint = (config.get_property("endpoint") or "").strip()
-    params = build_params(iterations, max_size, strength)
+    preserve = bool(config.get_property("preserve-color"))
+    params = build_params(iterations, max_size, strength, preserve)
     params.update(extra_params())
-    log_event("start", params=params, endpoint=endpoint, interactive=interactive,
-              preserve_color=bool(config.get_property("preserve-color")))  # fmt: skip
+    log_event("start", params=params, endpoint=endpoint, interactive=interactive)
 
     area = ContentArea(image, drawable)
     sw, sh, style_data = read_style(style_layer, max_size)
@@ -728,19 +738,8 @@ def show_dialog(procedure: Any, config: Any) -> bool:
 
     GimpUi.init(PROC_NAME)
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style")
-    fields = ["style-layer", "iterations", "max-size", "style-strength", "preserve-color"]
-    try:
-        dialog.get_label(
-            "preserve-color-note",
-            "Preserve colors is not implemented yet: the option is accepted and ignored.",
-            False,
-            False,
-        )
-        fields.append("preserve-color-note")
-    except Exception:  # older/newer API: the option's own label says it as well
-        pass
-    fields.append("endpoint")
-    dialog.fill(fields)
+    dialog.fill(["style-layer", "iterations", "max-size", "style-strength", "preserve-color",
+                 "endpoint"])  # fmt: skip
     ok = dialog.run()
     dialog.destroy()
     return bool(ok)
@@ -789,8 +788,8 @@ class NeuralStyle(Gimp.PlugIn):
             0.0, MAX_STRENGTH, DEFAULT_STRENGTH, flags,
         )  # fmt: skip
         proc.add_boolean_argument(
-            "preserve-color", "_Preserve colors (not yet implemented: ignored)",
-            "Keep the content's colours (accepted and ignored in this version)", False, flags,
+            "preserve-color", "_Preserve colors",
+            "Keep the content's colours: transfer the style's luminance only", False, flags,
         )  # fmt: skip
         proc.add_string_argument(
             "endpoint", "Daemon _endpoint", "ZeroMQ endpoint such as tcp://127.0.0.1:5555; "

@@ -253,6 +253,12 @@ def test_params_are_valid_daemon_params(plugin: types.ModuleType, strength: floa
     assert parsed.style_weight / parsed.content_weight == pytest.approx(strength * 1e-6)
 
 
+def test_preserve_color_asks_for_luminance_transfer(plugin: types.ModuleType) -> None:
+    assert "preserve_color" not in plugin.build_params(5, 64, 1.0)  # old daemons accept it
+    params = plugin.build_params(5, 64, 1.0, preserve_color=True)
+    assert StyleParams.from_dict(params).preserve_color.value == "luminance"
+
+
 def test_max_size_is_clamped_to_daemon_limits(plugin: types.ModuleType) -> None:
     assert plugin.build_params(1, 5, 1.0)["size"] == 32
     assert plugin.build_params(1, 99999, 1.0)["size"] == 4096
@@ -488,7 +494,7 @@ class FakeProcedure:
         return (status, error)
 
 
-def test_settings_dialog_lists_every_argument_and_the_preserve_color_note(
+def test_settings_dialog_lists_every_argument(
     plugin: types.ModuleType,
 ) -> None:
     FakeProcedureDialog.answer = True
@@ -497,10 +503,8 @@ def test_settings_dialog_lists_every_argument_and_the_preserve_color_note(
     assert dialog.props["title"] == "Neural Style"
     fields = dialog.last("fill")[0]
     assert fields == [
-        "style-layer", "iterations", "max-size", "style-strength", "preserve-color",
-        "preserve-color-note", "endpoint",
+        "style-layer", "iterations", "max-size", "style-strength", "preserve-color", "endpoint",
     ]  # fmt: skip
-    assert "ignored" in dialog.props["preserve-color-note"]
     assert dialog.calls[-1] == ("destroy", ())
 
 
