@@ -677,7 +677,7 @@ def stylize(image: Any, drawables: list[Any], config: Any, interactive: bool) ->
         except Exception as exc:
             if _is_client_error(exc, client_mod):
                 log_event("error", kind=type(exc).__name__, message=str(exc))
-                raise PluginError(describe_error(exc, endpoint)) from exc
+                raise PluginError(describe_error(exc, _shown_endpoint(endpoint, client))) from exc
             raise
     finally:
         if client is not None:
@@ -689,6 +689,20 @@ def stylize(image: Any, drawables: list[Any], config: Any, interactive: bool) ->
     layer = insert_result(image, drawable, area, _result_name(style_layer), done)
     Gimp.displays_flush()
     return layer
+
+
+def _shown_endpoint(endpoint: str, client: Any) -> str:
+    """The endpoint to name in messages: the user's, else a non-default discovered one.
+
+    A daemon found through its connection file on another port must be restarted with
+    ``--bind`` that port, or the plug-in would not find it at the same place again.
+    """
+    if endpoint or client is None:
+        return endpoint
+    found = getattr(client, "endpoint", "") or ""
+    protocol = sys.modules.get(type(client).__module__.rsplit(".", 1)[0] + ".protocol")
+    default = getattr(protocol, "DEFAULT_ENDPOINT", None)
+    return found if found and found != default else ""
 
 
 def _is_client_error(exc: BaseException, client_mod: Any) -> bool:

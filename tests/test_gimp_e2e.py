@@ -20,6 +20,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ assert _spec.loader is not None
 sys.modules[_spec.name] = harness  # dataclasses look their module up there
 _spec.loader.exec_module(harness)
 
+#: iterations of the job during which the daemon gets killed
+KILL_MARK = 397
 IMAGES = ("chelsea_64", "chelsea_128", "starry_night_64", "great_wave_128")
 #: (name, content, style, babl format of the dumps, extra case settings, plug-in args)
 CASES: list[dict[str, Any]] = [
@@ -59,8 +62,13 @@ CASES: list[dict[str, Any]] = [
      "args": {"iterations": 20, "max-size": 128}},
     {"name": "no_daemon", "content": "chelsea_64", "style": "starry_night_64",
      "format": "R'G'B'A u8", "args": {"iterations": 5, "max-size": 64, "endpoint": "DEAD"}},
+    # the fixture SIGKILLs the daemon at this job's first progress report (marked by its
+    # iteration count); runs last in the batch
+    {"name": "daemon_dies", "content": "chelsea_64", "style": "starry_night_64", "last": True,
+     "format": "R'G'B'A u8", "args": {"iterations": KILL_MARK, "max-size": 64}},
 ]  # fmt: skip
-SUCCESS_CASES = [c["name"] for c in CASES if c["name"] != "no_daemon"]
+FAILING_CASES = ("no_daemon", "daemon_dies")
+SUCCESS_CASES = [c["name"] for c in CASES if c["name"] not in FAILING_CASES]
 
 
 def _data_dir() -> Path:
@@ -82,6 +90,19 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-c", code, *args]
 
 
+def _kill_on_progress(daemon: Daemon, log: Path, stop: threading.Event) -> None:
+    """Watch the plug-in log; SIGKILL the daemon at the marked job's first progress."""
+    while not stop.is_set():
+        if log.exists():
+            for line in log.read_text().splitlines():
+                event = json.loads(line)
+                if event["event"] == "progress" and event.get("total") == KILL_MARK:
+                    daemon.proc.kill()
+                    daemon.killed_at = time.monotonic()
+                    return
+        stop.wait(0.05)
+
+
 class Daemon:
     """`neural-style serve` on a free loopback port with its own runtime dir."""
 
@@ -92,6 +113,7 @@ class Daemon:
         self.log_path = work / "daemon.log"
         env = {**os.environ, "XDG_RUNTIME_DIR": str(self.runtime)}
         env.pop("NEURAL_STYLE_CONNECTION_FILE", None)
+        self.killed_at: float | None = None
         self.log = open(self.log_path, "w")  # noqa: SIM115 - lives as long as the daemon
         self.proc = subprocess.Popen(
             _cli("serve", "--bind", self.endpoint, "--weights", str(weights_path)),
@@ -185,6 +207,11 @@ def gimp_run(tmp_path_factory: pytest.TempPathFactory, synthetic_weights: Path) 
         plugin_log = work / "plugin.log"
         driver = HERE / "gimp" / "batch_driver.py"
         shutil.copy(driver, work / "batch_driver.py")
+        stop_watch = threading.Event()
+        watcher = threading.Thread(
+            target=_kill_on_progress, args=(daemon, plugin_log, stop_watch), daemon=True
+        )
+        watcher.start()
         t = time.monotonic()
         run = env.run_batch(
             f'exec(open("{work / "batch_driver.py"}").read())',
@@ -200,6 +227,8 @@ def gimp_run(tmp_path_factory: pytest.TempPathFactory, synthetic_weights: Path) 
             xvfb=env.has_xvfb,
         )
         timings["gimp_batch_s"] = round(time.monotonic() - t, 1)
+        stop_watch.set()
+        watcher.join(5)
     finally:
         daemon_log = daemon.tail()
         daemon.stop()
@@ -310,6 +339,18 @@ def test_basic_result_differs_and_keeps_alpha(gimp_run: dict[str, Any]) -> None:
     assert np.array_equal(result[..., 3], content[..., 3]), "alpha changed"
     assert len(np.unique(content[..., 3])) > 100  # the check above had something to check
     assert np.abs(result[..., :3] - content[..., :3]).mean() > 2.0, "result equals the content"
+
+
+def test_daemon_dying_mid_job_is_an_execution_error_naming_the_restart(
+    gimp_run: dict[str, Any],
+) -> None:
+    rec = _case(gimp_run, "daemon_dies")
+    assert rec["status"] == "execution-error"
+    assert "stopped answering in the middle of the job" in rec["error"]
+    assert "neural-style serve --bind tcp://127.0.0.1:" in rec["error"]  # where it was found
+    assert rec["layers_after"] == rec["layers_before"]
+    kinds = [e["event"] for e in _events(gimp_run, rec)]
+    assert "progress" in kinds and "undo_group_start" not in kinds and "done" not in kinds
 
 
 def test_originals_untouched(gimp_run: dict[str, Any]) -> None:

@@ -287,17 +287,23 @@ if _proc is not None:
     _results["image_types"] = _proc.get_image_types()
     _results["arguments"] = [a.name for a in _proc.get_arguments()]
     _results["return_values"] = [a.name for a in _proc.get_return_values()]
-    for _case in _cfg["cases"]:
-        try:
-            _results["cases"].append(_run_case(_case))
-        except Exception:
-            _err = traceback.format_exc()
-            _results["cases"].append({"name": _case["name"], "driver_error": _err})
+
+    def _run_all(cases):
+        for case in cases:
+            try:
+                _results["cases"].append(_run_case(case))
+            except Exception:
+                _err = traceback.format_exc()
+                _results["cases"].append({"name": case["name"], "driver_error": _err})
+
+    # "last" cases kill the daemon: everything that needs it runs first
+    _run_all([c for c in _cfg["cases"] if not c.get("last")])
     if os.environ.get("DISPLAY"):
         try:
             _results["ui"] = _ui_section()
         except Exception:
             _results["ui"] = {"driver_error": traceback.format_exc()}
+    _run_all([c for c in _cfg["cases"] if c.get("last")])
 with open(os.path.join(_out_dir, "results.json"), "w") as _fh:
     json.dump(_results, _fh, indent=1)
 print("batch_driver: done", flush=True)
