@@ -42,6 +42,24 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--steps", type=int, default=10, help="timed steps per size (median)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     p.add_argument("--optimizers", default="adam", help="adam,lbfgs")
+    p.add_argument(
+        "--presets",
+        default="balanced",
+        help="presets to time against the tutorial baseline (comma list; '' = none)",
+    )
+    p.add_argument(
+        "--preset-size",
+        type=int,
+        default=512,
+        help="long side the presets and the baseline run at (default 512)",
+    )
+    p.add_argument(
+        "--baseline-steps",
+        type=int,
+        default=1000,
+        help="steps of the tutorial's Adam loop whose final loss is the target "
+        "(default 1000, as the tutorial)",
+    )
     p.add_argument("--weights", help="VGG-19 weights (as for stylize)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_bench)
@@ -94,6 +112,60 @@ def _step_seconds(
     return float(np.median(diffs)), losses
 
 
+def _time_presets(
+    engine: Any, content: np.ndarray, style: np.ndarray, names: list[str], args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """Time-to-quality: each preset's time to reach the loss that TensorFlow's tutorial loop
+    (Adam lr 0.02, β1 0.99, ε 0.1 from the content image) reaches after
+    ``--baseline-steps`` steps, both measured in fp32 at ``--preset-size``."""
+    from neural_style.daemon.params import STOP, StyleParams
+
+    size = args.preset_size
+    baseline = engine.stylize(
+        content, [style], StyleParams(size=size, iterations=args.baseline_steps, learning_rate=0.02)
+    )
+    target = min(it.loss for it in baseline.iterates)
+    baseline_time = baseline.iterates[-1].elapsed
+    if not args.json:
+        print(
+            f"baseline: tutorial Adam, {args.baseline_steps} steps at {size} px: "
+            f"loss {target:.4g} in {baseline_time:.1f} s",
+            flush=True,
+        )
+    rows = []
+    for name in names:
+        reached_at: list[float] = []
+
+        def callback(it: Any, reached_at: list[float] = reached_at) -> str | None:
+            if it.scale == size and it.loss <= target:
+                reached_at.append(it.elapsed)
+                return STOP
+            return None
+
+        params = StyleParams.from_dict({"preset": name, "size": size})
+        run = engine.stylize(content, [style], params, callback)
+        time_s = reached_at[0] if reached_at else run.iterates[-1].elapsed
+        row = {
+            "name": name,
+            "size": size,
+            "time_s": round(time_s, 2),
+            "baseline_time_s": round(baseline_time, 2),
+            "ratio": round(time_s / baseline_time, 4),
+            "reached": bool(reached_at),
+            "final_loss": run.iterates[-1].loss,
+            "target_loss": target,
+        }
+        rows.append(row)
+        if not args.json:
+            verdict = "reached" if reached_at else "did NOT reach"
+            print(
+                f"preset {name}: {verdict} the target in {time_s:.1f} s "
+                f"(ratio {time_s / baseline_time:.3f})",
+                flush=True,
+            )
+    return rows
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from neural_style.daemon import images
     from neural_style.daemon.engine import StyleTransfer
@@ -133,13 +205,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
                     f"step {step:.3f} s  floor {floor:.3f} s  ratio {step / floor:.3f}",
                     flush=True,
                 )
+    presets = [name for name in args.presets.split(",") if name.strip()]
+    preset_rows = _time_presets(engine, content, style, presets, args) if presets else []
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     report = {
         "synthetic": engine.weights.synthetic,
         "device": engine.device,
         "peak_rss_mb": round(peak_mb, 1),
         "sizes": rows,
-        "presets": [],
+        "presets": preset_rows,
     }
     if args.json:
         print(json.dumps(report))
