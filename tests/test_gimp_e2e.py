@@ -130,15 +130,13 @@ class Daemon:
                 raise RuntimeError(f"daemon exited ({self.proc.returncode}): {self.tail()}")
             files = sorted((self.runtime / "neural-style").glob("*.json"))
             if files:
-                os.environ["NEURAL_STYLE_CONNECTION_FILE"] = str(files[0])
                 try:
-                    with Client(self.endpoint, timeout=2.0) as client:
+                    key = bytes.fromhex(json.loads(files[0].read_text())["key"])
+                    with Client(self.endpoint, key=key, timeout=2.0) as client:
                         client.ping()
                     return files[0]
-                except Exception:
+                except Exception:  # half-written file or not serving yet
                     pass
-                finally:
-                    os.environ.pop("NEURAL_STYLE_CONNECTION_FILE", None)
             time.sleep(0.3)
         raise RuntimeError(f"daemon not ready after {timeout:.0f} s: {self.tail()}")
 
