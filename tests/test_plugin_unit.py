@@ -367,6 +367,16 @@ def test_errors_become_actionable_messages(
         assert needle in text, text
 
 
+def test_messages_name_the_endpoint_the_daemon_was_found_at(plugin: types.ModuleType) -> None:
+    client = real_client.Client.__new__(real_client.Client)  # no socket needed
+    client.endpoint = "tcp://127.0.0.1:6001"
+    assert plugin._shown_endpoint("", client) == "tcp://127.0.0.1:6001"
+    assert plugin._shown_endpoint("tcp://127.0.0.1:7", client) == "tcp://127.0.0.1:7"
+    client.endpoint = real_client.protocol.DEFAULT_ENDPOINT
+    assert plugin._shown_endpoint("", client) == ""  # plain `neural-style serve` finds it
+    assert plugin._shown_endpoint("", None) == ""
+
+
 def test_missing_pyzmq_says_how_to_reinstall(
     plugin: types.ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
