@@ -65,7 +65,9 @@ _WEIGHTS = tf.TensorSpec((3,), tf.float32)
 class Targets:
     """What the generated image is compared with, for one job at one working size."""
 
-    content: tf.Tensor  # (1, h, w, C) block5_conv2 features of the content
+    content: tf.Tensor | None
+    """(1, h, w, C) block5_conv2 features of the content; None = take them from the first
+    step, whose image is the content itself (saves one forward pass per job)."""
     grams: tuple[tf.Tensor, ...]  # (1, C, C) blended style Grams, one per style layer
 
 
@@ -98,26 +100,31 @@ class _Functions:
 
         def losses(x, content_target, gram_targets, weights):  # type: ignore[no-untyped-def]
             f = feats(x)
-            c = weights[0] * content_loss(f[CONTENT_LAYERS[0]], content_target)
+            x_content = tf.cast(f[CONTENT_LAYERS[0]], tf.float32)
+            c = weights[0] * content_loss(x_content, content_target)
             s = weights[1] * style_loss([gram_matrix(f[n]) for n in STYLE_LAYERS], gram_targets)
             t = weights[2] * tv_loss(x)
-            return c + s + t, c, s, t
+            return c + s + t, c, s, t, x_content
 
         def loss_and_grad(x, content_target, gram_targets, weights):  # type: ignore[no-untyped-def]
+            """Loss terms, gradient, and x's own content features (free: already computed;
+            they are the content target when x is the content image)."""
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                total, c, s, t = losses(x, content_target, gram_targets, weights)
-            return total, c, s, t, tape.gradient(total, x)
+                total, c, s, t, x_content = losses(x, content_target, gram_targets, weights)
+            return total, c, s, t, tape.gradient(total, x), x_content
 
         def adam_step(x, m, v, t, content_target, gram_targets, weights, lr):  # type: ignore[no-untyped-def]
             """One Adam update in Keras' formulation (ε added to the uncorrected √v, as the
             tutorial's ``tf.keras.optimizers.Adam`` does), then clip to [0, 1]."""
-            total, c, s, tv, grad = loss_and_grad(x, content_target, gram_targets, weights)
+            total, c, s, tv, grad, x_content = loss_and_grad(
+                x, content_target, gram_targets, weights
+            )
             m = m + (grad - m) * (1.0 - ADAM_BETA1)
             v = v + (tf.square(grad) - v) * (1.0 - ADAM_BETA2)
             alpha = lr * tf.sqrt(1.0 - tf.pow(ADAM_BETA2, t)) / (1.0 - tf.pow(ADAM_BETA1, t))
             x_new = tf.clip_by_value(x - alpha * m / (tf.sqrt(v) + ADAM_EPSILON), 0.0, 1.0)
-            return x_new, m, v, total, c, s, tv
+            return x_new, m, v, total, c, s, tv, x_content
 
         def extract(x: tf.Tensor) -> tuple[tf.Tensor, tuple[tf.Tensor, ...]]:
             f = feats(x)
@@ -204,12 +211,17 @@ class StyleTransfer:
         blend: Sequence[float],
         style_long_side: int,
         params: StyleParams | None = None,
+        defer_content: bool = False,
     ) -> tuple[Targets, bool]:
-        """Content features and the blend of the styles' Grams; (targets, all cached)."""
+        """Content features and the blend of the styles' Grams; (targets, all cached).
+
+        ``defer_content``: the optimisation starts from this very content image, so its
+        first step computes the content features anyway; skip the separate pass.
+        """
         params = params or StyleParams()
         fns = self.functions(params)
         variant = (params.pooling.value, params.padding.value)
-        content_feats, _ = fns.extract(tf.constant(content_rgb[None]))
+        content_feats = None if defer_content else fns.extract(tf.constant(content_rgb[None]))[0]
         blended: list[tf.Tensor] | None = None
         hits = []
         for style, weight in zip(style_rgbs, blend, strict=True):
@@ -269,7 +281,10 @@ class StyleTransfer:
             style_side = int(
                 np.clip(round(max(size) * params.style_scale), 16, 2 * limits.MAX_WORK_SIDE)
             )
-            targets, hit = self.targets(content_k, style_rgbs, blend, style_side, params)
+            first_from_content = x is None and params.init is Init.CONTENT
+            targets, hit = self.targets(
+                content_k, style_rgbs, blend, style_side, params, defer_content=first_from_content
+            )
             cache_hit = cache_hit and hit
             if x is None:
                 x = self._initial_image(params, content_k, style_rgbs[0])
@@ -368,11 +383,15 @@ class StyleTransfer:
         ema = state.ema if decay else None
         best, best_loss = x, float("inf")
         t = state.t
+        content_target, step_weights = _content_target(targets, x, weights)
         for _ in range(steps):
             t += 1
-            x_new, m, v, total, c, s, tv = fns.adam_step(
-                x, m, v, tf.constant(float(t)), targets.content, targets.grams, weights, lr
+            x_new, m, v, total, c, s, tv, x_content = fns.adam_step(
+                x, m, v, tf.constant(float(t)), content_target, targets.grams, step_weights, lr
             )
+            if targets.content is None:  # x was the content image: these are its features
+                targets = Targets(x_content, targets.grams)
+                content_target, step_weights = targets.content, weights
             loss = float(total)
             if loss < best_loss:  # loss was evaluated at x (before this update)
                 best, best_loss = x, loss
@@ -385,7 +404,7 @@ class StyleTransfer:
         else:
             if not decay:
                 # The final update is usually the best image: evaluate it so it can win.
-                total, *_ = fns.loss_and_grad(x, targets.content, targets.grams, weights)
+                total, *_ = fns.loss_and_grad(x, content_target, targets.grams, weights)
                 if float(total) < best_loss:
                     best = x
         result = ema if decay and ema is not None else best
@@ -402,6 +421,7 @@ class StyleTransfer:
         weights = _loss_weights(params)
         shape = (1, *x0.shape)
         best = {"loss": float("inf"), "x": x0.ravel().astype(np.float64)}
+        current = {"targets": targets}
         evaluations = 0
 
         class _Stop(Exception):
@@ -413,7 +433,12 @@ class StyleTransfer:
                 raise _Stop
             evaluations += 1
             x = tf.constant(flat.reshape(shape), tf.float32)
-            total, c, s, tv, grad = fns.loss_and_grad(x, targets.content, targets.grams, weights)
+            content_target, step_weights = _content_target(current["targets"], x, weights)
+            total, c, s, tv, grad, x_content = fns.loss_and_grad(
+                x, content_target, targets.grams, step_weights
+            )
+            if current["targets"].content is None:  # the first evaluation is at the content
+                current["targets"] = Targets(x_content, targets.grams)
             loss = float(total)
             if loss < best["loss"]:
                 best["loss"], best["x"] = loss, flat.copy()
@@ -438,6 +463,17 @@ class StyleTransfer:
                 },
             )
         return best["x"].reshape(x0.shape).astype(np.float32)
+
+
+def _content_target(
+    targets: Targets, x: tf.Tensor, weights: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """(content target, loss weights) for the next evaluation. With the target deferred, x
+    is the content image: the content term and its gradient are 0 there whatever the
+    target, so evaluate with content weight 0 and a placeholder of the right rank."""
+    if targets.content is not None:
+        return targets.content, weights
+    return tf.zeros((1, 1, 1, 1), tf.float32), weights * tf.constant([0.0, 1.0, 1.0])
 
 
 def _loss_weights(params: StyleParams) -> tf.Tensor:

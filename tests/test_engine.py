@@ -123,11 +123,38 @@ def test_targets_once_per_job_and_style_grams_cached_across_jobs(engine, starry6
     try:
         style = np.ascontiguousarray(starry64[::-1])  # a style no other test used
         r1 = engine.stylize(content, [style], StyleParams(iterations=6, **SMALL))
-        assert calls["n"] == 2 and not r1.style_cache_hit  # content + style, not per step
+        # one pass for the style; none per step, and none for the content, whose
+        # features come out of the first step (the first image is the content itself)
+        assert calls["n"] == 1 and not r1.style_cache_hit
         r2 = engine.stylize(content, [style], StyleParams(iterations=6, **SMALL))
-        assert calls["n"] == 3 and r2.style_cache_hit  # only the content again
+        assert calls["n"] == 1 and r2.style_cache_hit
+        r3 = engine.stylize(content, [style], StyleParams(iterations=2, init="style", **SMALL))
+        assert calls["n"] == 2 and r3.style_cache_hit  # other init: content pass needed
     finally:
         engine._extract = original
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_content_features_from_the_first_step_change_nothing(
+    engine, chelsea64, starry64, optimizer
+) -> None:  # type: ignore[no-untyped-def]
+    params = StyleParams(iterations=6, optimizer=optimizer, **SMALL)
+    deferred = engine.stylize(chelsea64, [starry64], params)
+    original = engine.targets
+
+    def upfront(*args, defer_content=False, **kwargs):  # type: ignore[no-untyped-def]
+        return original(*args, defer_content=False, **kwargs)
+
+    engine.targets = upfront
+    try:
+        explicit = engine.stylize(chelsea64, [starry64], params)
+    finally:
+        engine.targets = original
+    assert [i.loss for i in deferred.iterates] == pytest.approx(
+        [i.loss for i in explicit.iterates], rel=1e-6
+    )
+    assert deferred.iterates[1].content > 0  # the target is in place from step 2 on
+    np.testing.assert_array_equal(deferred.image, explicit.image)
 
 
 def test_init_style_and_noise_start_elsewhere(engine, chelsea64, starry64) -> None:  # type: ignore[no-untyped-def]
