@@ -9,7 +9,9 @@ result as a new layer directly above the content layer. All computing happens in
 `nsg_shared` package (protocol + client). No numpy.
 
 Arguments (procedure ``python-fu-neural-style``): style-layer, iterations, max-size,
-style-strength, preserve-color (luminance-only transfer), endpoint; returns new-layer.
+style-strength, preserve-color, endpoint, then (appended, so positional callers keep working)
+style-layer-2, style-blend, style-scale, preset, color-mode; returns new-layer. A selection is
+sent as the job's mask (8-bit, feathering kept): outside it the result equals the content.
 
 Pixels travel through babl in the image's own precision so 16-bit and float images keep
 their depth: ``R'G'B'A u8`` / ``u16`` / ``float`` for RGB images and ``Y'A ...`` for GRAY
@@ -54,6 +56,15 @@ DEFAULT_MAX_SIZE = 512
 DEFAULT_STRENGTH = 1.0
 MIN_MAX_SIZE, MAX_MAX_SIZE = 32, 4096
 MAX_STRENGTH = 100.0
+DEFAULT_BLEND = 0.5
+DEFAULT_STYLE_SCALE = 1.0
+MIN_STYLE_SCALE, MAX_STYLE_SCALE = 0.1, 4.0
+#: preset -> the iteration count the daemon's preset sets (daemon/params.py PRESETS; a unit
+#: test keeps them equal). The daemon applies the preset; the plug-in only needs the count for
+#: its progress bar and preview rate. "custom" sends no preset: iterations as given.
+PRESET_ITERATIONS = {"fast": 100, "balanced": 200, "quality": 600}
+PRESETS = ("custom", *PRESET_ITERATIONS)
+COLOR_MODES = ("luminance", "histogram")
 PREVIEW_SIDE = 256
 #: Poll period of the interactive progress window (ms); the client's heartbeats ride on it.
 POLL_MS = 50
@@ -121,14 +132,36 @@ def style_weights(strength: float) -> tuple[float, float]:
     return BASE_CONTENT_WEIGHT, BASE_STYLE_WEIGHT * strength
 
 
-def build_params(
-    iterations: int, max_size: int, strength: float, preserve_color: bool = False
-) -> dict[str, Any]:
-    """The job's parameter dict (keys are daemon/params.py StyleParams fields).
+def blend_weights(blend: float) -> list[float]:
+    """style-blend (the second style's share, 0..1) -> the engine's style_blend [1-b, b]."""
+    b = max(0.0, min(float(blend), 1.0))
+    return [round(1.0 - b, 6), round(b, 6)]
 
-    preserve-color maps to the engine's luminance-only transfer (the result keeps the
-    content's colours); the key is only sent when it is on, so a daemon predating colour
-    preservation still accepts the default jobs.
+
+def build_params(
+    iterations: int,
+    max_size: int,
+    strength: float,
+    preserve_color: bool = False,
+    *,
+    color_mode: str = "luminance",
+    preset: str = "custom",
+    style_scale: float = DEFAULT_STYLE_SCALE,
+    blend: float | None = None,
+) -> dict[str, Any]:
+    """The job's parameter dict (keys are daemon/params.py StyleParams fields, plus preset).
+
+    * preserve-color turns colour preservation on, in ``color_mode`` ("luminance": only the
+      style's luminance is transferred; "histogram": the style's colours are matched to the
+      content's first);
+    * ``preset`` other than "custom" sends ``preset`` and no ``iterations``: the daemon's
+      preset then chooses the optimiser, the coarse-to-fine ladder and the iteration count,
+      while ``size`` (max-size) stays the working size the user chose;
+    * ``style_scale`` sizes the style relative to the working size (brush-stroke size);
+    * ``blend`` (only with a second style) is the second style's share: style_blend [1-b, b].
+
+    Keys are only sent when they differ from the engine's defaults, so a daemon predating a
+    control still accepts the jobs that do not use it.
     """
     content_weight, style_weight = style_weights(strength)
     params: dict[str, Any] = {
@@ -139,8 +172,68 @@ def build_params(
         "keep_size": True,
     }
     if preserve_color:
-        params["preserve_color"] = "luminance"
+        if color_mode not in COLOR_MODES:
+            raise PluginError(
+                f"Unknown colour mode {color_mode!r}; choose one of {', '.join(COLOR_MODES)}."
+            )
+        params["preserve_color"] = color_mode
+    preset = preset or "custom"
+    if preset != "custom":
+        if preset not in PRESET_ITERATIONS:
+            raise PluginError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
+        params["preset"] = preset
+        del params["iterations"]
+    scale = max(MIN_STYLE_SCALE, min(float(style_scale), MAX_STYLE_SCALE))
+    if abs(scale - 1.0) > 1e-9:
+        params["style_scale"] = round(scale, 6)
+    if blend is not None:
+        params["style_blend"] = blend_weights(blend)
     return params
+
+
+def effective_iterations(params: dict[str, Any]) -> int:
+    """Steps the daemon will run: explicit iterations, else the preset's."""
+    if "iterations" in params:
+        return int(params["iterations"])
+    return PRESET_ITERATIONS.get(params.get("preset", ""), DEFAULT_ITERATIONS)
+
+
+def job_settings(config: Any) -> dict[str, Any]:
+    """Read the procedure's config into what the job needs.
+
+    Returns ``params``, ``styles`` (one or two style layers), ``endpoint``, ``max_size``,
+    ``style_scale`` and ``iterations`` (the effective step count). The second style is used
+    when it is set and style-blend > 0 (blend 0 = its share is nothing: not sent at all).
+    """
+    style_layer = config.get_property("style-layer")
+    if style_layer is None:
+        raise PluginError("Choose a style layer (any layer of an open image).")
+    second = config.get_property("style-layer-2")
+    blend = float(config.get_property("style-blend"))
+    styles = [style_layer]
+    if second is not None and blend > 0:
+        styles.append(second)
+    max_size = int(config.get_property("max-size"))
+    style_scale = float(config.get_property("style-scale"))
+    params = build_params(
+        int(config.get_property("iterations")),
+        max_size,
+        float(config.get_property("style-strength")),
+        bool(config.get_property("preserve-color")),
+        color_mode=str(config.get_property("color-mode") or "luminance"),
+        preset=str(config.get_property("preset") or "custom"),
+        style_scale=style_scale,
+        blend=blend if len(styles) == 2 else None,
+    )
+    params.update(extra_params())
+    return {
+        "params": params,
+        "styles": styles,
+        "endpoint": (config.get_property("endpoint") or "").strip(),
+        "max_size": max_size,
+        "style_scale": style_scale,
+        "iterations": effective_iterations(params),
+    }
 
 
 #: babl sample type -> (ImageBuf dtype, bytes per sample)
@@ -192,6 +285,11 @@ def restore_alpha(result: bytes, original: bytes, channels: int, bps: int) -> by
     for k in range(bps):
         out[first + k :: stride] = original[first + k :: stride]
     return bytes(out)
+
+
+def is_opaque_mask(mask: bytes) -> bool:
+    """True when every mask sample is 255 (a rectangular selection): no need to send it."""
+    return mask.count(255) == len(mask)
 
 
 def fit_within(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -552,9 +650,13 @@ def _precision_nick(image: Any) -> str:
     return str(getattr(precision, "value_nick", precision)).lower().replace("gimp_precision_", "")
 
 
-def _read(drawable: Any, x: int, y: int, w: int, h: int, fmt: str, scale: float = 1.0) -> bytes:
+def _read(
+    drawable: Any, x: int, y: int, w: int, h: int, fmt: str, scale: float = 1.0,
+    abyss: Any = None,
+) -> bytes:  # fmt: skip
     buf = drawable.get_buffer()
-    data = buf.get(Gegl.Rectangle.new(x, y, w, h), scale, fmt, Gegl.AbyssPolicy.CLAMP)
+    policy = Gegl.AbyssPolicy.CLAMP if abyss is None else abyss
+    data = buf.get(Gegl.Rectangle.new(x, y, w, h), scale, fmt, policy)
     return bytes(data)
 
 
@@ -576,12 +678,23 @@ class ContentArea:
             self.gray, _precision_nick(image)
         )
         self.data = _read(drawable, x, y, w, h, self.fmt)
+        self.mask = read_selection_mask(image, *self.offsets, w, h) if self.has_selection else None
 
 
-def read_style(layer: Any, max_size: int) -> tuple[int, int, bytes]:
-    """Style layer as RGB u8, scaled down by GEGL to at most 2 x max-size on the long side."""
+def read_selection_mask(image: Any, x: int, y: int, w: int, h: int) -> bytes | None:
+    """The selection over an image-space rectangle as 8-bit gray ("Y u8": GIMP's linear
+    coverage, the same values a layer mask from the selection gets), or None when it is fully
+    selected there. Feathered and antialiased edges keep their intermediate values."""
+    mask = _read(image.get_selection(), x, y, w, h, "Y u8", abyss=Gegl.AbyssPolicy.NONE)
+    return None if is_opaque_mask(mask) else mask
+
+
+def read_style(layer: Any, max_size: int, style_scale: float = 1.0) -> tuple[int, int, bytes]:
+    """Style layer as RGB u8, scaled down by GEGL to at most max(2, style-scale) x max-size
+    on the long side (the daemon resizes it to style-scale x its working size)."""
     w, h = layer.get_width(), layer.get_height()
-    cap = max(2 * int(max_size), PREVIEW_SIDE)
+    factor = max(2.0, float(style_scale))
+    cap = min(max(round(factor * int(max_size)), PREVIEW_SIDE), 2 * MAX_MAX_SIZE)
     sw, sh = fit_within(w, h, cap)
     scale = sw / w if (sw, sh) != (w, h) else 1.0
     return sw, sh, _read(layer, 0, 0, sw, sh, "R'G'B' u8", scale)
@@ -626,8 +739,8 @@ def insert_result(image: Any, drawable: Any, area: ContentArea, name: str, done:
     return layer
 
 
-def _result_name(style_layer: Any) -> str:
-    return f"{style_layer.get_name()} (Neural Style)"
+def _result_name(style_layers: list[Any]) -> str:
+    return f"{' + '.join(layer.get_name() for layer in style_layers)} (Neural Style)"
 
 
 def stylize(image: Any, drawables: list[Any], config: Any, interactive: bool) -> Any:
@@ -635,24 +748,21 @@ def stylize(image: Any, drawables: list[Any], config: Any, interactive: bool) ->
     if len(drawables) != 1:
         raise PluginError("Select exactly one layer to stylize.")
     drawable = drawables[0]
-    style_layer = config.get_property("style-layer")
-    if style_layer is None:
-        raise PluginError("Choose a style layer (any layer of an open image).")
-    iterations = int(config.get_property("iterations"))
-    max_size = int(config.get_property("max-size"))
-    strength = float(config.get_property("style-strength"))
-    endpoint = (config.get_property("endpoint") or "").strip()
-    preserve = bool(config.get_property("preserve-color"))
-    params = build_params(iterations, max_size, strength, preserve)
-    params.update(extra_params())
-    log_event("start", params=params, endpoint=endpoint, interactive=interactive)
+    job = job_settings(config)
+    params, endpoint, iterations = job["params"], job["endpoint"], job["iterations"]
+    style_layers = job["styles"]
+    log_event("start", params=params, endpoint=endpoint, interactive=interactive,
+              styles=len(style_layers))  # fmt: skip
 
     area = ContentArea(image, drawable)
-    sw, sh, style_data = read_style(style_layer, max_size)
     client_mod = load_client()
     ImageBuf = client_mod.ImageBuf
     content = ImageBuf(area.w, area.h, area.channels, area.dtype, area.data)
-    style = ImageBuf(sw, sh, 3, "u8", style_data)
+    styles = []
+    for layer in style_layers:
+        sw, sh, style_data = read_style(layer, job["max_size"], job["style_scale"])
+        styles.append(ImageBuf(sw, sh, 3, "u8", style_data))
+    mask = ImageBuf(area.w, area.h, 1, "u8", area.mask) if area.mask is not None else None
     timeout = float(os.environ.get("NEURAL_STYLE_TIMEOUT", "10") or 10)
 
     if not interactive:
@@ -663,15 +773,16 @@ def stylize(image: Any, drawables: list[Any], config: Any, interactive: bool) ->
             client = client_mod.Client(endpoint or None, timeout=timeout)
             hello = client.hello()
             log_event("hello", info=hello)
-            job = client.submit(
-                content, [style], params,
+            job_handle = client.submit(
+                content, styles, params, mask=mask,
                 preview_every=max(1, iterations // 30) if interactive else 0,
                 preview_max_side=PREVIEW_SIDE,
             )  # fmt: skip
             log_event("submitted", content=[area.w, area.h, area.channels, area.dtype],
-                      style=[sw, sh])  # fmt: skip
+                      styles=[[s.width, s.height] for s in styles],
+                      mask=[area.w, area.h] if mask is not None else None)  # fmt: skip
             run_job = _run_interactive if interactive else _run_batch
-            done = run_job(job, iterations)
+            done = run_job(job_handle, iterations)
         except (PluginError, UserCancelled):
             raise
         except Exception as exc:
@@ -686,7 +797,7 @@ def stylize(image: Any, drawables: list[Any], config: Any, interactive: bool) ->
         if not interactive:
             Gimp.progress_end()
     log_event("done", stats=getattr(done, "stats", None))
-    layer = insert_result(image, drawable, area, _result_name(style_layer), done)
+    layer = insert_result(image, drawable, area, _result_name(style_layers), done)
     Gimp.displays_flush()
     return layer
 
@@ -745,18 +856,41 @@ def _run_interactive(job: Any, iterations: int) -> Any:
     return ProgressWindow(ui, job, iterations).run()
 
 
+#: The settings dialog's fields, top to bottom (the procedure's argument order differs: new
+#: arguments are appended there so positional callers keep working).
+DIALOG_FIELDS = [
+    "style-layer", "style-layer-2", "style-blend", "style-scale", "preset", "iterations",
+    "max-size", "style-strength", "preserve-color", "color-mode", "endpoint",
+]  # fmt: skip
+
+
 def show_dialog(procedure: Any, config: Any) -> bool:
-    """The settings dialog (GimpUi.ProcedureDialog: values are remembered by GIMP)."""
+    """The settings dialog (GimpUi.ProcedureDialog: values are remembered by GIMP).
+
+    Iterations is greyed out unless the preset is "custom" (a preset sets the step count), and
+    the colour mode unless Preserve colors is on.
+    """
     gi.require_version("GimpUi", "3.0")
     from gi.repository import GimpUi
 
     GimpUi.init(PROC_NAME)
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style")
-    dialog.fill(["style-layer", "iterations", "max-size", "style-strength", "preserve-color",
-                 "endpoint"])  # fmt: skip
+    dialog.fill(list(DIALOG_FIELDS))
+    custom = Gimp.ValueArray.new(1)
+    custom.append(GObject.Value(GObject.TYPE_STRING, "custom"))
+    dialog.set_sensitive_if_in("iterations", None, "preset", custom, True)
+    # set_sensitive binds to the property only when given the config (None: a fixed value)
+    dialog.set_sensitive("color-mode", True, config, "preserve-color", False)
     ok = dialog.run()
     dialog.destroy()
     return bool(ok)
+
+
+def _choice(values: list[tuple[str, str, str]]) -> Any:
+    choice = Gimp.Choice.new()
+    for ident, (nick, label, help_text) in enumerate(values):
+        choice.add(nick, ident, label, help_text)
+    return choice
 
 
 class NeuralStyle(Gimp.PlugIn):
@@ -779,7 +913,11 @@ class NeuralStyle(Gimp.PlugIn):
             "Sends the active layer (or the selection's bounding box of it) and the style layer "
             "to the Neural Style daemon (start it with 'neural-style serve') and adds the "
             "result as a new layer above the active one. style-strength multiplies the style "
-            "weight: style/content weight ratio = strength x 1e-6 (1 = engine default).",
+            "weight: style/content weight ratio = strength x 1e-6 (1 = engine default). "
+            "style-layer-2 adds a second style with share style-blend; style-scale sizes the "
+            "style's brush strokes; a preset other than 'custom' chooses the optimiser, a "
+            "coarse-to-fine ladder and the iteration count (max-size stays the working size). "
+            "A selection limits the effect: outside it the result equals the layer.",
             name,
         )
         proc.set_attribution("Neural Style for GIMP contributors", "MIT", "2025")
@@ -808,6 +946,41 @@ class NeuralStyle(Gimp.PlugIn):
         proc.add_string_argument(
             "endpoint", "Daemon _endpoint", "ZeroMQ endpoint such as tcp://127.0.0.1:5555; "
             "empty = the daemon's connection file", "", flags,
+        )  # fmt: skip
+        # appended after the original arguments: positional callers keep working
+        proc.add_layer_argument(
+            "style-layer-2", "_Second style layer", "Optional second style, mixed in with "
+            "share style-blend (none = one style)", True, flags,
+        )  # fmt: skip
+        proc.add_double_argument(
+            "style-blend", "Style _blend", "Share of the second style (0 = first style only, "
+            "1 = second only); ignored without a second style", 0.0, 1.0, DEFAULT_BLEND, flags,
+        )  # fmt: skip
+        proc.add_double_argument(
+            "style-scale", "Style s_cale", "Size of the style's brush strokes relative to the "
+            "working size (1 = as is, 2 = bigger, 0.5 = smaller)",
+            MIN_STYLE_SCALE, MAX_STYLE_SCALE, DEFAULT_STYLE_SCALE, flags,
+        )  # fmt: skip
+        preset_choice = _choice([
+            ("custom", "Custom", "Iterations as set, Adam at one scale"),
+            ("fast", "Fast", f"L-BFGS, coarse-to-fine, {PRESET_ITERATIONS['fast']} steps"),
+            ("balanced", "Balanced",
+             f"L-BFGS, coarse-to-fine, {PRESET_ITERATIONS['balanced']} steps"),
+            ("quality", "Quality",
+             f"L-BFGS, coarse-to-fine, {PRESET_ITERATIONS['quality']} steps"),
+        ])  # fmt: skip
+        proc.add_choice_argument(
+            "preset", "P_reset", "custom = Iterations as set; fast/balanced/quality choose the "
+            "optimiser, coarse-to-fine ladder and iterations (Max size stays)",
+            preset_choice, "custom", flags,
+        )  # fmt: skip
+        color_choice = _choice([
+            ("luminance", "Luminance only", "Transfer the style's luminance only"),
+            ("histogram", "Match colours", "Match the style's colours to the layer's first"),
+        ])  # fmt: skip
+        proc.add_choice_argument(
+            "color-mode", "C_olor mode", "How Preserve colors keeps the layer's colours: "
+            "luminance-only transfer or colour-matched style", color_choice, "luminance", flags,
         )  # fmt: skip
         proc.add_layer_return_value("new-layer", "New layer", "The stylized layer", False, flags)
         return proc

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from neural_style.daemon.params import PRESETS
+
 pytestmark = [pytest.mark.gimp, pytest.mark.slow]
 
 HERE = Path(__file__).resolve().parent
@@ -40,7 +42,7 @@ _spec.loader.exec_module(harness)
 
 #: iterations of the job during which the daemon gets killed
 KILL_MARK = 397
-IMAGES = ("chelsea_64", "chelsea_128", "starry_night_64", "great_wave_128")
+IMAGES = ("chelsea_64", "chelsea_128", "starry_night_64", "great_wave_64", "great_wave_128")
 #: (name, content, style, babl format of the dumps, extra case settings, plug-in args)
 CASES: list[dict[str, Any]] = [
     {"name": "basic", "content": "chelsea_64", "style": "starry_night_64",
@@ -60,6 +62,18 @@ CASES: list[dict[str, Any]] = [
     {"name": "batch128", "content": "chelsea_128", "style": "great_wave_128",
      "canvas": [160, 120], "content_size": [160, 120], "format": "R'G'B'A u8",
      "args": {"iterations": 20, "max-size": 128}},
+    # artistic controls; "blend" and "scale" differ from "basic" in that one control only
+    {"name": "blend", "content": "chelsea_64", "style": "starry_night_64",
+     "style2": "great_wave_64", "format": "R'G'B'A u8",
+     "args": {"iterations": 10, "max-size": 64, "style-blend": 0.5}},
+    {"name": "scale", "content": "chelsea_64", "style": "starry_night_64",
+     "format": "R'G'B'A u8", "args": {"iterations": 10, "max-size": 64, "style-scale": 0.5}},
+    # the preset sets the step count: iterations 7 is ignored, the daemon runs the preset's
+    {"name": "preset_fast", "content": "chelsea_64", "style": "starry_night_64",
+     "format": "R'G'B'A u8", "args": {"iterations": 7, "max-size": 32, "preset": "fast"}},
+    {"name": "feather", "content": "chelsea_64", "style": "starry_night_64",
+     "format": "R'G'B'A u8", "select_ellipse": [10, 8, 44, 40], "feather": 10,
+     "args": {"iterations": 5, "max-size": 64}},
     {"name": "no_daemon", "content": "chelsea_64", "style": "starry_night_64",
      "format": "R'G'B'A u8", "args": {"iterations": 5, "max-size": 64, "endpoint": "DEAD"}},
     # the fixture SIGKILLs the daemon at this job's first progress report (marked by its
@@ -298,8 +312,10 @@ def test_procedure_registered_with_fixed_arguments(gimp_run: dict[str, Any]) -> 
     assert res["registered"], gimp_run["gimp_log"]
     assert res["menu_label"] == "Neural _Style…"
     assert res["menu_paths"] == ["<Image>/Filters/Artistic"]
+    # the original arguments keep their places; the artistic controls are appended
     assert res["arguments"][3:] == [
         "style-layer", "iterations", "max-size", "style-strength", "preserve-color", "endpoint",
+        "style-layer-2", "style-blend", "style-scale", "preset", "color-mode",
     ]  # fmt: skip
     assert res["return_values"] == ["new-layer"]
     assert "RGB" in res["image_types"] and "GRAY" in res["image_types"]
@@ -379,6 +395,13 @@ def test_selection_gives_bbox_layer_with_mask(gimp_run: dict[str, Any]) -> None:
     content = _raw(gimp_run, "selection", "content", cw, ch)
     result = _raw(gimp_run, "selection", "result", w, h)
     assert np.array_equal(result[..., 3], content[y : y + h, x : x + w, 3])
+    # the selection also went to the daemon as the job's mask: outside it, the content
+    box = content[y : y + h, x : x + w, :3].astype(int)
+    diff = np.abs(result[..., :3].astype(int) - box).max(axis=2)
+    assert diff[mask == 0].max() <= 1
+    assert diff[mask == 255].mean() > 2.0
+    sent = [e for e in _events(gimp_run, rec) if e["event"] == "submitted"]
+    assert sent[0]["mask"] == [w, h]
 
 
 def test_gray_image_gives_gray_layer(gimp_run: dict[str, Any]) -> None:
@@ -430,6 +453,72 @@ def test_preserve_color_keeps_the_content_colours(gimp_run: dict[str, Any]) -> N
     assert kept < 0.5 * changed, (kept, changed)
 
 
+def _rgb(run: dict[str, Any], name: str, what: str = "result") -> np.ndarray:
+    w, h = _ok(run, name)["content_size"]
+    return _raw(run, name, what, w, h)[..., :3].astype(float)
+
+
+def _start_params(run: dict[str, Any], name: str) -> dict[str, Any]:
+    starts = [e for e in _events(run, _ok(run, name)) if e["event"] == "start"]
+    assert len(starts) == 1, starts
+    return starts[0]["params"]
+
+
+def test_two_style_layers_are_blended(gimp_run: dict[str, Any]) -> None:
+    rec = _ok(gimp_run, "blend")
+    assert _start_params(gimp_run, "blend")["style_blend"] == [0.5, 0.5]
+    assert "style_blend" not in _start_params(gimp_run, "basic")  # one style: no weights
+    sent = [e for e in _events(gimp_run, rec) if e["event"] == "submitted"]
+    assert sent[0]["styles"] == [[64, 64], [64, 64]]  # both layers went to the daemon
+    assert "starry_night_64 + great_wave_64" in rec["layer"]["name"]
+    # same content, steps and size as "basic": only the added second style differs
+    change = np.abs(_rgb(gimp_run, "blend") - _rgb(gimp_run, "basic")).mean()
+    assert change > 1.0, change
+    assert np.abs(_rgb(gimp_run, "blend") - _rgb(gimp_run, "blend", "content")).mean() > 2.0
+
+
+def test_style_scale_changes_the_result(gimp_run: dict[str, Any]) -> None:
+    assert _start_params(gimp_run, "scale")["style_scale"] == 0.5
+    assert "style_scale" not in _start_params(gimp_run, "basic")
+    change = np.abs(_rgb(gimp_run, "scale") - _rgb(gimp_run, "basic")).mean()
+    assert change > 1.0, change
+
+
+def test_preset_fast_sets_the_steps_and_keeps_max_size(gimp_run: dict[str, Any]) -> None:
+    rec = _ok(gimp_run, "preset_fast")
+    params = _start_params(gimp_run, "preset_fast")
+    assert params["preset"] == "fast" and "iterations" not in params and params["size"] == 32
+    steps = [e for e in _events(gimp_run, rec) if e["event"] == "progress"]
+    fast = PRESETS["fast"]["iterations"]
+    assert steps and steps[-1]["total"] == fast  # not the 7 iterations the call asked for
+    stats = next(e for e in _events(gimp_run, rec) if e["event"] == "done")["stats"]
+    assert stats["work_size"] == [32, 32] and stats["steps"] == fast
+    assert rec["layer"]["size"] == rec["content_size"] == [64, 64]
+    assert np.abs(_rgb(gimp_run, "preset_fast") - _rgb(gimp_run, "preset_fast", "content")).mean(
+    ) > 2.0  # fmt: skip
+
+
+def test_feathered_selection_masks_the_result_softly(gimp_run: dict[str, Any]) -> None:
+    rec = _ok(gimp_run, "feather")
+    (x, y), (w, h) = rec["layer"]["offsets"], rec["layer"]["size"]
+    mask = np.fromfile(gimp_run["out"] / "feather.mask.raw", dtype=np.uint8).reshape(h, w)
+    sent = [e for e in _events(gimp_run, rec) if e["event"] == "submitted"]
+    assert sent[0]["mask"] == [w, h]
+    soft = (mask > 0) & (mask < 255)
+    assert soft.mean() > 0.25, soft.mean()  # feathering kept: a wide band of partial values
+    cw, ch = rec["content_size"]
+    content = _raw(gimp_run, "feather", "content", cw, ch)[y : y + h, x : x + w, :3].astype(int)
+    result = _raw(gimp_run, "feather", "result", w, h)[..., :3].astype(int)
+    diff = np.abs(result - content).max(axis=2)
+    outside, inside = diff[mask == 0], diff[mask >= 250]
+    assert outside.size > 20 and inside.size > 20, (outside.size, inside.size)
+    assert outside.max() <= 1  # outside the selection the result IS the content (1/255)
+    assert inside.mean() > 2.0  # inside it is stylized
+    # the edge is a blend: partial coverage gives a partial change, growing with the mask
+    low, mid = diff[(mask > 0) & (mask < 64)], diff[(mask >= 96) & (mask < 192)]
+    assert 0 < low.mean() < mid.mean() < inside.mean(), (low.mean(), mid.mean(), inside.mean())
+
+
 def test_batch_20_iterations_max_size_128_returns_content_size(gimp_run: dict[str, Any]) -> None:
     rec = _ok(gimp_run, "batch128")
     assert rec["content_size"] == [160, 120]
@@ -470,6 +559,12 @@ def test_settings_dialog_for_real(gimp_run: dict[str, Any]) -> None:
     for label in ("Style layer", "Iterations", "Max size", "Style strength", "Daemon endpoint"):
         assert label in seen["labels"], seen["labels"]
     assert "Preserve colors" in seen["labels"]
+    for label in ("Second style layer", "Style blend", "Style scale", "Preset", "Color mode"):
+        assert label in seen["labels"], seen["labels"]
+    # default preset "custom": Iterations counts; Preserve colors off: no colour mode
+    assert seen["sensitive"] == {"iterations": True, "color-mode": False, "max-size": True}
+    preset = _ui(gimp_run, "dialog_seen_preset")
+    assert preset["sensitive"] == {"iterations": False, "color-mode": True, "max-size": True}
     assert gimp_run["results"]["ui"]["dialog_ok"] is True
     assert gimp_run["results"]["ui"]["dialog_cancel"] is False
 

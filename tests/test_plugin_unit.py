@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import pytest
 
 from neural_style.daemon import plugin_install
-from neural_style.daemon.params import StyleParams
+from neural_style.daemon.params import PRESETS, StyleParams
 from neural_style.shared import client as real_client
 from neural_style.shared.protocol import ImageBuf
 
@@ -120,6 +120,27 @@ class FakeProcedureDialog(_Recorder):
         return FakeProcedureDialog.answer
 
 
+class FakeValueArray(list):
+    @classmethod
+    def new(cls, size: int) -> FakeValueArray:
+        return cls()
+
+
+class FakeChoice:
+    def __init__(self) -> None:
+        self.items: list[tuple[str, int, str, str]] = []
+
+    @classmethod
+    def new(cls) -> FakeChoice:
+        return cls()
+
+    def add(self, nick: str, ident: int, label: str, help_text: str) -> None:
+        self.items.append((nick, ident, label, help_text))
+
+    def nicks(self) -> list[str]:
+        return [item[0] for item in self.items]
+
+
 def _enum(**values: Any) -> types.SimpleNamespace:
     return types.SimpleNamespace(**values)
 
@@ -143,6 +164,11 @@ def make_fake_gi() -> tuple[types.ModuleType, types.ModuleType]:
         ImageType=_enum(RGBA_IMAGE="rgba", GRAYA_IMAGE="graya"),
         LayerMode=_enum(NORMAL="normal"),
         AddMaskType=_enum(SELECTION="selection"),
+        ValueArray=FakeValueArray,
+        Choice=FakeChoice,
+        ImageProcedure=types.SimpleNamespace(new=lambda *a: _Recorder(args=a)),
+        PDBProcType=_enum(PLUGIN="plugin"),
+        ProcedureSensitivityMask=_enum(DRAWABLE="drawable"),
         Selection=types.SimpleNamespace(is_empty=lambda image: not image.selection),
         progress_init=lambda *a: None,
         progress_update=lambda *a: True,
@@ -152,7 +178,7 @@ def make_fake_gi() -> tuple[types.ModuleType, types.ModuleType]:
     )
     gegl = types.SimpleNamespace(
         Rectangle=types.SimpleNamespace(new=lambda x, y, w, h: (x, y, w, h)),
-        AbyssPolicy=_enum(CLAMP="clamp"),
+        AbyssPolicy=_enum(CLAMP="clamp", NONE="none"),
     )
     glib = types.SimpleNamespace(
         Error=lambda msg="": ("GError", msg),
@@ -175,7 +201,9 @@ def make_fake_gi() -> tuple[types.ModuleType, types.ModuleType]:
     )
     repo = types.ModuleType("gi.repository")
     repo.Gimp, repo.Gegl, repo.GLib = gimp, gegl, glib
-    repo.GObject = types.SimpleNamespace(ParamFlags=_enum(READWRITE=3), Value=lambda t, v: v)
+    repo.GObject = types.SimpleNamespace(
+        ParamFlags=_enum(READWRITE=3), Value=lambda t, v: v, TYPE_STRING="gchararray"
+    )
     repo.Gtk, repo.GimpUi, repo.GdkPixbuf = gtk, gimpui, gdkpixbuf
     gi = types.ModuleType("gi")
     gi.require_version = lambda name, version: None
@@ -488,6 +516,146 @@ def test_daemon_death_in_window_is_raised(plugin: types.ModuleType) -> None:
     assert FakeDialog.instances[-1].destroyed
 
 
+def test_preset_iterations_match_the_daemons_presets(plugin: types.ModuleType) -> None:
+    assert {k: v["iterations"] for k, v in PRESETS.items()} == plugin.PRESET_ITERATIONS
+    assert ("custom", *PRESETS) == plugin.PRESETS
+
+
+def test_preset_replaces_iterations_but_keeps_max_size(plugin: types.ModuleType) -> None:
+    custom = plugin.build_params(7, 96, 1.0, preset="custom")
+    assert "preset" not in custom and custom["iterations"] == 7
+    for name, values in PRESETS.items():
+        params = plugin.build_params(7, 96, 1.0, preset=name)
+        assert params["preset"] == name and "iterations" not in params
+        parsed = StyleParams.from_dict(params)
+        assert parsed.size == 96  # max-size is the working size, not the preset's
+        assert parsed.iterations == values["iterations"] == plugin.effective_iterations(params)
+        assert parsed.optimizer.value == values["optimizer"]
+        assert parsed.scales == tuple(values["scales"])
+    assert plugin.effective_iterations(custom) == 7
+    with pytest.raises(plugin.PluginError, match="Unknown preset 'turbo'"):
+        plugin.build_params(7, 96, 1.0, preset="turbo")
+
+
+def test_two_styles_send_blend_weights(plugin: types.ModuleType) -> None:
+    assert "style_blend" not in plugin.build_params(5, 64, 1.0)  # one style: no key
+    for share, weights in ((0.5, [0.5, 0.5]), (0.25, [0.75, 0.25]), (1.0, [0.0, 1.0]),
+                           (0.7, [0.3, 0.7]), (5.0, [0.0, 1.0])):  # fmt: skip
+        params = plugin.build_params(5, 64, 1.0, blend=share)
+        assert params["style_blend"] == pytest.approx(weights)
+        assert StyleParams.from_dict(params).style_blend == pytest.approx(tuple(weights))
+
+
+def test_style_scale_is_sent_only_when_not_1(plugin: types.ModuleType) -> None:
+    assert "style_scale" not in plugin.build_params(5, 64, 1.0, style_scale=1.0)
+    assert StyleParams.from_dict(plugin.build_params(5, 64, 1.0, style_scale=2.5)).style_scale == (
+        2.5
+    )
+    assert plugin.build_params(5, 64, 1.0, style_scale=0.01)["style_scale"] == 0.1  # clamped
+    assert plugin.build_params(5, 64, 1.0, style_scale=99)["style_scale"] == 4.0
+
+
+def test_color_mode_applies_only_with_preserve_color(plugin: types.ModuleType) -> None:
+    assert "preserve_color" not in plugin.build_params(5, 64, 1.0, color_mode="histogram")
+    params = plugin.build_params(5, 64, 1.0, True, color_mode="histogram")
+    assert StyleParams.from_dict(params).preserve_color.value == "histogram"
+    with pytest.raises(plugin.PluginError, match="colour mode"):
+        plugin.build_params(5, 64, 1.0, True, color_mode="sepia")
+
+
+def _config(**overrides: Any) -> FakeConfig:
+    values = {
+        "style-layer": "starry", "style-layer-2": None, "style-blend": 0.5, "style-scale": 1.0,
+        "preset": "custom", "iterations": 12, "max-size": 64, "style-strength": 1.0,
+        "preserve-color": False, "color-mode": "luminance", "endpoint": " tcp://x:1 ",
+    }  # fmt: skip
+    values.update(overrides)
+    return FakeConfig(**values)
+
+
+def test_job_settings_from_the_procedure_config(
+    plugin: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NEURAL_STYLE_EXTRA_PARAMS", raising=False)
+    one = plugin.job_settings(_config())
+    assert one["styles"] == ["starry"] and "style_blend" not in one["params"]
+    assert (one["endpoint"], one["iterations"], one["max_size"]) == ("tcp://x:1", 12, 64)
+
+    two = plugin.job_settings(_config(**{"style-layer-2": "wave", "style-blend": 0.3}))
+    assert two["styles"] == ["starry", "wave"]
+    assert two["params"]["style_blend"] == pytest.approx([0.7, 0.3])
+
+    # blend 0: the second style has no share, so it is not sent at all
+    zero = plugin.job_settings(_config(**{"style-layer-2": "wave", "style-blend": 0.0}))
+    assert zero["styles"] == ["starry"] and "style_blend" not in zero["params"]
+
+    fast = plugin.job_settings(_config(preset="fast", **{"style-scale": 2.0,
+                                                         "preserve-color": True}))  # fmt: skip
+    assert fast["iterations"] == PRESETS["fast"]["iterations"]
+    assert fast["params"]["preset"] == "fast" and "iterations" not in fast["params"]
+    assert fast["params"]["style_scale"] == 2.0 and fast["style_scale"] == 2.0
+    assert fast["params"]["preserve_color"] == "luminance"
+    StyleParams.from_dict(fast["params"])
+
+    # NEURAL_STYLE_EXTRA_PARAMS may still set the iterations of a preset job
+    monkeypatch.setenv("NEURAL_STYLE_EXTRA_PARAMS", '{"iterations": 9}')
+    assert plugin.job_settings(_config(preset="quality"))["iterations"] == 9
+
+    with pytest.raises(plugin.PluginError, match="style layer"):
+        plugin.job_settings(_config(**{"style-layer": None}))
+
+
+def test_selection_is_read_as_an_8bit_mask_over_the_bbox(plugin: types.ModuleType) -> None:
+    reads: list[Any] = []
+
+    class Buffer:
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def get(self, rect: Any, scale: float, fmt: str, abyss: str) -> bytes:
+            reads.append((rect, scale, fmt, abyss))
+            return self.data
+
+    class Image:
+        def __init__(self, data: bytes) -> None:
+            self.selection_channel = types.SimpleNamespace(get_buffer=lambda: Buffer(data))
+
+        def get_selection(self) -> Any:
+            return self.selection_channel
+
+    feathered = bytes([0, 40, 128, 255, 255, 200])
+    assert plugin.read_selection_mask(Image(feathered), 5, 6, 3, 2) == feathered
+    assert reads[-1] == ((5, 6, 3, 2), 1.0, "Y u8", "none")  # image space, linear coverage
+    assert plugin.read_selection_mask(Image(bytes([255] * 6)), 0, 0, 3, 2) is None
+    assert plugin.is_opaque_mask(b"\xff\xff") and not plugin.is_opaque_mask(b"\xff\xfe")
+
+
+def test_procedure_arguments_keep_the_old_ones_first(plugin: types.ModuleType) -> None:
+    proc = plugin.NeuralStyle().do_create_procedure(plugin.PROC_NAME)
+    added = [(name, args) for name, args in proc.calls if name.startswith("add_")
+             and name.endswith("_argument")]  # fmt: skip
+    names = [args[0] for _, args in added]
+    assert names == [
+        "style-layer", "iterations", "max-size", "style-strength", "preserve-color", "endpoint",
+        "style-layer-2", "style-blend", "style-scale", "preset", "color-mode",
+    ]  # fmt: skip
+    by_name = {args[0]: (kind, args) for kind, args in added}
+    kind, args = by_name["style-layer-2"]
+    assert kind == "add_layer_argument" and args[3] is True  # none_ok: one style by default
+    assert by_name["style-blend"][1][3:6] == (0.0, 1.0, 0.5)
+    assert by_name["style-scale"][1][3:6] == (0.1, 4.0, 1.0)
+    kind, args = by_name["preset"]
+    assert kind == "add_choice_argument" and args[4] == "custom"
+    assert args[3].nicks() == ["custom", "fast", "balanced", "quality"]
+    kind, args = by_name["color-mode"]
+    assert args[3].nicks() == ["luminance", "histogram"] and args[4] == "luminance"
+    assert by_name["iterations"][1][3:6] == (1, 100000, 300)  # old defaults unchanged
+    assert by_name["preserve-color"][1][3] is False
+    labels = [args[1] for _, args in added]
+    mnemonics = [label[label.index("_") + 1].lower() for label in labels]
+    assert len(set(mnemonics)) == len(mnemonics), labels  # every field its own Alt+key
+
+
 # --------------------------------------------------------------------------- dialog and run()
 
 
@@ -513,8 +681,13 @@ def test_settings_dialog_lists_every_argument(
     assert dialog.props["title"] == "Neural Style"
     fields = dialog.last("fill")[0]
     assert fields == [
-        "style-layer", "iterations", "max-size", "style-strength", "preserve-color", "endpoint",
+        "style-layer", "style-layer-2", "style-blend", "style-scale", "preset", "iterations",
+        "max-size", "style-strength", "preserve-color", "color-mode", "endpoint",
     ]  # fmt: skip
+    # Iterations only counts with the "custom" preset; the colour mode only with preserve-color
+    prop, _config_arg, other, values, in_values = dialog.last("set_sensitive_if_in")
+    assert (prop, other, list(values), in_values) == ("iterations", "preset", ["custom"], True)
+    assert dialog.last("set_sensitive") == ("color-mode", True, "cfg", "preserve-color", False)
     assert dialog.calls[-1] == ("destroy", ())
 
 

@@ -63,6 +63,9 @@ def _build(case):
     )
     style = _load_layer(image, case["style"])
     style.set_visible(False)
+    if case.get("style2"):
+        style2 = _load_layer(image, case["style2"])
+        style2.set_visible(False)
     if case.get("gray"):
         image.convert_grayscale()
     if case.get("precision"):
@@ -70,6 +73,8 @@ def _build(case):
     sel = case.get("select_ellipse")
     if sel:
         image.select_ellipse(Gimp.ChannelOps.REPLACE, *sel)
+        if case.get("feather"):
+            Gimp.Selection.feather(image, float(case["feather"]))
     return image, content, style
 
 
@@ -111,6 +116,10 @@ def _run_case(case):
     cfg.set_property("image", image)
     cfg.set_core_object_array("drawables", [content])
     cfg.set_property("style-layer", style)
+    if case.get("style2"):
+        style2 = next(la for la in image.get_layers() if la.get_name() == case["style2"])
+        cfg.set_property("style-layer-2", style2)
+        before["style2"] = _hash(style2)
     for key, value in case["args"].items():
         cfg.set_property(key, value)
     rec["log_from"] = _log_lines()
@@ -120,6 +129,8 @@ def _run_case(case):
     rec["status"] = status.value_nick if hasattr(status, "value_nick") else str(status)
     rec["layers_after"] = [la.get_name() for la in image.get_layers()]
     rec["after"] = {"content": _hash(content), "style": _hash(style)}
+    if case.get("style2"):
+        rec["after"]["style2"] = _hash(style2)
     rec["before"] = before
     if status != Gimp.PDBStatusType.SUCCESS:
         err = result.index(1) if result.length() > 1 else None
@@ -188,11 +199,21 @@ def _ui_section():
     ui = {}
     proc = Gimp.get_pdb().lookup_procedure(PROC)
 
+    def sensitive(win, prop):
+        widget = win.get_widget(prop, GObject.TYPE_NONE)
+        return None if widget is None else bool(widget.get_sensitive())
+
     def press(response, key):
         def callback():
             for win in Gtk.Window.list_toplevels():
                 if isinstance(win, GimpUi.ProcedureDialog) and win.get_visible():
-                    ui[key] = {"title": win.get_title(), "labels": _labels(win)}
+                    ui[key] = {
+                        "title": win.get_title(),
+                        "labels": _labels(win),
+                        "sensitive": {
+                            p: sensitive(win, p) for p in ("iterations", "color-mode", "max-size")
+                        },
+                    }
                     win.response(response)
                     return False
             return True
@@ -203,6 +224,12 @@ def _ui_section():
     ui["dialog_ok"] = m.show_dialog(proc, proc.create_config())
     press(Gtk.ResponseType.CANCEL, "dialog_seen_cancel")
     ui["dialog_cancel"] = m.show_dialog(proc, proc.create_config())
+    # a preset greys out Iterations; Preserve colors enables the colour mode
+    press(Gtk.ResponseType.CANCEL, "dialog_seen_preset")
+    preset_cfg = proc.create_config()
+    preset_cfg.set_property("preset", "fast")
+    preset_cfg.set_property("preserve-color", True)
+    m.show_dialog(proc, preset_cfg)
 
     windows = []
 
