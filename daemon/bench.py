@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -65,7 +64,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.set_defaults(func=cmd_bench)
 
 
-def _floor_seconds(engine: Any, image: np.ndarray, steps: int, warmup: int) -> float:
+def _floor_function(engine: Any) -> Any:
+    """One forward pass of the truncated VGG-19 plus the gradient w.r.t. the input image."""
     import tensorflow as tf
 
     features = engine.features
@@ -78,17 +78,10 @@ def _floor_seconds(engine: Any, image: np.ndarray, steps: int, warmup: int) -> f
             total = tf.add_n([tf.reduce_sum(tf.cast(v, tf.float32)) for v in outs.values()])
         return tape.gradient(total, x)
 
-    x = tf.constant(image[None])
-    times = []
-    for i in range(warmup + steps):
-        t0 = time.perf_counter()
-        forward_backward(x).numpy()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return forward_backward
 
 
-def _step_seconds(
+def _step_and_floor_seconds(
     engine: Any,
     content: np.ndarray,
     style: np.ndarray,
@@ -96,20 +89,39 @@ def _step_seconds(
     optimizer: str,
     steps: int,
     warmup: int,
-) -> tuple[float, list[float]]:
+) -> tuple[float, float]:
+    """Median engine step and median floor pass, measured interleaved.
+
+    The callback runs one floor pass between every two engine steps and subtracts its
+    time, so both medians see the same machine state; on a shared 2-core machine,
+    measuring one after the other lets other load land on one side only.
+    """
+    import tensorflow as tf
+
+    from neural_style.daemon import images
     from neural_style.daemon.params import StyleParams
 
-    stamps: list[float] = []
-    losses: list[float] = []
+    floor_fn = _floor_function(engine)
+    h, w = content.shape[:2]
+    x = tf.constant(images.resize(images.to_float(content), images.fit_long_side(w, h, size))[None])
+    floor_fn(x).numpy()  # trace outside the timed region
+    marks: list[float] = []
+    floors: list[float] = []
+    paused = 0.0
 
     def callback(it: Any) -> None:
-        stamps.append(time.perf_counter())
-        losses.append(it.loss)
+        nonlocal paused
+        marks.append(time.perf_counter() - paused)
+        t0 = time.perf_counter()
+        floor_fn(x).numpy()
+        took = time.perf_counter() - t0
+        floors.append(took)
+        paused += time.perf_counter() - t0
 
     params = StyleParams(size=size, iterations=warmup + steps + 1, optimizer=optimizer)
     engine.stylize(content, [style], params, callback)
-    diffs = np.diff(stamps)[warmup:]
-    return float(np.median(diffs)), losses
+    step = float(np.median(np.diff(marks)[warmup:]))
+    return step, float(np.median(floors[warmup:]))
 
 
 def _time_presets(
@@ -184,9 +196,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         work = images.fit_long_side(w, h, size)
         # Upscale the sample when asked for more than its size: the cost is what matters.
         big = images.from_float(images.resize(images.to_float(content), work), np.dtype(np.uint8))
-        floor = _floor_seconds(engine, images.to_float(big), args.steps, args.warmup)
         for optimizer in args.optimizers.split(","):
-            step, _ = _step_seconds(engine, big, style, size, optimizer, args.steps, args.warmup)
+            step, floor = _step_and_floor_seconds(
+                engine, big, style, size, optimizer, args.steps, args.warmup
+            )
             rows.append(
                 {
                     "size": size,
