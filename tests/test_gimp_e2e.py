@@ -71,6 +71,9 @@ CASES: list[dict[str, Any]] = [
     # the preset sets the step count: iterations 7 is ignored, the daemon runs the preset's
     {"name": "preset_fast", "content": "chelsea_64", "style": "starry_night_64",
      "format": "R'G'B'A u8", "args": {"iterations": 7, "max-size": 32, "preset": "fast"}},
+    {"name": "histogram", "content": "chelsea_64", "style": "starry_night_64",
+     "format": "R'G'B'A u8", "args": {"iterations": 10, "max-size": 64, "preserve-color": True,
+                                      "color-mode": "histogram"}},
     {"name": "feather", "content": "chelsea_64", "style": "starry_night_64",
      "format": "R'G'B'A u8", "select_ellipse": [10, 8, 44, 40], "feather": 10,
      "args": {"iterations": 5, "max-size": 64}},
@@ -251,6 +254,8 @@ def gimp_run(tmp_path_factory: pytest.TempPathFactory, synthetic_weights: Path) 
     )
     results = json.loads(results_path.read_text())
     log_lines = plugin_log.read_text().splitlines() if plugin_log.exists() else []
+    timings["cases_s"] = {c["name"]: c.get("wall_s") for c in results["cases"]}
+    timings["ui_s"] = results.get("ui_wall_s")
     timings["total_fixture_s"] = round(time.monotonic() - t0, 1)
     (work / "timings.json").write_text(json.dumps(timings, indent=1))
     print(f"\n[gimp-e2e] {env.mode} GIMP; timings: {timings}", file=sys.stderr)
@@ -517,6 +522,14 @@ def test_feathered_selection_masks_the_result_softly(gimp_run: dict[str, Any]) -
     # the edge is a blend: partial coverage gives a partial change, growing with the mask
     low, mid = diff[(mask > 0) & (mask < 64)], diff[(mask >= 96) & (mask < 192)]
     assert 0 < low.mean() < mid.mean() < inside.mean(), (low.mean(), mid.mean(), inside.mean())
+
+
+def test_color_mode_histogram_matches_the_style_colours_first(gimp_run: dict[str, Any]) -> None:
+    assert _start_params(gimp_run, "histogram")["preserve_color"] == "histogram"
+    assert _start_params(gimp_run, "offsets")["preserve_color"] == "luminance"  # the default
+    matched, changed = _chroma_change(gimp_run, "histogram"), _chroma_change(gimp_run, "basic")
+    assert matched < 0.6 * changed, (matched, changed)  # "basic": same, no colour matching
+    assert np.abs(_rgb(gimp_run, "histogram") - _rgb(gimp_run, "basic")).mean() > 1.0
 
 
 def test_batch_20_iterations_max_size_128_returns_content_size(gimp_run: dict[str, Any]) -> None:

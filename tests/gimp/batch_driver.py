@@ -8,6 +8,7 @@
 import hashlib
 import json
 import os
+import time
 import traceback
 
 with open(os.environ["NSG_E2E_CASES"]) as _fh:
@@ -317,8 +318,10 @@ if _proc is not None:
 
     def _run_all(cases):
         for case in cases:
+            t0 = time.monotonic()
             try:
                 _results["cases"].append(_run_case(case))
+                _results["cases"][-1]["wall_s"] = round(time.monotonic() - t0, 2)
             except Exception:
                 _err = traceback.format_exc()
                 _results["cases"].append({"name": case["name"], "driver_error": _err})
@@ -326,10 +329,12 @@ if _proc is not None:
     # "last" cases kill the daemon: everything that needs it runs first
     _run_all([c for c in _cfg["cases"] if not c.get("last")])
     if os.environ.get("DISPLAY"):
+        _t0 = time.monotonic()
         try:
             _results["ui"] = _ui_section()
         except Exception:
             _results["ui"] = {"driver_error": traceback.format_exc()}
+        _results["ui_wall_s"] = round(time.monotonic() - _t0, 2)
     _run_all([c for c in _cfg["cases"] if c.get("last")])
 with open(os.path.join(_out_dir, "results.json"), "w") as _fh:
     json.dump(_results, _fh, indent=1)
