@@ -86,6 +86,7 @@ def add_stylize(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         Optimizer,
         Padding,
         Pooling,
+        Precision,
         StyleParams,
     )
 
@@ -149,6 +150,12 @@ def add_stylize(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         help="coarse-to-fine long sides, e.g. 256,512 ('auto' = halving ladder; "
         "default: one scale)",
     )
+    p.add_argument(
+        "--precision",
+        choices=[x.value for x in Precision],
+        help="convolution precision: fp32 (default), bf16 (Grams and losses stay fp32), "
+        "auto (bf16 only where validated; today fp32)",
+    )
     p.add_argument("--pooling", choices=[x.value for x in Pooling], help="default max")
     p.add_argument("--padding", choices=[x.value for x in Padding], help="default zero")
     p.add_argument(
@@ -182,7 +189,7 @@ def add_stylize(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 PARAM_FLAGS = (
     "preset", "size", "iterations", "optimizer", "content_weight", "style_weight", "tv_weight",
     "learning_rate", "init", "seed", "style_blend", "preserve_color", "style_scale", "scales",
-    "pooling", "padding", "ema", "keep_size",
+    "pooling", "padding", "ema", "keep_size", "precision",
 )  # fmt: skip
 
 

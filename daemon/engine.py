@@ -39,10 +39,17 @@ from neural_style.daemon.params import (
     Init,
     Iterate,
     Optimizer,
+    Precision,
     StyleParams,
     StylizeResult,
 )
-from neural_style.daemon.vgg import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures, load_keras_vgg19
+from neural_style.daemon.vgg import (
+    CONTENT_LAYERS,
+    STYLE_LAYERS,
+    ConvWeights,
+    VGGFeatures,
+    load_keras_vgg19,
+)
 from neural_style.daemon.weights import WeightsInfo, inspect_weights, resolve_weights
 from neural_style.shared import limits
 from neural_style.shared.errors import ErrorCode, NeuralStyleError
@@ -77,6 +84,29 @@ class _AdamState:
     v: tf.Tensor
     t: int
     ema: tf.Tensor | None = None
+
+
+def has_fast_bf16() -> bool:
+    """True where convolutions have native bf16 kernels: Ampere or newer GPUs, or CPUs with
+    AVX512_BF16 / AMX. Elsewhere TensorFlow emulates bf16, several times slower."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        capability = tf.config.experimental.get_device_details(gpus[0]).get(
+            "compute_capability", (0, 0)
+        )
+        return tuple(capability) >= (8, 0)
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: Precision) -> Precision:
+    """``auto`` -> fp32 until bf16 is validated within 2 % of fp32's loss on the device
+    (it is not yet: see README, Performance); explicit choices are kept."""
+    return Precision.FP32 if precision is Precision.AUTO else precision
 
 
 def describe_device() -> str:
@@ -145,14 +175,21 @@ class StyleTransfer:
     """Owns one loaded VGG-19 feature extractor; runs one job at a time (not thread-safe)."""
 
     def __init__(
-        self, features: VGGFeatures, weights: WeightsInfo, *, style_cache_size: int = 16
+        self,
+        features: VGGFeatures,
+        weights: WeightsInfo,
+        *,
+        style_cache_size: int = 16,
+        conv_weights: dict[str, ConvWeights] | None = None,
     ) -> None:
         self.features = features
         self.weights = weights
         self.device = describe_device()
         self._style_cache: OrderedDict[tuple[Any, ...], tuple[tf.Tensor, ...]] = OrderedDict()
         self._style_cache_size = style_cache_size
-        self._variants: dict[tuple[str, str], _Functions] = {}
+        self._variants: dict[tuple[str, str, str], _Functions] = {}
+        self._conv_weights = conv_weights
+        self._bf16: VGGFeatures | None = None
 
     @classmethod
     def load(cls, weights: str | Path | None = None) -> StyleTransfer:
@@ -167,13 +204,24 @@ class StyleTransfer:
                 f"Keras could not load the VGG-19 weights from {path}: {exc}.",
                 "Delete the file and run `neural-style fetch-weights` again.",
             ) from None
-        return cls(VGGFeatures(conv), info)
+        return cls(VGGFeatures(conv), info, conv_weights=conv)
 
     def functions(self, params: StyleParams) -> _Functions:
-        key = (params.pooling.value, params.padding.value)
+        """The traced functions for the job's network variant (built once, then reused)."""
+        precision = resolve_precision(params.precision)
+        key = (params.pooling.value, params.padding.value, precision.value)
         if key not in self._variants:
-            self._variants[key] = _Functions(self.features, *key)
+            self._variants[key] = _Functions(self._features_for(precision), *key[:2])
         return self._variants[key]
+
+    def _features_for(self, precision: Precision) -> VGGFeatures:
+        if precision is Precision.FP32:
+            return self.features
+        if self._conv_weights is None:
+            raise images.bad("This engine was built without its weights: fp32 only.")
+        if self._bf16 is None:
+            self._bf16 = VGGFeatures(self._conv_weights, compute_dtype=tf.bfloat16)
+        return self._bf16
 
     # The plain-variant functions, for callers (benchmarks, tests) that want them directly.
     @property
@@ -186,7 +234,11 @@ class StyleTransfer:
 
     # ------------------------------------------------------------------ targets
     def style_grams(
-        self, style_rgb: np.ndarray, long_side: int, fns: _Functions, variant: tuple[str, str]
+        self,
+        style_rgb: np.ndarray,
+        long_side: int,
+        fns: _Functions,
+        variant: tuple[str, ...],
     ) -> tuple[tuple[tf.Tensor, ...], bool]:
         """Gram targets of one style image resized to ``long_side``; (grams, cache_hit)."""
         digest = hashlib.blake2b(style_rgb.tobytes(), digest_size=16)
@@ -220,7 +272,7 @@ class StyleTransfer:
         """
         params = params or StyleParams()
         fns = self.functions(params)
-        variant = (params.pooling.value, params.padding.value)
+        variant = (params.pooling.value, params.padding.value, params.precision.value)
         content_feats = None if defer_content else fns.extract(tf.constant(content_rgb[None]))[0]
         blended: list[tf.Tensor] | None = None
         hits = []

@@ -48,6 +48,16 @@ class Padding(str, Enum):
     REFLECT = "reflect"
 
 
+class Precision(str, Enum):
+    """What the convolutions compute in; Grams and losses are always float32."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"
+    AUTO = "auto"
+    """bf16 only where it is both faster and validated within 2 % of fp32's loss; until a
+    device passes that check, fp32 (see README, Performance)."""
+
+
 #: What a callback returns to ask the engine to stop (it stops after at most one more step).
 STOP = "stop"
 
@@ -86,6 +96,7 @@ class StyleParams:
     """Coarse-to-fine ladder of long sides ending at ``size``; None = one scale; () = auto."""
     pooling: Pooling = Pooling.MAX
     padding: Padding = Padding.ZERO
+    precision: Precision = Precision.FP32
     ema: float = 0.0
     """Iterate averaging: the result is an exponential moving average of the iterates with
     this decay (0 = off; e.g. 0.9)."""
@@ -218,6 +229,7 @@ _ENUM_FIELDS: dict[str, type[Enum]] = {
     "preserve_color": ColorMode,
     "pooling": Pooling,
     "padding": Padding,
+    "precision": Precision,
 }
 
 

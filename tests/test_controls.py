@@ -185,3 +185,17 @@ def test_ema_smooths_the_returned_image(engine, chelsea64, starry64) -> None:  #
         return float(np.abs(np.diff(f, axis=0)).mean() + np.abs(np.diff(f, axis=1)).mean())
 
     assert tv(ema.image) < tv(plain.image)
+
+
+def test_bf16_convolutions_keep_fp32_losses_close(engine, chelsea64, starry64) -> None:  # type: ignore[no-untyped-def]
+    # (2 steps: bf16 is emulated, slowly, on CPUs without AVX512_BF16 such as CI's)
+    fp32 = engine.stylize(chelsea64, [starry64], StyleParams(iterations=2, **SMALL))
+    bf16 = engine.stylize(
+        chelsea64, [starry64], StyleParams(iterations=2, precision="bf16", **SMALL)
+    )
+    # same starting image: only the convolutions' rounding differs (bf16 has 8 bits of
+    # mantissa, so a few per cent on a loss made of squared differences)
+    assert bf16.iterates[0].loss == pytest.approx(fp32.iterates[0].loss, rel=0.05)
+    assert bf16.iterates[0].loss != fp32.iterates[0].loss  # it really ran in bf16
+    assert all(np.isfinite(i.loss) for i in bf16.iterates)
+    assert StyleParams(precision="auto").precision.value == "auto"
