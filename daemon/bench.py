@@ -70,7 +70,7 @@ def _floor_function(engine: Any) -> Any:
 
     features = engine.features
 
-    @tf.function(input_signature=[tf.TensorSpec((1, None, None, 3), tf.float32)])
+    @tf.function(input_signature=[tf.TensorSpec((1, None, None, 3), tf.float32)], autograph=False)
     def forward_backward(x: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             tape.watch(x)

@@ -161,13 +161,14 @@ class _Functions:
             content = tf.cast(f[CONTENT_LAYERS[0]], tf.float32)
             return content, tuple(gram_matrix(f[name]) for name in STYLE_LAYERS)
 
-        self.extract = tf.function(extract, input_signature=[_IMAGE])
+        self.extract = tf.function(extract, input_signature=[_IMAGE], autograph=False)
         self.loss_and_grad = tf.function(
-            loss_and_grad, input_signature=[_IMAGE, _CONTENT, _GRAMS, _WEIGHTS]
+            loss_and_grad, input_signature=[_IMAGE, _CONTENT, _GRAMS, _WEIGHTS], autograph=False
         )
         self.adam_step = tf.function(
             adam_step,
             input_signature=[_IMAGE, _IMAGE, _IMAGE, _SCALAR, _CONTENT, _GRAMS, _WEIGHTS, _SCALAR],
+            autograph=False,  # no tensor-dependent Python control flow: plain tracing
         )
 
 
