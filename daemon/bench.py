@@ -59,6 +59,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         help="steps of the tutorial's Adam loop whose final loss is the target "
         "(default 1000, as the tutorial)",
     )
+    p.add_argument(
+        "--ladder",
+        type=_sizes,
+        default=None,
+        help="also compare this coarse-to-fine ladder (e.g. 128,256,512) with a single-scale "
+        "run at its last size given the same wall time",
+    )
+    p.add_argument("--ladder-iterations", type=int, default=90, help="steps of the ladder run")
     p.add_argument("--weights", help="VGG-19 weights (as for stylize)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_bench)
@@ -178,6 +186,41 @@ def _time_presets(
     return rows
 
 
+def _ladder_vs_single(
+    engine: Any, content: np.ndarray, style: np.ndarray, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Coarse-to-fine against one scale at the same wall time, losses compared in fp32 at
+    the final size (the ladder's last steps run there; the single run is stopped when it
+    has used the ladder's time)."""
+    from neural_style.daemon.params import STOP, StyleParams
+
+    size = args.ladder[-1]
+    ladder_run = engine.stylize(
+        content, [style],
+        StyleParams(size=size, scales=tuple(args.ladder), iterations=args.ladder_iterations),
+    )  # fmt: skip
+    budget = ladder_run.elapsed
+    single_run = engine.stylize(
+        content, [style], StyleParams(size=size, iterations=100_000),
+        lambda it: STOP if it.elapsed >= budget else None,
+    )  # fmt: skip
+    out = {
+        "scales": list(args.ladder),
+        "time_s": round(budget, 2),
+        "ladder_loss": min(i.loss for i in ladder_run.iterates if i.scale == size),
+        "single_loss": min(i.loss for i in single_run.iterates),
+        "single_steps": len(single_run.iterates),
+        "ladder_steps": len(ladder_run.iterates),
+    }
+    if not args.json:
+        print(
+            f"ladder {args.ladder} vs one scale at {size} px, {budget:.0f} s each: "
+            f"loss {out['ladder_loss']:.4g} vs {out['single_loss']:.4g}",
+            flush=True,
+        )
+    return out
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from neural_style.daemon import images
     from neural_style.daemon.engine import StyleTransfer
@@ -220,6 +263,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 )
     presets = [name for name in args.presets.split(",") if name.strip()]
     preset_rows = _time_presets(engine, content, style, presets, args) if presets else []
+    ladder = _ladder_vs_single(engine, content, style, args) if args.ladder else None
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     report = {
         "synthetic": engine.weights.synthetic,
@@ -227,6 +271,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         "peak_rss_mb": round(peak_mb, 1),
         "sizes": rows,
         "presets": preset_rows,
+        **({"ladder": ladder} if ladder else {}),
     }
     if args.json:
         print(json.dumps(report))
