@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from neural_style.daemon import color, images
+from neural_style.daemon import color, images, tiling
 from neural_style.daemon.losses import content_loss, gram_matrix, style_loss, tv_loss
 from neural_style.daemon.params import (
     STOP,
@@ -118,6 +118,27 @@ def describe_device() -> str:
     return f"CPU ({os.cpu_count()} cores)"
 
 
+def adam_update(x, m, v, grad, t, lr):  # type: ignore[no-untyped-def]
+    """Keras' Adam update (ε added to the uncorrected √v, as the tutorial's
+    ``tf.keras.optimizers.Adam`` does), then clip to [0, 1]."""
+    m = m + (grad - m) * (1.0 - ADAM_BETA1)
+    v = v + (tf.square(grad) - v) * (1.0 - ADAM_BETA2)
+    alpha = lr * tf.sqrt(1.0 - tf.pow(ADAM_BETA2, t)) / (1.0 - tf.pow(ADAM_BETA1, t))
+    x_new = tf.clip_by_value(x - alpha * m / (tf.sqrt(v) + ADAM_EPSILON), 0.0, 1.0)
+    return x_new, m, v
+
+
+#: The update alone, for the tiled path (the gradient comes from tiling.py).
+_adam_update = tf.function(
+    adam_update, input_signature=[_IMAGE, _IMAGE, _IMAGE, _IMAGE, _SCALAR, _SCALAR],
+    autograph=False,
+)  # fmt: skip
+
+#: L-BFGS keeps 2·maxcor float64 vectors of the image's size; cap them at this many bytes
+#: (at 4096x2731 px, 20 corrections would need 10.7 GB).
+LBFGS_HISTORY_BYTES = 2 * 1024**3
+
+
 class _Functions:
     """The traced TensorFlow functions for one network variant (pooling, padding).
 
@@ -145,15 +166,11 @@ class _Functions:
             return total, c, s, t, tape.gradient(total, x), x_content
 
         def adam_step(x, m, v, t, content_target, gram_targets, weights, lr):  # type: ignore[no-untyped-def]
-            """One Adam update in Keras' formulation (ε added to the uncorrected √v, as the
-            tutorial's ``tf.keras.optimizers.Adam`` does), then clip to [0, 1]."""
+            """Loss, gradient and one Adam update, fused into one graph."""
             total, c, s, tv, grad, x_content = loss_and_grad(
                 x, content_target, gram_targets, weights
             )
-            m = m + (grad - m) * (1.0 - ADAM_BETA1)
-            v = v + (tf.square(grad) - v) * (1.0 - ADAM_BETA2)
-            alpha = lr * tf.sqrt(1.0 - tf.pow(ADAM_BETA2, t)) / (1.0 - tf.pow(ADAM_BETA1, t))
-            x_new = tf.clip_by_value(x - alpha * m / (tf.sqrt(v) + ADAM_EPSILON), 0.0, 1.0)
+            x_new, m, v = adam_update(x, m, v, grad, t, lr)
             return x_new, m, v, total, c, s, tv, x_content
 
         def extract(x: tf.Tensor) -> tuple[tf.Tensor, tuple[tf.Tensor, ...]]:
@@ -191,6 +208,8 @@ class StyleTransfer:
         self._variants: dict[tuple[str, str, str], _Functions] = {}
         self._conv_weights = conv_weights
         self._bf16: VGGFeatures | None = None
+        #: One tile's forward+backward may use this much memory; bigger images are tiled.
+        self.tile_budget_bytes = tiling.TILE_BUDGET_BYTES
 
     @classmethod
     def load(cls, weights: str | Path | None = None) -> StyleTransfer:
@@ -214,6 +233,31 @@ class StyleTransfer:
         if key not in self._variants:
             self._variants[key] = _Functions(self._features_for(precision), *key[:2])
         return self._variants[key]
+
+    # ------------------------------------------------------------------ tiling
+    def tile_for(self, height: int, width: int) -> int | None:
+        """Tile side for an image this big, or None to run it whole (see tiling.py)."""
+        return tiling.auto_tile(height, width, budget=self.tile_budget_bytes)
+
+    def _extract_any(
+        self, fns: _Functions, params: StyleParams, image: np.ndarray
+    ) -> tuple[tf.Tensor, tuple[tf.Tensor, ...]]:
+        tile = self.tile_for(*image.shape[:2])
+        if tile is None:
+            return fns.extract(tf.constant(image[None]))  # type: ignore[no-any-return]
+        return tiling.tiled_extract(
+            self._features_for(resolve_precision(params.precision)), image[None], tile,
+            pooling=params.pooling.value, padding=params.padding.value,
+        )  # fmt: skip
+
+    def _loss_and_grad_any(self, fns, params, x, content_target, grams, weights):  # type: ignore[no-untyped-def]
+        tile = self.tile_for(int(x.shape[1]), int(x.shape[2]))
+        if tile is None:
+            return fns.loss_and_grad(x, content_target, grams, weights)
+        return tiling.tiled_loss_and_grad(
+            self._features_for(resolve_precision(params.precision)), x, content_target, grams,
+            weights, tile, pooling=params.pooling.value, padding=params.padding.value,
+        )  # fmt: skip
 
     def _features_for(self, precision: Precision) -> VGGFeatures:
         if precision is Precision.FP32:
@@ -240,6 +284,7 @@ class StyleTransfer:
         long_side: int,
         fns: _Functions,
         variant: tuple[str, ...],
+        params: StyleParams,
     ) -> tuple[tuple[tf.Tensor, ...], bool]:
         """Gram targets of one style image resized to ``long_side``; (grams, cache_hit)."""
         digest = hashlib.blake2b(style_rgb.tobytes(), digest_size=16)
@@ -251,7 +296,7 @@ class StyleTransfer:
             return cached, True
         h, w = style_rgb.shape[:2]
         resized = images.resize(style_rgb, images.fit_long_side(w, h, long_side))
-        _, grams = fns.extract(tf.constant(resized[None]))
+        _, grams = self._extract_any(fns, params, resized)
         self._style_cache[key] = grams
         while len(self._style_cache) > self._style_cache_size:
             self._style_cache.popitem(last=False)
@@ -274,11 +319,11 @@ class StyleTransfer:
         params = params or StyleParams()
         fns = self.functions(params)
         variant = (params.pooling.value, params.padding.value, params.precision.value)
-        content_feats = None if defer_content else fns.extract(tf.constant(content_rgb[None]))[0]
+        content_feats = None if defer_content else self._extract_any(fns, params, content_rgb)[0]
         blended: list[tf.Tensor] | None = None
         hits = []
         for style, weight in zip(style_rgbs, blend, strict=True):
-            grams, hit = self.style_grams(style, style_long_side, fns, variant)
+            grams, hit = self.style_grams(style, style_long_side, fns, variant, params)
             hits.append(hit)
             scaled = [g * weight for g in grams]
             blended = (
@@ -437,11 +482,18 @@ class StyleTransfer:
         best, best_loss = x, float("inf")
         t = state.t
         content_target, step_weights = _content_target(targets, x, weights)
+        tiled = self.tile_for(x0.shape[0], x0.shape[1]) is not None
         for _ in range(steps):
             t += 1
-            x_new, m, v, total, c, s, tv, x_content = fns.adam_step(
-                x, m, v, tf.constant(float(t)), content_target, targets.grams, step_weights, lr
-            )
+            if tiled:
+                total, c, s, tv, grad, x_content = self._loss_and_grad_any(
+                    fns, params, x, content_target, targets.grams, step_weights
+                )
+                x_new, m, v = _adam_update(x, m, v, grad, tf.constant(float(t)), lr)
+            else:
+                x_new, m, v, total, c, s, tv, x_content = fns.adam_step(
+                    x, m, v, tf.constant(float(t)), content_target, targets.grams, step_weights, lr
+                )
             if targets.content is None:  # x was the content image: these are its features
                 targets = Targets(x_content, targets.grams)
                 content_target, step_weights = targets.content, weights
@@ -457,7 +509,9 @@ class StyleTransfer:
         else:
             if not decay:
                 # The final update is usually the best image: evaluate it so it can win.
-                total, *_ = fns.loss_and_grad(x, content_target, targets.grams, weights)
+                total, *_ = self._loss_and_grad_any(
+                    fns, params, x, content_target, targets.grams, weights
+                )
                 if float(total) < best_loss:
                     best = x
         result = ema if decay and ema is not None else best
@@ -487,8 +541,8 @@ class StyleTransfer:
             evaluations += 1
             x = tf.constant(flat.reshape(shape), tf.float32)
             content_target, step_weights = _content_target(current["targets"], x, weights)
-            total, c, s, tv, grad, x_content = fns.loss_and_grad(
-                x, content_target, targets.grams, step_weights
+            total, c, s, tv, grad, x_content = self._loss_and_grad_any(
+                fns, params, x, content_target, targets.grams, step_weights
             )
             if current["targets"].content is None:  # the first evaluation is at the content
                 current["targets"] = Targets(x_content, targets.grams)
@@ -510,7 +564,7 @@ class StyleTransfer:
                 options={
                     "maxiter": steps,
                     "maxfun": steps,
-                    "maxcor": 20,
+                    "maxcor": int(np.clip(LBFGS_HISTORY_BYTES // (16 * x0.size), 3, 20)),
                     "ftol": 0.0,
                     "gtol": 0.0,
                 },
