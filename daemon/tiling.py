@@ -71,6 +71,25 @@ little with size (3168 B/px from 512 to 768, 3690 from 768 to 1024), so :data:`M
 rounds it up to 3600 B/px. With the 6 GiB budget that admits a tile input of ~1220 px
 square: :func:`auto_tile` gives 1024 px tiles (1216 px with the 96 px halo), and None (no
 tiling) up to ~1.49 Mpx, e.g. 1024x1024 or 1440x1000.
+
+Benchmark (``benchmarks/bench_tiling.py``: one tiled loss + gradient, 3:2 image, fresh
+process, synthetic weights; the machine was shared with other jobs for part of the runs,
+load 0-6 on its 2 cores; 1024 and 2048 were run twice, 57.7 / 59.0 s and 298 / 305 s):
+
+=========  ====================  =======  ========  ==========
+long side  tiles                 seconds  peak RSS  RSS before
+=========  ====================  =======  ========  ==========
+1024       1 (auto_tile: None)   58       3.04 GiB  0.68 GiB
+2048       4 of <= 1024 px       300      3.79 GiB  0.72 GiB
+4096       12 of <= 1024 px      825      5.65 GiB  1.07 GiB
+=========  ====================  =======  ========  ==========
+
+The model holds for the tiled pass: at 2048 the tile inputs (at most 1216x784 px) predict
+4.5 GB and the whole step measured 4.07 GB; at 4096 (inputs at most 1216x1104 px) 5.9 GB
+predicted, 6.06 GB measured, of which a few hundred MB are full-size arrays (image, its
+gradient, content features) that grow with the image, not the tile. One step at 4096 px
+thus needs ~6 GB of the 24 GiB. Time is ~60-80 s per million tile-input pixels (both
+passes): the halo adds ~30 % at 1024 px tiles, pass 1 another forward (~1/3).
 """
 
 from __future__ import annotations
