@@ -109,6 +109,14 @@ def resolve_precision(precision: Precision) -> Precision:
     return Precision.FP32 if precision is Precision.AUTO else precision
 
 
+def enable_memory_growth() -> None:
+    """Let TensorFlow take GPU memory as needed instead of all of it at start: the daemon
+    shares the GPU with GIMP and the desktop. Must run before the GPU is first used."""
+    for gpu in tf.config.list_physical_devices("GPU"):
+        with contextlib.suppress(RuntimeError):  # already initialised: too late, harmless
+            tf.config.experimental.set_memory_growth(gpu, True)
+
+
 def describe_device() -> str:
     """Human-readable device TensorFlow will use ("GPU:0 (name)" or "CPU (N cores)")."""
     gpus = tf.config.list_physical_devices("GPU")
@@ -214,6 +222,7 @@ class StyleTransfer:
     @classmethod
     def load(cls, weights: str | Path | None = None) -> StyleTransfer:
         """Resolve, check and load the weights (raises WEIGHTS_MISSING with a fix)."""
+        enable_memory_growth()
         path = resolve_weights(weights)
         info = inspect_weights(path)
         try:
