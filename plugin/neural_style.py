@@ -944,7 +944,7 @@ class NeuralStyle(Gimp.PlugIn):
             "Keep the content's colours: transfer the style's luminance only", False, flags,
         )  # fmt: skip
         proc.add_string_argument(
-            "endpoint", "Daemon _endpoint", "ZeroMQ endpoint such as tcp://127.0.0.1:5555; "
+            "endpoint", "Daemon _endpoint", "ZeroMQ endpoint such as tcp://127.0.0.1:5599; "
             "empty = the daemon's connection file", "", flags,
         )  # fmt: skip
         # appended after the original arguments: positional callers keep working
