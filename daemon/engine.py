@@ -6,8 +6,8 @@ block1_conv1..block5_conv1, total variation, Adam) or L-BFGS, calling ``callback
 immutable :class:`Iterate` after every step; a callback that returns ``"stop"`` ends the
 run after at most one more step, and the best image so far is returned.
 
-Beyond the brief, behind parameters: coarse-to-fine ladders (Adam's moments carried across
-scales), colour preservation, several blended styles, style scale, masks, average pooling,
+Beyond the brief, behind parameters: coarse-to-fine ladders (Adam restarts at each
+scale), colour preservation, several blended styles, style scale, masks, average pooling,
 reflect padding and iterate averaging.
 
 Targets (content features, style Grams) are computed once per job and scale; style Grams
@@ -397,7 +397,9 @@ class StyleTransfer:
                 x = self._initial_image(params, content_k, style_rgbs[0])
             else:
                 x = images.resize(x, size)
-                state = _resize_state(state, size)
+                # Adam starts afresh at each scale: carrying its moments over (resized)
+                # measured worse, 2.6e7 vs 1.5e7 at 64 -> 128 px in the same time.
+                state = None
             run.scale = max(size)
             if params.optimizer is Optimizer.ADAM:
                 x, state = self._run_adam(x, state, targets, params, steps, run)
@@ -594,17 +596,6 @@ def _content_target(
 
 def _loss_weights(params: StyleParams) -> tf.Tensor:
     return tf.constant([params.content_weight, params.style_weight, params.tv_weight], tf.float32)
-
-
-def _resize_state(state: _AdamState | None, size: tuple[int, int]) -> _AdamState | None:
-    """Carry Adam's moments to the next scale (bilinear; the second moment stays >= 0)."""
-    if state is None:
-        return None
-    hw = (size[1], size[0])
-    ema = tf.image.resize(state.ema, hw) if state.ema is not None else None
-    return _AdamState(
-        tf.image.resize(state.m, hw), tf.maximum(tf.image.resize(state.v, hw), 0.0), state.t, ema
-    )
 
 
 def split_iterations(total: int, scales: int) -> list[int]:
