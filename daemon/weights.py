@@ -56,25 +56,19 @@ def keras_cache_path() -> Path:
 
 def resolve_weights(explicit: str | os.PathLike[str] | None = None) -> Path:
     """Apply the resolution order; raise WEIGHTS_MISSING naming what was tried."""
-    if explicit:
-        path = Path(explicit).expanduser()
-        if not path.is_file():
-            raise NeuralStyleError(
-                ErrorCode.WEIGHTS_MISSING,
-                f"The VGG-19 weights file given with --weights does not exist: {path}.",
-                FETCH_HINT,
-            )
-        return path
-    env = os.environ.get(ENV_VAR)
-    if env:
-        path = Path(env).expanduser()
-        if not path.is_file():
-            raise NeuralStyleError(
-                ErrorCode.WEIGHTS_MISSING,
-                f"{ENV_VAR} points to a VGG-19 weights file that does not exist: {path}.",
-                FETCH_HINT,
-            )
-        return path
+    for given, source in (
+        (explicit, "given with --weights"),
+        (os.environ.get(ENV_VAR), f"named by {ENV_VAR}"),
+    ):
+        if given:
+            path = Path(given).expanduser()
+            if not path.is_file():
+                raise NeuralStyleError(
+                    ErrorCode.WEIGHTS_MISSING,
+                    f"The VGG-19 weights file {source} does not exist: {path}.",
+                    FETCH_HINT,
+                )
+            return path
     path = keras_cache_path()
     if path.is_file():
         return path
