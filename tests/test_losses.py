@@ -40,6 +40,24 @@ def test_gram_matches_loop_reference(shape: tuple[int, ...], seed: int) -> None:
     )
 
 
+@settings(max_examples=20, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 2**16))
+def test_gram_gradient_equals_autodiff_of_the_einsum(shape: tuple[int, ...], seed: int) -> None:
+    """The hand-written one-matmul gradient must equal plain autodiff (non-symmetric upstream)."""
+    f = tf.constant(_features(shape, seed))
+    upstream = tf.constant(
+        np.random.default_rng(seed + 1).normal(size=(shape[0], shape[3], shape[3])), tf.float32
+    )
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(f)
+        ours = tf.reduce_sum(losses.gram_matrix(f) * upstream)
+        n = float(shape[1] * shape[2])
+        plain = tf.reduce_sum(tf.einsum("bijc,bijd->bcd", f, f) / n * upstream)
+    np.testing.assert_allclose(
+        tape.gradient(ours, f).numpy(), tape.gradient(plain, f).numpy(), rtol=1e-4, atol=1e-4
+    )
+
+
 @settings(max_examples=15, deadline=None)
 @given(shape=shapes, seed=st.integers(0, 2**16))
 def test_masked_gram_with_unit_mask_equals_gram(shape: tuple[int, ...], seed: int) -> None:
