@@ -87,6 +87,7 @@ def add_stylize(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         Padding,
         Pooling,
         Precision,
+        Schedule,
         StyleParams,
     )
 
@@ -124,6 +125,16 @@ def add_stylize(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--tv-weight", type=_float, help=f"default {d.tv_weight:g}")
     p.add_argument(
         "--learning-rate", type=_float, help=f"Adam step size (default {d.learning_rate})"
+    )
+    p.add_argument(
+        "--adam-beta1",
+        type=_float,
+        help=f"Adam's first-moment decay (default {d.adam_beta1}, the tutorial's)",
+    )
+    p.add_argument(
+        "--lr-schedule",
+        choices=[x.value for x in Schedule],
+        help="Adam's step size over each scale: constant (default) or cosine (annealed to 0)",
     )
     p.add_argument("--init", choices=[i.value for i in Init], help=f"default {d.init.value}")
     p.add_argument("--seed", type=_positive_int)
@@ -189,7 +200,7 @@ def add_stylize(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 PARAM_FLAGS = (
     "preset", "size", "iterations", "optimizer", "content_weight", "style_weight", "tv_weight",
     "learning_rate", "init", "seed", "style_blend", "preserve_color", "style_scale", "scales",
-    "pooling", "padding", "ema", "keep_size", "precision",
+    "pooling", "padding", "ema", "keep_size", "precision", "adam_beta1", "lr_schedule",
 )  # fmt: skip
 
 

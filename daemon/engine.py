@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import time
 from collections import OrderedDict
@@ -40,6 +41,7 @@ from neural_style.daemon.params import (
     Iterate,
     Optimizer,
     Precision,
+    Schedule,
     StyleParams,
     StylizeResult,
 )
@@ -57,7 +59,6 @@ from neural_style.shared.errors import ErrorCode, NeuralStyleError
 Callback = Callable[[Iterate], "str | None"]
 
 #: Adam's moment decay and epsilon: TensorFlow's tutorial (β1 0.99, ε 0.1).
-ADAM_BETA1 = 0.99
 ADAM_BETA2 = 0.999
 ADAM_EPSILON = 0.1
 
@@ -126,19 +127,20 @@ def describe_device() -> str:
     return f"CPU ({os.cpu_count()} cores)"
 
 
-def adam_update(x, m, v, grad, t, lr):  # type: ignore[no-untyped-def]
+def adam_update(x, m, v, grad, t, lr, beta1):  # type: ignore[no-untyped-def]
     """Keras' Adam update (ε added to the uncorrected √v, as the tutorial's
-    ``tf.keras.optimizers.Adam`` does), then clip to [0, 1]."""
-    m = m + (grad - m) * (1.0 - ADAM_BETA1)
+    ``tf.keras.optimizers.Adam`` does), then clip to [0, 1]. ``lr`` and ``beta1`` are
+    tensors so that a schedule does not re-trace."""
+    m = m + (grad - m) * (1.0 - beta1)
     v = v + (tf.square(grad) - v) * (1.0 - ADAM_BETA2)
-    alpha = lr * tf.sqrt(1.0 - tf.pow(ADAM_BETA2, t)) / (1.0 - tf.pow(ADAM_BETA1, t))
+    alpha = lr * tf.sqrt(1.0 - tf.pow(ADAM_BETA2, t)) / (1.0 - tf.pow(beta1, t))
     x_new = tf.clip_by_value(x - alpha * m / (tf.sqrt(v) + ADAM_EPSILON), 0.0, 1.0)
     return x_new, m, v
 
 
 #: The update alone, for the tiled path (the gradient comes from tiling.py).
 _adam_update = tf.function(
-    adam_update, input_signature=[_IMAGE, _IMAGE, _IMAGE, _IMAGE, _SCALAR, _SCALAR],
+    adam_update, input_signature=[_IMAGE, _IMAGE, _IMAGE, _IMAGE, _SCALAR, _SCALAR, _SCALAR],
     autograph=False,
 )  # fmt: skip
 
@@ -173,12 +175,12 @@ class _Functions:
                 total, c, s, t, x_content = losses(x, content_target, gram_targets, weights)
             return total, c, s, t, tape.gradient(total, x), x_content
 
-        def adam_step(x, m, v, t, content_target, gram_targets, weights, lr):  # type: ignore[no-untyped-def]
+        def adam_step(x, m, v, t, content_target, gram_targets, weights, lr, beta1):  # type: ignore[no-untyped-def]
             """Loss, gradient and one Adam update, fused into one graph."""
             total, c, s, tv, grad, x_content = loss_and_grad(
                 x, content_target, gram_targets, weights
             )
-            x_new, m, v = adam_update(x, m, v, grad, t, lr)
+            x_new, m, v = adam_update(x, m, v, grad, t, lr, beta1)
             return x_new, m, v, total, c, s, tv, x_content
 
         def extract(x: tf.Tensor) -> tuple[tf.Tensor, tuple[tf.Tensor, ...]]:
@@ -192,7 +194,17 @@ class _Functions:
         )
         self.adam_step = tf.function(
             adam_step,
-            input_signature=[_IMAGE, _IMAGE, _IMAGE, _SCALAR, _CONTENT, _GRAMS, _WEIGHTS, _SCALAR],
+            input_signature=[
+                _IMAGE,
+                _IMAGE,
+                _IMAGE,
+                _SCALAR,
+                _CONTENT,
+                _GRAMS,
+                _WEIGHTS,
+                _SCALAR,
+                _SCALAR,
+            ],
             autograph=False,  # no tensor-dependent Python control flow: plain tracing
         )
 
@@ -487,23 +499,33 @@ class StyleTransfer:
         if state is None:
             state = _AdamState(tf.zeros_like(x), tf.zeros_like(x), 0)
         m, v = state.m, state.v
-        lr = tf.constant(params.learning_rate, tf.float32)
+        beta1 = tf.constant(params.adam_beta1, tf.float32)
+        schedule = adam_schedule(params.learning_rate, params.lr_schedule, steps)
         decay = params.ema
         ema = state.ema if decay else None
         best, best_loss = x, float("inf")
         t = state.t
         content_target, step_weights = _content_target(targets, x, weights)
         tiled = self.tile_for(x0.shape[0], x0.shape[1]) is not None
-        for _ in range(steps):
+        for k in range(steps):
             t += 1
+            lr = tf.constant(schedule[k], tf.float32)
             if tiled:
                 total, c, s, tv, grad, x_content = self._loss_and_grad_any(
                     fns, params, x, content_target, targets.grams, step_weights
                 )
-                x_new, m, v = _adam_update(x, m, v, grad, tf.constant(float(t)), lr)
+                x_new, m, v = _adam_update(x, m, v, grad, tf.constant(float(t)), lr, beta1)
             else:
                 x_new, m, v, total, c, s, tv, x_content = fns.adam_step(
-                    x, m, v, tf.constant(float(t)), content_target, targets.grams, step_weights, lr
+                    x,
+                    m,
+                    v,
+                    tf.constant(float(t)),
+                    content_target,
+                    targets.grams,
+                    step_weights,
+                    lr,
+                    beta1,
                 )
             if targets.content is None:  # x was the content image: these are its features
                 targets = Targets(x_content, targets.grams)
@@ -565,21 +587,28 @@ class StyleTransfer:
             return loss, grad.numpy().astype(np.float64).ravel()
 
         # scipy's BLAS threads would fight TensorFlow's for the same cores (+33 % per step).
+        # L-BFGS-B can end before the budget (a line search that fails in float32 round-off
+        # near a plateau): restart it from the best point with a fresh history while steps
+        # remain, and give up only when a restart itself makes no progress.
         with threadpool_limits(limits=1), contextlib.suppress(_Stop):
-            minimize(
-                fun,
-                x0.ravel().astype(np.float64),
-                jac=True,
-                method="L-BFGS-B",
-                bounds=[(0.0, 1.0)] * x0.size,
-                options={
-                    "maxiter": steps,
-                    "maxfun": steps,
-                    "maxcor": int(np.clip(LBFGS_HISTORY_BYTES // (16 * x0.size), 3, 20)),
-                    "ftol": 0.0,
-                    "gtol": 0.0,
-                },
-            )
+            while evaluations < steps:
+                before, start_loss = evaluations, best["loss"]
+                minimize(
+                    fun,
+                    best["x"],
+                    jac=True,
+                    method="L-BFGS-B",
+                    bounds=[(0.0, 1.0)] * x0.size,
+                    options={
+                        "maxiter": steps,
+                        "maxfun": steps,
+                        "maxcor": int(np.clip(LBFGS_HISTORY_BYTES // (16 * x0.size), 3, 20)),
+                        "ftol": 0.0,
+                        "gtol": 0.0,
+                    },
+                )
+                if evaluations - before <= 2 or not best["loss"] < start_loss:
+                    break
         return best["x"].reshape(x0.shape).astype(np.float32)
 
 
@@ -594,15 +623,30 @@ def _content_target(
     return tf.zeros((1, 1, 1, 1), tf.float32), weights * tf.constant([0.0, 1.0, 1.0])
 
 
+def adam_schedule(lr: float, schedule: Schedule, steps: int) -> list[float]:
+    """Adam's step size for each of ``steps`` steps. ``cosine`` anneals from ``lr`` towards 0
+    (half a cosine, ending one step short of 0): the L1 total-variation term keeps a
+    constant-step Adam jittering around its kinks, a shrinking step lets it settle."""
+    if schedule is Schedule.CONSTANT:
+        return [lr] * steps
+    return [lr * 0.5 * (1.0 + math.cos(math.pi * k / steps)) for k in range(steps)]
+
+
 def _loss_weights(params: StyleParams) -> tf.Tensor:
     return tf.constant([params.content_weight, params.style_weight, params.tv_weight], tf.float32)
 
 
 def split_iterations(total: int, scales: int) -> list[int]:
-    """Steps per scale, coarse to fine: an equal share each, the remainder at the coarsest
-    (cheapest) scales. Each coarse step costs 1/4 of the next finer one."""
-    base, extra = divmod(total, scales)
-    return [base + (1 if k < extra else 0) for k in range(scales)]
+    """Steps per scale, coarse to fine: 60 % at the finest, the rest shared equally by the
+    coarser scales (remainder to the coarsest). Measured (Adam, cosine, 128 px, synthetic
+    weights): the loss at the finest scale depends on its own step count far more than on
+    the coarse ones (150 or 300 coarse steps: 1.759e6 vs 1.756e6), and a fine step costs 4x
+    a coarse one."""
+    if scales == 1:
+        return [total]
+    fine = max(1, round(total * 0.6))
+    base, extra = divmod(total - fine, scales - 1)
+    return [base + (1 if k < extra else 0) for k in range(scales - 1)] + [fine]
 
 
 class _Run:
