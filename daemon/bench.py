@@ -9,6 +9,7 @@ Benchmarks print numbers; they are not pass/fail tests.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import resource
 import sys
@@ -87,11 +88,13 @@ def _at_size(image: np.ndarray, size: int) -> np.ndarray:
     return images.from_float(images.resize(images.to_float(image), work), np.dtype(np.uint8))
 
 
-def _floor_function(engine: Any) -> Any:
+def _floor_function(engine: Any, precision: str = "fp32") -> Any:
     """One forward pass of the truncated VGG-19 plus the gradient w.r.t. the input image."""
     import tensorflow as tf
 
-    features = engine.features
+    from neural_style.daemon.params import Precision
+
+    features = engine._features_for(Precision(precision))
 
     @tf.function(input_signature=[tf.TensorSpec((1, None, None, 3), tf.float32)], autograph=False)
     def forward_backward(x: tf.Tensor) -> tf.Tensor:
@@ -112,6 +115,7 @@ def _step_and_floor_seconds(
     optimizer: str,
     steps: int,
     warmup: int,
+    precision: str = "fp32",
 ) -> tuple[float, float]:
     """Median engine step and median floor pass, measured interleaved.
 
@@ -124,7 +128,7 @@ def _step_and_floor_seconds(
     from neural_style.daemon import images
     from neural_style.daemon.params import StyleParams
 
-    floor_fn = _floor_function(engine)
+    floor_fn = _floor_function(engine, precision)
     h, w = content.shape[:2]
     x = tf.constant(images.resize(images.to_float(content), images.fit_long_side(w, h, size))[None])
     floor_fn(x).numpy()  # trace outside the timed region
@@ -141,7 +145,9 @@ def _step_and_floor_seconds(
         floors.append(took)
         paused += time.perf_counter() - t0
 
-    params = StyleParams(size=size, iterations=warmup + steps + 1, optimizer=optimizer)
+    params = StyleParams(
+        size=size, iterations=warmup + steps + 1, optimizer=optimizer, precision=precision
+    )
     engine.stylize(content, [style], params, callback)
     step = float(np.median(np.diff(marks)[warmup:]))
     return step, float(np.median(floors[warmup:]))
@@ -248,7 +254,7 @@ def _ladder_vs_single(
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from neural_style.daemon import images
-    from neural_style.daemon.engine import StyleTransfer
+    from neural_style.daemon.engine import StyleTransfer, has_fast_bf16
     from neural_style.daemon.weights import SYNTHETIC_WARNING
 
     engine = StyleTransfer.load(args.weights)
@@ -258,20 +264,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
     content = images.load_image(SAMPLES / "chelsea.jpg")
     style = images.load_image(SAMPLES / "starry_night.jpg")
+    # bf16 only where the hardware has bf16 kernels: elsewhere TensorFlow emulates it,
+    # several times slower, and a number for that says nothing.
+    precisions = ["fp32", "bf16"] if has_fast_bf16() else ["fp32"]
     rows = []
     for size in args.sizes:
         big = _at_size(content, size)
         work = (big.shape[1], big.shape[0])
-        for optimizer in args.optimizers.split(","):
+        for precision, optimizer in itertools.product(precisions, args.optimizers.split(",")):
             step, floor = _step_and_floor_seconds(
-                engine, big, style, size, optimizer, args.steps, args.warmup
+                engine, big, style, size, optimizer, args.steps, args.warmup, precision
             )
             rows.append(
                 {
                     "size": size,
                     "width": work[0],
                     "height": work[1],
-                    "precision": "fp32",
+                    "precision": precision,
                     "optimizer": optimizer,
                     "step_s": round(step, 4),
                     "floor_s": round(floor, 4),
@@ -280,7 +289,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             )
             _say(
                 args,
-                f"{size:>5} px ({work[0]}x{work[1]}) fp32 {optimizer:<6} "
+                f"{size:>5} px ({work[0]}x{work[1]}) {precision} {optimizer:<6} "
                 f"step {step:.3f} s  floor {floor:.3f} s  ratio {step / floor:.3f}",
             )
     presets = [name for name in args.presets.split(",") if name.strip()]

@@ -91,6 +91,7 @@ def test_controls_from_the_command_line(synthetic_weights: Path, tmp_path: Path)
     proc = run_cli(
         "stylize", str(CONTENT), str(STYLE), str(DATA / "great_wave_64.png"), "-o", str(out),
         "--preset", "fast", "--scales", "32,64", "--iterations", "4", "--preserve-color",
+        "--adam-beta1", "0.8",
         "--mask", str(mask), "--style-blend", "0.7,0.3", "--style-scale", "1.5",
         "--weights", str(synthetic_weights), "--report", str(report), "--local", "--quiet",
         tmp_path=tmp_path,
@@ -98,7 +99,8 @@ def test_controls_from_the_command_line(synthetic_weights: Path, tmp_path: Path)
     assert proc.returncode == 0, proc.stderr
     r = json.loads(report.read_text())
     p = r["params"]
-    assert p["optimizer"] == "lbfgs"  # from the preset
+    assert (p["optimizer"], p["lr_schedule"], p["learning_rate"]) == ("adam", "cosine", 0.1)
+    assert p["adam_beta1"] == 0.8  # the flag beats the preset's 0.9
     assert (p["size"], p["scales"], p["iterations"]) == (64, [32, 64], 4)  # flags win
     assert p["preserve_color"] == "luminance" and p["style_blend"] == [0.7, 0.3]
     assert [i["scale"] for i in r["iterations"]] == [32, 32, 64, 64]
@@ -142,6 +144,8 @@ def _bad_cases(tmp: Path) -> list[tuple[list[str], str]]:
         ([*ok, "--style-scale", "0"], "Invalid parameter style_scale"),
         ([*ok, "--preset", "ultra"], "invalid choice"),
         ([*ok, "--preserve-color", "sepia"], "invalid choice"),
+        ([*ok, "--adam-beta1", "1"], "Invalid parameter adam_beta1"),
+        ([*ok, "--lr-schedule", "linear"], "invalid choice"),
         ([*ok, "--mask", str(tmp / "no_mask.png")], "does not exist"),
         ([*ok, "--weights", str(text)], "HDF5 could not open"),
     ]
@@ -186,3 +190,28 @@ def test_synth_and_check_weights_commands(tmp_path: Path) -> None:
 def test_help_and_version(argv: list[str], tmp_path: Path) -> None:
     proc = run_cli(*argv, tmp_path=tmp_path)
     assert proc.returncode == 0 and proc.stdout.strip()
+
+
+def test_bench_json_has_the_documented_fields(synthetic_weights: Path, tmp_path: Path) -> None:
+    """A tiny ``bench --json`` run: the object README documents, on stdout alone (progress
+    goes to stderr), with the synthetic flag set. Numbers are printed, not judged."""
+    proc = run_cli(
+        "bench", "--json", "--sizes", "64", "--steps", "2", "--warmup", "1",
+        "--presets", "fast", "--preset-size", "64", "--baseline-steps", "15",
+        "--ladder", "32,64", "--ladder-iterations", "6",
+        "--weights", str(synthetic_weights), tmp_path=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["synthetic"] is True and report["device"].startswith(("CPU", "GPU"))
+    assert report["peak_rss_mb"] > 100
+    (row,) = report["sizes"]
+    assert (row["size"], row["precision"], row["optimizer"]) == (64, "fp32", "adam")
+    assert row["step_s"] > 0 and row["floor_s"] > 0
+    assert row["ratio"] == pytest.approx(row["step_s"] / row["floor_s"], rel=0.01)
+    (preset,) = report["presets"]
+    assert preset["name"] == "fast" and preset["size"] == 64
+    assert isinstance(preset["reached"], bool) and preset["baseline_time_s"] > 0
+    assert preset["reached"] == (preset["final_loss"] <= preset["target_loss"])
+    assert report["ladder"]["scales"] == [32, 64]
+    assert "synthetic" in proc.stderr
