@@ -58,7 +58,8 @@ from neural_style.shared.errors import ErrorCode, NeuralStyleError
 
 Callback = Callable[[Iterate], "str | None"]
 
-#: Adam's moment decay and epsilon: TensorFlow's tutorial (β1 0.99, ε 0.1).
+#: Adam's second-moment decay and epsilon: TensorFlow's tutorial (β2 0.999, ε 0.1); β1 and the
+#: step size are parameters (StyleParams.adam_beta1, learning_rate, lr_schedule).
 ADAM_BETA2 = 0.999
 ADAM_EPSILON = 0.1
 

@@ -62,7 +62,7 @@ MIN_STYLE_SCALE, MAX_STYLE_SCALE = 0.1, 4.0
 #: preset -> the iteration count the daemon's preset sets (daemon/params.py PRESETS; a unit
 #: test keeps them equal). The daemon applies the preset; the plug-in only needs the count for
 #: its progress bar and preview rate. "custom" sends no preset: iterations as given.
-PRESET_ITERATIONS = {"fast": 100, "balanced": 200, "quality": 600}
+PRESET_ITERATIONS = {"fast": 120, "balanced": 300, "quality": 600}
 PRESETS = ("custom", *PRESET_ITERATIONS)
 COLOR_MODES = ("luminance", "histogram")
 PREVIEW_SIDE = 256
@@ -963,11 +963,11 @@ class NeuralStyle(Gimp.PlugIn):
         )  # fmt: skip
         preset_choice = _choice([
             ("custom", "Custom", "Iterations as set, Adam at one scale"),
-            ("fast", "Fast", f"L-BFGS, coarse-to-fine, {PRESET_ITERATIONS['fast']} steps"),
+            ("fast", "Fast", f"Adam, coarse-to-fine, {PRESET_ITERATIONS['fast']} steps"),
             ("balanced", "Balanced",
-             f"L-BFGS, coarse-to-fine, {PRESET_ITERATIONS['balanced']} steps"),
+             f"Adam, coarse-to-fine, {PRESET_ITERATIONS['balanced']} steps"),
             ("quality", "Quality",
-             f"L-BFGS, coarse-to-fine, {PRESET_ITERATIONS['quality']} steps"),
+             f"Adam, coarse-to-fine, {PRESET_ITERATIONS['quality']} steps"),
         ])  # fmt: skip
         proc.add_choice_argument(
             "preset", "P_reset", "custom = Iterations as set; fast/balanced/quality choose the "
