@@ -164,8 +164,9 @@ def add_stylize(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument(
         "--precision",
         choices=[x.value for x in Precision],
-        help="convolution precision: fp32 (default), bf16 (Grams and losses stay fp32), "
-        "auto (bf16 only where validated; today fp32)",
+        help="convolution precision: fp32 (default), bf16 (first layer, Grams and losses "
+        "stay fp32), auto (bf16 on CPUs with bf16 kernels, where it was validated; else fp32; "
+        "what the presets use)",
     )
     p.add_argument("--pooling", choices=[x.value for x in Pooling], help="default max")
     p.add_argument("--padding", choices=[x.value for x in Padding], help="default zero")

@@ -23,6 +23,8 @@ STYLE_LAYERS: tuple[str, ...] = (
     "block5_conv1",
 )
 
+#: The layer that sees the pixels: always float32 (see VGGFeatures).
+FIRST_CONV = "block1_conv1"
 #: VGG-19's convolution layers in order; "pool" marks a 2x2 max-pool.
 VGG19_LAYERS: tuple[str, ...] = (
     "block1_conv1", "block1_conv2", "pool",
@@ -80,6 +82,11 @@ class VGGFeatures:
 
     Preprocessing matches Keras' ``vgg19.preprocess_input`` ("caffe": RGB->BGR, 0..255,
     minus the ImageNet mean); the BGR swap is folded into the first kernel once.
+
+    With ``compute_dtype=bfloat16`` the first convolution still runs in float32 and its
+    output is cast: bf16's 8-bit mantissa would otherwise round the *pixels* themselves
+    (spacing 1.0 on the 0..255 scale above 128, a full 1/255 step), hiding small updates
+    from the optimiser. That layer has 3 input channels, under 0.5 % of the FLOPs.
     """
 
     def __init__(
@@ -97,10 +104,12 @@ class VGGFeatures:
             if name == "pool":
                 continue
             kernel = weights[name].kernel
-            if name == "block1_conv1":
+            dtype = compute_dtype
+            if name == FIRST_CONV:
                 kernel = kernel[:, :, ::-1, :]  # accept RGB input where Keras expects BGR
-            self._kernels[name] = tf.constant(np.ascontiguousarray(kernel), dtype=compute_dtype)
-            self._biases[name] = tf.constant(weights[name].bias, dtype=compute_dtype)
+                dtype = tf.float32  # see the class docstring
+            self._kernels[name] = tf.constant(np.ascontiguousarray(kernel), dtype=dtype)
+            self._biases[name] = tf.constant(weights[name].bias, dtype=dtype)
         self._mean = tf.constant(IMAGENET_MEAN_RGB)
 
     def __call__(
@@ -113,7 +122,7 @@ class VGGFeatures:
         mirroring the edge instead of with zeros, so the network sees no frame around the
         image and does not paint one.
         """
-        x = tf.cast(images * 255.0 - self._mean, self.compute_dtype)
+        x = images * 255.0 - self._mean
         found: dict[str, tf.Tensor] = {}
         pool = tf.nn.avg_pool2d if pooling == "avg" else tf.nn.max_pool2d
         for name in self.layers:
@@ -128,6 +137,8 @@ class VGGFeatures:
             else:
                 x = tf.nn.conv2d(x, self._kernels[name], strides=1, padding="SAME")
             x = tf.nn.relu(tf.nn.bias_add(x, self._biases[name]))
+            if name == FIRST_CONV:
+                x = tf.cast(x, self.compute_dtype)  # no-op in float32
             if name in self.outputs:
                 found[name] = x
         return found

@@ -62,7 +62,7 @@ MIN_STYLE_SCALE, MAX_STYLE_SCALE = 0.1, 4.0
 #: preset -> the iteration count the daemon's preset sets (daemon/params.py PRESETS; a unit
 #: test keeps them equal). The daemon applies the preset; the plug-in only needs the count for
 #: its progress bar and preview rate. "custom" sends no preset: iterations as given.
-PRESET_ITERATIONS = {"fast": 120, "balanced": 300, "quality": 600}
+PRESET_ITERATIONS = {"fast": 120, "balanced": 400, "quality": 600}
 PRESETS = ("custom", *PRESET_ITERATIONS)
 COLOR_MODES = ("luminance", "histogram")
 PREVIEW_SIDE = 256

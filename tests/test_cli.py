@@ -205,13 +205,25 @@ def test_bench_json_has_the_documented_fields(synthetic_weights: Path, tmp_path:
     report = json.loads(proc.stdout)
     assert report["synthetic"] is True and report["device"].startswith(("CPU", "GPU"))
     assert report["peak_rss_mb"] > 100
-    (row,) = report["sizes"]
-    assert (row["size"], row["precision"], row["optimizer"]) == (64, "fp32", "adam")
-    assert row["step_s"] > 0 and row["floor_s"] > 0
-    assert row["ratio"] == pytest.approx(row["step_s"] / row["floor_s"], rel=0.01)
-    (preset,) = report["presets"]
-    assert preset["name"] == "fast" and preset["size"] == 64
-    assert isinstance(preset["reached"], bool) and preset["baseline_time_s"] > 0
-    assert preset["reached"] == (preset["final_loss"] <= preset["target_loss"])
+    # one fp32 row per size and optimiser; a bf16 row too where the CPU has bf16 kernels
+    (row,) = [r for r in report["sizes"] if r["precision"] == "fp32"]
+    assert (row["size"], row["optimizer"]) == (64, "adam")
+    assert {r["precision"] for r in report["sizes"]} <= {"fp32", "bf16"}
+    for row in report["sizes"]:
+        assert row["step_s"] > 0 and row["floor_s"] > 0
+        assert row["ratio"] == pytest.approx(row["step_s"] / row["floor_s"], rel=0.01)
+    presets = report["presets"]
+    assert [p["precision"] for p in presets][:1] == ["fp32"]  # fp32 first: the gap's reference
+    assert sum(p["auto"] for p in presets) == 1  # exactly one row is the preset as it runs here
+    for preset in presets:
+        assert preset["name"] == "fast" and preset["size"] == 64
+        assert isinstance(preset["reached"], bool) and preset["baseline_time_s"] > 0
+        assert preset["reached"] == (preset["final_loss"] <= preset["target_loss"])
+        assert preset["ratio"] == pytest.approx(preset["time_s"] / preset["baseline_time_s"], 0.01)
+        assert sum(preset["steps_per_scale"].values()) == 120  # the preset's steps, all run
+    assert presets[0]["gap_vs_fp32"] == 0.0
+    for preset in presets[1:]:
+        gap = preset["final_loss"] / presets[0]["final_loss"] - 1
+        assert preset["gap_vs_fp32"] == pytest.approx(gap, abs=1e-4)
     assert report["ladder"]["scales"] == [32, 64]
     assert "synthetic" in proc.stderr

@@ -257,3 +257,37 @@ def test_bf16_convolutions_keep_fp32_losses_close(engine, chelsea64, starry64) -
     assert bf16.iterates[0].loss != fp32.iterates[0].loss  # it really ran in bf16
     assert all(np.isfinite(i.loss) for i in bf16.iterates)
     assert StyleParams(precision="auto").precision.value == "auto"
+
+
+def test_bf16_features_keep_the_first_convolution_in_fp32(synthetic_weights) -> None:  # type: ignore[no-untyped-def]
+    """The layer that sees the pixels runs in fp32 and is rounded to bf16 only afterwards:
+    in bf16 the pixels themselves (0..255 scale) would round to a full 1/255 step."""
+    import tensorflow as tf
+
+    from neural_style.daemon.vgg import FIRST_CONV, VGGFeatures, load_keras_vgg19
+
+    conv = load_keras_vgg19(synthetic_weights)
+    fp32 = VGGFeatures(conv, outputs=(FIRST_CONV, "block2_conv1"))
+    bf16 = VGGFeatures(conv, outputs=(FIRST_CONV, "block2_conv1"), compute_dtype=tf.bfloat16)
+    x = tf.constant(np.random.default_rng(1).uniform(0, 1, (1, 24, 24, 3)).astype(np.float32))
+    a, b = fp32(x), bf16(x)
+    assert b[FIRST_CONV].dtype == tf.bfloat16 and b["block2_conv1"].dtype == tf.bfloat16
+    np.testing.assert_array_equal(
+        tf.cast(a[FIRST_CONV], tf.bfloat16).numpy(), b[FIRST_CONV].numpy()
+    )
+    # and a change of a tenth of a grey level still reaches the first layer's output
+    nudged = bf16(x + np.float32(0.1 / 255))[FIRST_CONV]
+    assert not np.array_equal(nudged.numpy(), b[FIRST_CONV].numpy())
+
+
+def test_auto_precision_is_bf16_only_on_cpus_with_bf16_kernels(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from neural_style.daemon import engine as engine_module
+    from neural_style.daemon.params import Precision
+
+    monkeypatch.setattr(engine_module, "_cpu_has_bf16", lambda: True)
+    assert engine_module.resolve_precision(Precision.AUTO) is Precision.BF16
+    monkeypatch.setattr(engine_module, "_cpu_has_bf16", lambda: False)
+    assert engine_module.resolve_precision(Precision.AUTO) is Precision.FP32
+    for explicit in (Precision.FP32, Precision.BF16):  # explicit choices are kept
+        assert engine_module.resolve_precision(explicit) is explicit
+    assert preset_values("balanced")["precision"] == "auto"
