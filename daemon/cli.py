@@ -255,6 +255,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
             "stopped": result.stopped,
             "style_cache_hit": result.style_cache_hit,
             "work_size": {"width": result.work_size[0], "height": result.work_size[1]},
+            "precision": result.precision,
             "total_time_s": result.elapsed,
             "peak_rss_mb": _peak_rss_mb(),
             "output": {"path": str(output.resolve()), "width": width, "height": height},

@@ -349,3 +349,5 @@ class StylizeResult:
     """True when every style's Gram targets came from the engine's cache."""
     work_size: tuple[int, int] = (0, 0)
     """(width, height) the optimisation ran at."""
+    precision: str = "fp32"
+    """What the convolutions ran in ("fp32" or "bf16"): ``auto`` resolved on this device."""

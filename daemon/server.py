@@ -625,6 +625,7 @@ class Server:
             "stopped": bool(result.stopped),
             "style_cache_hit": bool(result.style_cache_hit),
             "work_size": [int(v) for v in result.work_size],
+            "precision": result.precision,
             "first_step_s": float(its[0].elapsed) if its else 0.0,
             "step_s": float(sorted(steady)[len(steady) // 2]) if steady else 0.0,
             "loss": float(last.loss) if last else 0.0,

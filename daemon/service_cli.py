@@ -404,6 +404,7 @@ def _to_result(done: Done, content: np.ndarray, daemon: DaemonInfo) -> RemoteSty
         elapsed=float(stats.get("elapsed_s", 0.0)),
         style_cache_hit=bool(stats.get("style_cache_hit", False)),
         work_size=(int(work[0]), int(work[1])),
+        precision=str(stats.get("precision", "fp32")),
         daemon=daemon,
     )
 

@@ -70,6 +70,7 @@ def test_stylize_end_to_end_with_report(synthetic_weights: Path, tmp_path: Path)
     assert r["total_time_s"] > 0
     assert r["output"] == {"path": str(out.resolve()), "width": 128, "height": 128}
     assert r["work_size"] == {"width": 96, "height": 96}
+    assert r["precision"] == "fp32"  # the default; "auto" would say what it resolved to
 
 
 def test_no_keep_size_writes_the_working_size(synthetic_weights: Path, tmp_path: Path) -> None:

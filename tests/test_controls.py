@@ -291,3 +291,16 @@ def test_auto_precision_is_bf16_only_on_cpus_with_bf16_kernels(monkeypatch) -> N
     for explicit in (Precision.FP32, Precision.BF16):  # explicit choices are kept
         assert engine_module.resolve_precision(explicit) is explicit
     assert preset_values("balanced")["precision"] == "auto"
+
+
+def test_the_result_says_which_precision_ran(engine, chelsea64, starry64) -> None:  # type: ignore[no-untyped-def]
+    from neural_style.daemon.engine import resolve_precision
+    from neural_style.daemon.params import Precision
+
+    auto = engine.stylize(
+        chelsea64, [starry64], StyleParams(iterations=1, precision="auto", **SMALL)
+    )
+    assert auto.precision == resolve_precision(Precision.AUTO).value
+    assert engine.stylize(chelsea64, [starry64], StyleParams(iterations=1, **SMALL)).precision == (
+        "fp32"
+    )

@@ -138,6 +138,7 @@ def test_job_with_progress_preview_and_result(daemon: Daemon):
     assert [int(r["step"]) for r in done.iterates] == [1, 2, 3, 4, 5, 6]
     assert done.iterates[-1]["loss"] < done.iterates[0]["loss"]
     assert done.stats["style_cache_hit"] is False and done.stats["work_size"] == [SIZE, 40]
+    assert done.stats["precision"] == "fp32"
 
 
 def test_second_job_with_same_style_hits_the_cache(daemon: Daemon):
