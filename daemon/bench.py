@@ -14,6 +14,7 @@ import json
 import resource
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +187,7 @@ def _time_presets(
     time is the whole job (targets, every scale), not the moment it crossed the target.
     """
     from neural_style.daemon import images
-    from neural_style.daemon.engine import has_fast_bf16, resolve_precision
+    from neural_style.daemon.engine import resolve_precision
     from neural_style.daemon.params import Precision, StyleParams
 
     size = args.preset_size
@@ -214,7 +215,7 @@ def _time_presets(
         f"baseline: tutorial Adam, {args.baseline_steps} steps at {size} px: "
         f"loss {target:.4g} in {baseline_time:.1f} s",
     )
-    precisions = ["fp32", "bf16"] if has_fast_bf16() else ["fp32"]
+    precisions = _precisions()
     rows = []
     for name in names:
         own = resolve_precision(StyleParams.from_dict({"preset": name}).precision).value
@@ -253,10 +254,15 @@ def _time_presets(
 
 
 def _steps_per_scale(run: Any) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for it in run.iterates:
-        counts[str(it.scale)] = counts.get(str(it.scale), 0) + 1
-    return counts
+    return dict(Counter(str(it.scale) for it in run.iterates))
+
+
+def _precisions() -> list[str]:
+    """fp32, plus bf16 only where the hardware has bf16 kernels: elsewhere TensorFlow
+    emulates it, several times slower, and a number for that says nothing."""
+    from neural_style.daemon.engine import has_fast_bf16
+
+    return ["fp32", "bf16"] if has_fast_bf16() else ["fp32"]
 
 
 def _ladder_vs_single(
@@ -296,7 +302,7 @@ def _ladder_vs_single(
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from neural_style.daemon import images
-    from neural_style.daemon.engine import StyleTransfer, has_fast_bf16
+    from neural_style.daemon.engine import StyleTransfer
     from neural_style.daemon.weights import SYNTHETIC_WARNING
 
     engine = StyleTransfer.load(args.weights)
@@ -306,9 +312,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
     content = images.load_image(SAMPLES / "chelsea.jpg")
     style = images.load_image(SAMPLES / "starry_night.jpg")
-    # bf16 only where the hardware has bf16 kernels: elsewhere TensorFlow emulates it,
-    # several times slower, and a number for that says nothing.
-    precisions = ["fp32", "bf16"] if has_fast_bf16() else ["fp32"]
+    precisions = _precisions()
     rows = []
     for size in args.sizes:
         big = _at_size(content, size)

@@ -19,6 +19,7 @@ at once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import math
 import os
@@ -100,7 +101,9 @@ def has_fast_bf16() -> bool:
     return _cpu_has_bf16()
 
 
+@functools.cache
 def _cpu_has_bf16() -> bool:
+    """Read once: resolve_precision runs for every job, scale and (tiled) step."""
     try:
         with open("/proc/cpuinfo") as f:
             flags = f.read()
