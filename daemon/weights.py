@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neural_style.daemon.vgg import VGG19_CHANNELS, VGG19_LAYERS
+from neural_style.daemon.vgg import VGG19_CHANNELS, VGG19_LAYERS, ConvWeights
 from neural_style.shared.errors import ErrorCode, NeuralStyleError
 
 WEIGHTS_FILENAME = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -199,7 +199,33 @@ SYNTHETIC_INPUT_GAIN = 4.0
 
 def write_synthetic_weights(path: str | os.PathLike[str], seed: int = 0) -> Path:
     """Write a file with the exact HDF5 layout of Keras' notop file, filled with seeded
-    He-normal random values: for tests and benchmarks where the real file can't be had.
+    He-normal random values: for plumbing tests where the real file can't be had (for
+    anything about picture quality use the trained stand-in, :mod:`standin`)."""
+    rng = np.random.default_rng(seed)
+    convs: dict[str, ConvWeights] = {}
+    cin = 3
+    for name in VGG19_LAYERS:
+        if name == "pool":
+            continue
+        cout = VGG19_CHANNELS[name]
+        kernel = rng.standard_normal((3, 3, cin, cout), dtype=np.float32)
+        # A per-filter constant over the 3x3 taps (÷3: it adds up coherently over 9 taps)
+        # makes the filters smooth, like a trained VGG's, instead of pure noise.
+        dc = rng.standard_normal((1, 1, cin, cout), dtype=np.float32) / np.float32(3.0)
+        kernel = (_SMOOTH * dc + (1 - _SMOOTH) * kernel) / np.float32(
+            np.hypot(_SMOOTH, 1 - _SMOOTH)
+        )
+        kernel *= np.float32(np.sqrt(2.0 / (9 * cin)))
+        if name == "block1_conv1":
+            kernel *= np.float32(SYNTHETIC_INPUT_GAIN)
+        bias = (0.01 * rng.standard_normal(cout)).astype(np.float32)
+        convs[name] = ConvWeights(kernel, bias)
+        cin = cout
+    return write_keras_layout(path, convs)
+
+
+def write_keras_layout(path: str | os.PathLike[str], convs: dict[str, ConvWeights]) -> Path:
+    """Write convolution weights in the exact HDF5 layout of Keras' notop file, atomically.
 
     The layout follows the original file: root attributes ``layer_names``, ``backend``,
     ``keras_version``; one group per layer (pools and input too, with empty
@@ -207,7 +233,6 @@ def write_synthetic_weights(path: str | os.PathLike[str], seed: int = 0) -> Path
     """
     import h5py
 
-    rng = np.random.default_rng(seed)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     layer_names: list[str] = ["input_1"]
@@ -223,28 +248,14 @@ def write_synthetic_weights(path: str | os.PathLike[str], seed: int = 0) -> Path
         f.attrs["layer_names"] = np.array([n.encode() for n in layer_names], dtype="S")
         f.attrs["backend"] = b"tensorflow"
         f.attrs["keras_version"] = b"2.0.8"
-        cin = 3
         for name in layer_names:
             group = f.create_group(name)
             if name not in VGG19_CHANNELS:
                 group.attrs["weight_names"] = np.array([], dtype="S1")
                 continue
-            cout = VGG19_CHANNELS[name]
-            kernel = rng.standard_normal((3, 3, cin, cout), dtype=np.float32)
-            # A per-filter constant over the 3x3 taps (÷3: it adds up coherently over 9 taps)
-            # makes the filters smooth, like a trained VGG's, instead of pure noise.
-            dc = rng.standard_normal((1, 1, cin, cout), dtype=np.float32) / np.float32(3.0)
-            kernel = (_SMOOTH * dc + (1 - _SMOOTH) * kernel) / np.float32(
-                np.hypot(_SMOOTH, 1 - _SMOOTH)
-            )
-            kernel *= np.float32(np.sqrt(2.0 / (9 * cin)))
-            if name == "block1_conv1":
-                kernel *= np.float32(SYNTHETIC_INPUT_GAIN)
-            bias = (0.01 * rng.standard_normal(cout)).astype(np.float32)
             wnames = [f"{name}_W_1:0".encode(), f"{name}_b_1:0".encode()]
             group.attrs["weight_names"] = np.array(wnames, dtype="S")
-            group.create_dataset(wnames[0].decode(), data=kernel)
-            group.create_dataset(wnames[1].decode(), data=bias)
-            cin = cout
+            group.create_dataset(wnames[0].decode(), data=convs[name].kernel)
+            group.create_dataset(wnames[1].decode(), data=convs[name].bias)
     os.replace(tmp, path)
     return path

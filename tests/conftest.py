@@ -43,3 +43,31 @@ def chelsea64() -> np.ndarray:
 @pytest.fixture(scope="session")
 def starry64() -> np.ndarray:
     return load_png("starry_night_64.png")
+
+
+#: The workplace's reference photos and paintings (beside the repository, read-only).
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def standin_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trained stand-in (HED's VGG-16 in VGG-19's layout, calibrated): the only
+    weights here on which picture quality can be judged. Built once per session (~30 s)."""
+    from neural_style.daemon.standin import build_trained_standin, find_hed_weights
+
+    photos = SHARED_DATA / "content"
+    if not photos.is_dir():
+        pytest.skip(f"the calibration photos are not there: {photos}")
+    try:
+        find_hed_weights()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    path, _ = build_trained_standin(tmp_path_factory.mktemp("standin") / "standin.h5", photos)
+    return path
+
+
+@pytest.fixture(scope="session")
+def standin_engine(standin_weights: Path):  # type: ignore[no-untyped-def]
+    from neural_style.daemon.engine import StyleTransfer
+
+    return StyleTransfer.load(standin_weights)
