@@ -20,6 +20,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -57,6 +58,8 @@ __all__ = [
 
 #: Environment variable: Z85 CURVE public key of a remote daemon (or a file holding it).
 ENV_CURVE_SERVER_KEY = "NEURAL_STYLE_CURVE_SERVER_KEY"
+#: Environment variable: this client's stable CURVE secret-key file (created 0600 if absent).
+ENV_CLIENT_KEY = "NEURAL_STYLE_CLIENT_KEY"
 #: Longest a send may wait for the connection to come up before the daemon counts as absent.
 CONNECT_TIMEOUT_S = 2.0
 
@@ -218,7 +221,11 @@ class Client:
 
     ``endpoint=None`` finds a running daemon through its connection file (else the default
     endpoint); with an explicit endpoint and no ``key`` the key is looked up in the
-    connection file whose endpoint matches.
+    connection file whose endpoint matches. The connection file is read even when ``key``
+    is given, for the daemon's CURVE public key.
+
+    Never fail-open: without a key (no trusted connection file found) nothing is sent; the
+    first request raises :class:`Unauthenticated` saying where the file was looked for.
     """
 
     def __init__(
@@ -229,9 +236,11 @@ class Client:
         timeout: float = 10.0,
         heartbeat_interval: float = protocol.DEFAULT_HEARTBEAT_S,
     ) -> None:
-        info = connection.discover(endpoint) if key is None else None
+        #: Why connection files were ignored (owner, mode), for the error messages.
+        self.discovery_problems: list[str] = []
+        info = connection.discover(endpoint, self.discovery_problems)
         self.endpoint = endpoint or (info.endpoint if info else protocol.DEFAULT_ENDPOINT)
-        self.key = key if key is not None else (info.key if info else None)
+        self.key = key if key else (info.key if info else None)
         self.connection_info = info
         self.timeout = float(timeout)
         self.heartbeat_interval = max(0.05, float(heartbeat_interval))
@@ -252,8 +261,9 @@ class Client:
         sock.setsockopt(zmq.SNDTIMEO, int(min(self.timeout, CONNECT_TIMEOUT_S) * 1000))
         sock.setsockopt(zmq.MAXMSGSIZE, protocol.max_frame_bytes())
         server_key = _curve_server_key(info)
+        self.curve = bool(server_key)
         if server_key:
-            public, secret = zmq.curve_keypair()
+            public, secret = client_keypair()
             sock.curve_serverkey = server_key.encode("ascii")
             sock.curve_publickey = public
             sock.curve_secretkey = secret
@@ -390,7 +400,9 @@ class Client:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise DaemonUnavailable(
-                    f"No answer from the neural-style daemon at {self.endpoint} within {limit:g} s."
+                    f"No answer from the neural-style daemon at {self.endpoint} "
+                    f"within {limit:g} s.",
+                    self._silence_hint(),
                 )
             self._receive(int(remaining * 1000) + 1)
         reply = self._replies.pop(req)
@@ -400,11 +412,43 @@ class Client:
             raise InternalError(f"The daemon answered {msg.type} with {reply.type}.")
         return reply
 
+    def _silence_hint(self) -> str:
+        """What to check when something listens but never answers."""
+        if self.curve:
+            return (
+                "The daemon uses CURVE: check that this client's key is authorised there "
+                f"(on this machine: neural-style client-key; on the daemon's: neural-style "
+                f"authorize-key KEY), then retry. Else restart it: {protocol.START_COMMAND}"
+            )
+        return (
+            "Something listens there but does not answer. If the daemon uses CURVE (status "
+            "shows '(CURVE)'), give this client its public key: the connection file "
+            f"(set {connection.ENV_FILE}) or {ENV_CURVE_SERVER_KEY}. Else restart it with: "
+            f"{protocol.START_COMMAND}"
+        )
+
+    def _require_key(self) -> None:
+        """Refuse to send anything without the daemon's key (no fail-open)."""
+        if self.key:
+            return
+        where = os.environ.get(connection.ENV_FILE) or str(connection.runtime_dir())
+        ignored = "".join(f"\n  - {p}" for p in self.discovery_problems)
+        raise Unauthenticated(
+            f"No trusted connection file for the neural-style daemon at {self.endpoint} was "
+            f"found (looked in {where}), so this client has no key and will not send "
+            "anything: an unkeyed client could be talking to any process on that port."
+            + (f"\nIgnored:{ignored}" if ignored else ""),
+            f"Point the client at the daemon's connection file: set {connection.ENV_FILE}="
+            "/path/to/daemon.json (`neural-style status` on the daemon's side prints it), "
+            f"or start a daemon with: {protocol.START_COMMAND}",
+        )
+
     def _send(self, msg: Message, *, droppable: bool = False) -> None:
         if self._socket.closed:
             raise DaemonUnavailable("The client is closed.")
         if not self._probed:
             self._probe()
+        self._require_key()
         frames = protocol.encode(msg, self.key)
         try:
             self._socket.send_multipart(frames, flags=zmq.NOBLOCK if droppable else 0, copy=False)
@@ -448,6 +492,8 @@ class Client:
             self._route([f.buffer for f in frames])
 
     def _route(self, frames: list[memoryview]) -> None:
+        if not self.key:
+            return  # never accept anything unsigned (we never sent without a key either)
         try:
             msg = protocol.decode(
                 frames,
@@ -618,6 +664,84 @@ def _curve_server_key(info: connection.ConnectionInfo | None) -> str:
     if not value and info is not None:
         value = info.curve_server_key
     return value
+
+
+def default_client_key_path() -> Path:
+    """Where this user's stable CURVE client key lives (``$NEURAL_STYLE_CLIENT_KEY`` or
+    ``$XDG_CONFIG_HOME/neural-style/client.key_secret``)."""
+    explicit = os.environ.get(ENV_CLIENT_KEY)
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "neural-style" / "client.key_secret"
+
+
+def client_keypair(path: Path | None = None, *, create: bool = True) -> tuple[bytes, bytes]:
+    """(public, secret) Z85 CURVE keys of this client: stable, so a daemon can allow-list it.
+
+    Created once (0600 secret file, 0644 ``.key`` public file beside it, in the zmq.auth
+    certificate format); a folder of such ``.key`` files is what ``serve
+    --authorized-keys`` reads.
+    """
+    path = Path(path) if path is not None else default_client_key_path()
+    if path.exists():
+        return _load_keypair(path)
+    if not create:
+        raise FileNotFoundError(path)
+    public, secret = zmq.curve_keypair()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(_cert_text(public, secret))
+    os.replace(tmp, path)
+    public_path = public_key_path(path)
+    public_path.write_text(_cert_text(public, None), encoding="utf-8")
+    return public, secret
+
+
+def public_key_path(secret_path: Path) -> Path:
+    """``client.key_secret`` -> ``client.key`` (zmq.auth's naming)."""
+    name = secret_path.name
+    stem = name[: -len("_secret")] if name.endswith("_secret") else name + ".pub"
+    return secret_path.with_name(stem)
+
+
+def _cert_text(public: bytes, secret: bytes | None) -> str:
+    lines = [
+        "#   neural-style CURVE client certificate (zmq.auth format)",
+        "#   The secret key must stay private: anyone holding it is this client.",
+        "metadata",
+        "curve",
+        f'    public-key = "{public.decode("ascii")}"',
+    ]
+    if secret is not None:
+        lines.append(f'    secret-key = "{secret.decode("ascii")}"')
+    return "\n".join(lines) + "\n"
+
+
+def _load_keypair(path: Path) -> tuple[bytes, bytes]:
+    import stat as _stat
+
+    info = path.stat()
+    if hasattr(os, "getuid") and (info.st_uid != os.getuid() or info.st_mode & 0o077):
+        raise Unauthenticated(
+            f"The CURVE client key {path} is readable by others or not yours (mode "
+            f"{_stat.S_IMODE(info.st_mode):04o}); it is not used.",
+            f"chmod 600 {path}, or remove it to make a new one (then authorise the new key).",
+        )
+    public = secret = b""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        name, _, value = line.strip().partition("=")
+        if name.strip() == "public-key":
+            public = value.strip().strip('"').encode("ascii")
+        elif name.strip() == "secret-key":
+            secret = value.strip().strip('"').encode("ascii")
+    if len(public) != 40 or len(secret) != 40:
+        raise Unauthenticated(
+            f"{path} is not a CURVE secret key file.", "Remove it to make a new one."
+        )
+    return public, secret
 
 
 def _read_public_key(path: str) -> str:

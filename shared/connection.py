@@ -7,17 +7,26 @@ for clients that cannot see the runtime dir (the GIMP plug-in in a chroot or a F
 
 The default endpoint uses ``daemon.json``; any other endpoint uses its own file name, so
 several daemons can run, and a client given only an endpoint finds the key by scanning the
-directory for the file whose endpoint matches. Files whose process has died are ignored and
-removed. Standard library only: this module is copied into the GIMP plug-in folder.
+directory for the file whose endpoint matches. Standard library only: this module is
+copied into the GIMP plug-in folder.
+
+Readers trust a file only under the writer's rules: the file and its folder belong to this
+user, the file is not readable or writable by anyone else, and a scanned runtime folder is
+0700 and not a symlink. Anything else is ignored, with the reason kept in ``problems``.
+Readers never delete a file on a PID check alone (a sandboxed GIMP sees other PIDs): a
+file is removed only when its PID is dead *in the same PID namespace* and its endpoint
+refuses connections, i.e. the daemon is proved gone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import secrets
+import socket
 import stat
 import sys
 import tempfile
@@ -30,6 +39,10 @@ DEFAULT_NAME = "daemon.json"
 #: Mirrors protocol.DEFAULT_ENDPOINT (kept literal so this module imports nothing else).
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5599"
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]", "ip6-localhost")
+#: Largest connection file a reader parses (real ones are ~300 bytes).
+MAX_FILE_BYTES = 64 * 1024
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,6 +56,9 @@ class ConnectionInfo:
     started: float = 0.0
     #: Z85 CURVE public key of the daemon, when it serves CURVE (non-loopback binds).
     curve_server_key: str = ""
+    #: The writer's PID namespace (``/proc/self/ns/pid`` link), so readers know whether
+    #: ``pid`` means anything to them.
+    pidns: str = ""
     path: Path | None = None
 
     def to_json(self) -> str:
@@ -55,6 +71,8 @@ class ConnectionInfo:
         }
         if self.curve_server_key:
             data["curve_server_key"] = self.curve_server_key
+        if self.pidns:
+            data["pidns"] = self.pidns
         return json.dumps(data, indent=1)
 
 
@@ -141,9 +159,16 @@ def write(info: ConnectionInfo, path: Path) -> Path:
 
 
 def read(path: Path) -> ConnectionInfo | None:
-    """Parse one file; None when missing or malformed (never raises for bad content)."""
+    """Parse one file; None when missing or malformed (never raises for bad content).
+
+    No trust checks: :func:`load` is what readers use.
+    """
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        with open(path, "rb") as fh:
+            text = fh.read(MAX_FILE_BYTES + 1)
+        if len(text) > MAX_FILE_BYTES:
+            return None
+        data = json.loads(text.decode("utf-8"))
         info = ConnectionInfo(
             endpoint=str(data["endpoint"]),
             pid=int(data["pid"]),
@@ -151,11 +176,80 @@ def read(path: Path) -> ConnectionInfo | None:
             version=str(data.get("version", "")),
             started=float(data.get("started", 0.0)),
             curve_server_key=str(data.get("curve_server_key", "")),
+            pidns=str(data.get("pidns", "")),
         )
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     info.path = Path(path)
     return info
+
+
+def file_problem(path: Path, *, follow: bool = False) -> str | None:
+    """Why ``path`` must not be trusted as a connection file, or None when it may be.
+
+    The writer's rules: a regular file owned by this user, no group/other permission
+    bits. ``follow`` accepts a symlink to such a file (for an explicitly named file).
+    """
+    try:
+        info = os.stat(path) if follow else os.lstat(path)
+    except FileNotFoundError:
+        return "it does not exist"
+    except OSError as exc:
+        return f"it cannot be read ({exc.strerror or exc})"
+    if stat.S_ISLNK(info.st_mode):
+        return "it is a symbolic link"
+    if not stat.S_ISREG(info.st_mode):
+        return "it is not a regular file"
+    if hasattr(os, "getuid"):
+        if info.st_uid != os.getuid():
+            return f"it belongs to uid {info.st_uid}, not to this user (uid {os.getuid()})"
+        if info.st_mode & 0o077:
+            return (
+                f"its mode is {stat.S_IMODE(info.st_mode):04o}; others could read or change "
+                "it (the daemon writes 0600)"
+            )
+    return None
+
+
+def dir_problem(path: Path) -> str | None:
+    """Why the folder ``path`` must not be trusted to hold connection files, or None."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return "it does not exist"
+    except OSError as exc:
+        return f"it cannot be read ({exc.strerror or exc})"
+    if stat.S_ISLNK(info.st_mode):
+        return "it is a symbolic link"
+    if not stat.S_ISDIR(info.st_mode):
+        return "it is not a directory"
+    if hasattr(os, "getuid"):
+        if info.st_uid != os.getuid():
+            return f"it belongs to uid {info.st_uid}, not to this user (uid {os.getuid()})"
+        if info.st_mode & 0o077:
+            return f"its mode is {stat.S_IMODE(info.st_mode):04o}, not 0700"
+    return None
+
+
+def load(
+    path: Path, problems: list[str] | None = None, *, follow: bool = False
+) -> ConnectionInfo | None:
+    """Read ``path`` if the writer's owner/mode rules hold; else None, saying why."""
+    problem = file_problem(Path(path), follow=follow)
+    if problem is None:
+        info = read(Path(path))
+        if info is not None:
+            return info
+        problem = "it is not a valid connection file"
+    if problem != "it does not exist":
+        _note(problems, f"ignored {path}: {problem}")
+    return None
+
+
+def _note(problems: list[str] | None, text: str) -> None:
+    log.warning("connection file %s", text)
+    if problems is not None and text not in problems:
+        problems.append(text)
 
 
 def remove(path: Path | None, pid: int | None = None) -> None:
@@ -183,34 +277,91 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def discover(endpoint: str | None = None) -> ConnectionInfo | None:
+def pid_namespace() -> str:
+    """This process's PID namespace id (``pid:[4026531836]``), or "" where unknown."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def endpoint_refuses(endpoint: str, timeout: float = 0.5) -> bool:
+    """True only when ``endpoint`` provably has no listener (connection refused/no socket).
+
+    Anything uncertain (timeouts, remote hosts, other transports) counts as "may be alive".
+    """
+    transport, _, address = endpoint.partition("://")
+    try:
+        if transport == "tcp":
+            host, _, port = address.rpartition(":")
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+        elif transport == "ipc" and hasattr(socket, "AF_UNIX"):
+            with socket.socket(socket.AF_UNIX) as probe:
+                probe.settimeout(timeout)
+                probe.connect(address)
+        else:
+            return False
+    except (ConnectionRefusedError, FileNotFoundError):
+        return True
+    except (OSError, ValueError):
+        return False
+    return False
+
+
+def proved_gone(info: ConnectionInfo) -> bool:
+    """The daemon that wrote ``info`` is certainly gone: its endpoint refuses connections,
+    and its PID is dead in our own PID namespace (never decided on the PID alone)."""
+    return _same_namespace(info) and not pid_alive(info.pid) and endpoint_refuses(info.endpoint)
+
+
+def discover(
+    endpoint: str | None = None, problems: list[str] | None = None
+) -> ConnectionInfo | None:
     """The connection info to use for ``endpoint`` (any daemon when None).
 
-    An explicit ``NEURAL_STYLE_CONNECTION_FILE`` is trusted as is (its pid may live in
-    another pid namespace). Otherwise the endpoint's own file, then a scan of the runtime
-    dir; files whose pid is dead are removed on the way.
+    An explicit ``NEURAL_STYLE_CONNECTION_FILE`` comes first (its pid may live in another
+    pid namespace). Otherwise the endpoint's own file, then a scan of the runtime dir.
+    Files that break the owner/mode rules are ignored; the reasons are appended to
+    ``problems`` (and logged). A file whose endpoint refuses connections is skipped when
+    scanning for any daemon, and deleted only when its daemon is :func:`proved_gone`.
     """
     explicit = os.environ.get(ENV_FILE)
     if explicit:
-        info = read(Path(explicit))
+        info = load(Path(explicit), problems, follow=True)
         if info and (endpoint is None or normalize(info.endpoint) == normalize(endpoint)):
             return info
         if endpoint is None:
             return None
-    candidates = [path_for(endpoint)] if not explicit else []
     directory = runtime_dir()
-    if directory.is_dir():
-        candidates += sorted(directory.glob("daemon*.json"), key=_mtime, reverse=True)
+    problem = dir_problem(directory)
+    if problem is not None:
+        if problem != "it does not exist":
+            _note(problems, f"ignored the folder {directory}: {problem}")
+        return None
+    candidates = [] if explicit else [path_for(endpoint)]
+    candidates += sorted(directory.glob("daemon*.json"), key=_mtime, reverse=True)
+    seen: set[Path] = set()
     for path in candidates:
-        info = read(path)
+        if path in seen:
+            continue
+        seen.add(path)
+        info = load(path, problems)
         if info is None:
             continue
-        if not pid_alive(info.pid):
-            remove(path, info.pid)
+        if endpoint is not None and normalize(info.endpoint) != normalize(endpoint):
             continue
-        if endpoint is None or normalize(info.endpoint) == normalize(endpoint):
-            return info
+        if endpoint_refuses(info.endpoint):
+            if _same_namespace(info) and not pid_alive(info.pid):
+                remove(path, info.pid)  # proved gone: dead PID here and nothing listens
+                continue
+            if endpoint is None:
+                continue  # nothing listens there now; look for another daemon
+        return info
     return None
+
+
+def _same_namespace(info: ConnectionInfo) -> bool:
+    return bool(info.pidns) and info.pidns == pid_namespace()
 
 
 def _mtime(path: Path) -> float:
@@ -224,4 +375,6 @@ def make_info(
     endpoint: str, key: bytes, version: str, curve_server_key: str = ""
 ) -> ConnectionInfo:
     """Info for the current process, stamped now."""
-    return ConnectionInfo(endpoint, os.getpid(), key, version, time.time(), curve_server_key)
+    return ConnectionInfo(
+        endpoint, os.getpid(), key, version, time.time(), curve_server_key, pid_namespace()
+    )

@@ -377,7 +377,7 @@ def test_connection_file_is_private(runtime):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(runtime.stat().st_mode) == 0o700
     data = json.loads(path.read_text())
-    assert set(data) == {"endpoint", "pid", "key", "version", "started"}
+    assert set(data) == {"endpoint", "pid", "key", "version", "started", "pidns"}
     assert bytes.fromhex(data["key"]) == info.key and len(info.key) == 32
 
 
@@ -396,8 +396,11 @@ def test_non_default_endpoint_gets_its_own_file_and_is_found_by_scanning(runtime
 def test_stale_files_are_ignored_and_removed(runtime):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    info = connection.ConnectionInfo(protocol.DEFAULT_ENDPOINT, dead.pid, b"\x03" * 32)
-    path = connection.write(info, connection.path_for(None))
+    endpoint = f"tcp://127.0.0.1:{_free_port()}"  # nothing listens: proved gone
+    info = connection.ConnectionInfo(
+        endpoint, dead.pid, b"\x03" * 32, pidns=connection.pid_namespace()
+    )
+    path = connection.write(info, connection.path_for(endpoint))
     assert connection.discover() is None
     assert not path.exists()
 
@@ -457,3 +460,11 @@ def test_shared_imports_without_numpy_and_works_under_another_name(tmp_path):
         env={**os.environ, "PYTHONPATH": str(tmp_path)},
     )  # fmt: skip
     assert out.stdout.strip() == "preview"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
