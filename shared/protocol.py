@@ -13,7 +13,9 @@ Frames (ZeroMQ multipart; a ROUTER prepends the peer identity)::
 - ``signature``: hex HMAC-SHA256, keyed with the connection file's key, over the
   version, the header and every buffer, each preceded by its length (8 bytes, big endian),
   so frame boundaries cannot be shifted. Empty when the sender has no key.
-- ``header``: a msgpack map with ``type`` and the type's fields (see ``SCHEMAS``).
+- ``header``: a msgpack map with ``type`` and the type's fields (see ``SCHEMAS``), plus
+  ``mid``, a random message id that makes every signed message unique, so a receiver can
+  refuse a replayed one (see :class:`ReplayWindow`).
 - ``buffers``: raw pixels, one per image named in the header, in the order of
   ``IMAGE_FIELDS``; little-endian; row-major, interleaved channels (H x W x C).
 
@@ -29,9 +31,11 @@ import hashlib
 import hmac
 import math
 import re
+import secrets
 import struct
 import sys
 from array import array
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +65,11 @@ MAX_STR_LEN: int = 4096
 MAX_ARRAY_LEN: int = 256
 MAX_MAP_LEN: int = 64
 MAX_JOB_ID_LEN: int = 64
+#: Length of the hex HMAC-SHA256 signature frame.
+SIGNATURE_LEN: int = 64
+#: How many recent message signatures a receiver remembers to refuse replays.
+REPLAY_WINDOW: int = 16_384
+_MID = r"[0-9a-f]{16,64}"
 MAX_PREVIEW_SIDE: int = 4096
 #: Rows of the per-step table sent with a result (coarse-to-fine may add steps).
 MAX_ITERATE_ROWS: int = 2 * limits.MAX_ITERATIONS
@@ -393,6 +402,8 @@ class Message:
     fields: dict[str, Any] = field(default_factory=dict)
     #: False when the message arrived without a valid signature (only unsigned errors).
     signed: bool = True
+    #: The signature it arrived with (for replay detection); empty when unsigned.
+    digest: bytes = b""
 
     def get(self, name: str, default: Any = None) -> Any:
         return self.fields.get(name, default)
@@ -412,6 +423,8 @@ def sign(key: bytes | None, frames: Sequence[Buffer]) -> bytes:
 def encode(msg: Message, key: bytes | None) -> list[Buffer]:
     """Frames for ``msg``: version, signature, header, buffers (zero-copy where possible)."""
     header, buffers = _header_and_buffers(msg)
+    if key:
+        header["mid"] = secrets.token_hex(8)
     packed = msgpack.packb(header, use_bin_type=True)
     frames: list[Buffer] = [VERSION, packed, *buffers]
     return [VERSION, sign(key, frames), packed, *buffers]
@@ -469,27 +482,26 @@ def decode(
 ) -> Message:
     """Check and decode one message; raise :class:`ProtocolError` for anything wrong.
 
-    Order matters: the version first (a future version may sign differently, and the
-    user should hear "version mismatch", not "unauthenticated"), then the signature
-    before the header is unpacked, so that an unauthenticated peer costs one HMAC.
+    Order matters: the frame count, then frame 0's length and value (a future version may
+    sign differently, and the user should hear "version mismatch", not
+    "unauthenticated"), then the signature's length, then the signature, and only then
+    is the header unpacked: an unauthenticated peer costs one HMAC, no copy and no
+    unpacking.
     """
     if not 3 <= len(frames) <= 3 + MAX_BUFFERS:
         raise _bad(f"expected 3 to {3 + MAX_BUFFERS} frames, got {len(frames)}")
     version, signature, header_frame, *buffers = frames
-    if bytes(version) != VERSION:
+    if _nbytes(version) != len(VERSION) or bytes(version) != VERSION:
+        shown = bytes(memoryview(version)[:16])
         raise ProtocolError(
             ErrorCode.VERSION_MISMATCH,
-            f"protocol version {_show(bytes(version)[:16])} is not supported; this end speaks "
-            f"{VERSION.decode()} (neural-style {__version__})",
+            f"protocol version {_show(shown)} ({_nbytes(version)} bytes) is not supported; "
+            f"this end speaks {VERSION.decode()} (neural-style {__version__})",
             "Install the same neural-style version for the daemon and the GIMP plug-in.",
         )
-    try:
-        signed = _check_signature(key, frames, signature, accept_unsigned_errors)
-    except ProtocolError as exc:
-        # Best effort, so the unauthenticated peer's request can be matched to the reply.
-        with contextlib.suppress(ProtocolError):
-            exc.fields = _address(_unpack_header(header_frame))
-        raise
+    if _nbytes(header_frame) > MAX_HEADER_BYTES:
+        raise _bad(f"header is {_nbytes(header_frame)} bytes; at most {MAX_HEADER_BYTES} allowed")
+    signed = _check_signature(key, frames, signature, accept_unsigned_errors)
     header = _unpack_header(header_frame)
     msg_type = header.pop("type", None)
     addr = _address(header)
@@ -501,11 +513,41 @@ def decode(
         unsigned_ok = msg_type == "error" and isinstance(code, str) and code in UNSIGNED_ERROR_CODES
         if not signed and not unsigned_ok:
             raise ProtocolError(ErrorCode.UNAUTHENTICATED, "message is not signed")
+        mid = header.pop("mid", None)
+        if signed and key and (not isinstance(mid, str) or not re.fullmatch(_MID, mid)):
+            raise ProtocolError(ErrorCode.UNAUTHENTICATED, "signed message without a valid id")
         fields = _check_fields(msg_type, header, buffers, max_pixels)
     except ProtocolError as exc:
         exc.fields = addr
         raise
-    return Message(msg_type, fields, signed)
+    digest = bytes(signature) if signed and key else b""
+    return Message(msg_type, fields, signed, digest)
+
+
+class ReplayWindow:
+    """The signatures of the last ``size`` accepted messages: a repeat is a replay.
+
+    Signatures are unique per message because every signed header carries a random
+    ``mid`` (as Jupyter's Session keeps a digest history). Bounded: ``size`` x ~200 bytes.
+    """
+
+    def __init__(self, size: int = REPLAY_WINDOW) -> None:
+        self.size = size
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+
+    def check(self, msg: Message) -> None:
+        """Raise ProtocolError(unauthenticated) for a replayed message; remember it."""
+        if not msg.digest:
+            return
+        if msg.digest in self._seen:
+            raise ProtocolError(
+                ErrorCode.UNAUTHENTICATED,
+                "replayed message (its signature was already used)",
+                fields=_address(msg.fields),
+            )
+        self._seen[msg.digest] = None
+        if len(self._seen) > self.size:
+            self._seen.popitem(last=False)
 
 
 def _address(header: dict[str, Any]) -> dict[str, Any]:
@@ -522,9 +564,10 @@ def _check_signature(
 ) -> bool:
     if not key:
         return True  # no key on this end: nothing to check (tests and key-less setups)
-    expected = sign(key, [frames[0], *frames[2:]])
-    if _nbytes(signature) == len(expected) and hmac.compare_digest(expected, bytes(signature)):
-        return True
+    if _nbytes(signature) == SIGNATURE_LEN:
+        expected = sign(key, [frames[0], *frames[2:]])
+        if hmac.compare_digest(expected, bytes(signature)):
+            return True
     if accept_unsigned:
         return False  # the caller accepts only unsigned errors; decode() enforces that
     raise ProtocolError(

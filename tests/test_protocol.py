@@ -146,11 +146,51 @@ def test_signature_covers_buffers_and_frame_boundaries():
         protocol.decode(shifted, KEY)
 
 
-def test_unauthenticated_error_keeps_the_request_address():
+def test_unauthenticated_header_is_never_unpacked(monkeypatch):
+    """Issue 13 (4): a failed signature costs one HMAC; its header is not even unpacked."""
     frames = protocol.encode(Message("ping", {"req": 9}), b"wrong key")
+    unpacked = []
+    real = protocol._unpack_header
+    monkeypatch.setattr(protocol, "_unpack_header", lambda f: unpacked.append(f) or real(f))
     with pytest.raises(ProtocolError) as err:
         protocol.decode(frames, KEY)
-    assert err.value.code is ErrorCode.UNAUTHENTICATED and err.value.fields == {"req": 9}
+    assert err.value.code is ErrorCode.UNAUTHENTICATED and err.value.fields == {}
+    assert unpacked == []
+
+
+def test_oversized_frame0_and_signature_are_refused_before_copying():
+    """Issue 13 (4): frame 0's length is checked before bytes(); no 1 GiB copies."""
+    big = memoryview(bytearray(8 * 2**20))
+
+    with pytest.raises(ProtocolError) as err:
+        protocol.decode([big, b"", b"\x80"], KEY)
+    assert err.value.code is ErrorCode.VERSION_MISMATCH and "8388608 bytes" in err.value.message
+    with pytest.raises(ProtocolError) as err:
+        protocol.decode([protocol.VERSION, big, b"\x80"], KEY)
+    assert err.value.code is ErrorCode.UNAUTHENTICATED
+    with pytest.raises(ProtocolError, match="expected 3 to"):
+        protocol.decode([protocol.VERSION] * 3002, KEY)
+
+
+def test_replayed_message_is_refused():
+    """Issue 13 (9): every signed message has an id; the same signature twice is a replay."""
+    window = protocol.ReplayWindow(size=4)
+    frames = protocol.encode(Message("ping", {"req": 1}), KEY)
+    again = protocol.encode(Message("ping", {"req": 1}), KEY)
+    assert frames[1] != again[1]  # same content, different id, different signature
+    window.check(protocol.decode(frames, KEY))
+    window.check(protocol.decode(again, KEY))
+    with pytest.raises(ProtocolError, match="replayed") as err:
+        window.check(protocol.decode(frames, KEY))
+    assert err.value.code is ErrorCode.UNAUTHENTICATED and err.value.fields == {"req": 1}
+    for i in range(10):  # bounded memory: the oldest are forgotten
+        window.check(protocol.decode(protocol.encode(Message("ping", {"req": i}), KEY), KEY))
+    assert len(window._seen) == 4
+    # A signed message without an id is refused.
+    header = msgpack.packb({"type": "ping"})
+    sig = protocol.sign(KEY, [protocol.VERSION, header])
+    with pytest.raises(ProtocolError, match="without a valid id"):
+        protocol.decode([protocol.VERSION, sig, header], KEY)
 
 
 def test_unsigned_errors_accepted_only_for_auth_and_version():
@@ -182,6 +222,8 @@ def test_max_frame_bytes_fits_the_largest_float_rgba_image():
 
 
 def signed(header: dict, *buffers: bytes, key: bytes = KEY) -> list[bytes]:
+    if isinstance(header, dict):
+        header = {**header, "mid": os.urandom(8).hex()}
     packed = msgpack.packb(header, use_bin_type=True)
     frames = [protocol.VERSION, packed, *buffers]
     return [protocol.VERSION, protocol.sign(key, frames), packed, *buffers]
@@ -264,7 +306,7 @@ CASES = [
     ("huge signature", [protocol.VERSION, b"0" * 100_000, msgpack.packb({"type": "ping"})],
      "unauthenticated", "signature"),
     ("huge header", [*signed({"type": "ping", "pad": "x"})[:2], b"\x00" * 70_000],
-     "unauthenticated", "signature"),
+     "bad_request", "at most 65536 allowed"),
 ]
 # fmt: on
 CASES[[c[0] for c in CASES].index("header not a map")] = (
