@@ -64,8 +64,11 @@ MIN_STYLE_SCALE, MAX_STYLE_SCALE = 0.1, 4.0
 #: its progress bar and preview rate. "custom" sends no preset: iterations as given.
 PRESET_ITERATIONS = {"fast": 120, "balanced": 400, "quality": 600}
 PRESETS = ("custom", *PRESET_ITERATIONS)
+#: What a first OK runs: the quickest preset (minutes, not tens of minutes, on a laptop CPU).
+DEFAULT_PRESET = "fast"
 COLOR_MODES = ("luminance", "histogram")
 PREVIEW_SIDE = 256
+CANVAS_PREVIEW_MAX = 1024
 #: Poll period of the interactive progress window (ms); the client's heartbeats ride on it.
 POLL_MS = 50
 
@@ -205,9 +208,15 @@ def job_settings(config: Any) -> dict[str, Any]:
     ``style_scale`` and ``iterations`` (the effective step count). The second style is used
     when it is set and style-blend > 0 (blend 0 = its share is nothing: not sent at all).
     """
-    style_layer = config.get_property("style-layer")
+    style_layer: Any = config.get_property("style-layer")
     if style_layer is None:
-        raise PluginError("Choose a style layer (any layer of an open image).")
+        path = _style_file(config)
+        if not path:
+            raise PluginError(
+                "Choose a style: a layer of any open image, or a painting with "
+                "\u201cOpen painting\u2026\u201d."
+            )
+        style_layer = StyleFile(path)
     second = config.get_property("style-layer-2")
     blend = float(config.get_property("style-blend"))
     styles = [style_layer]
@@ -234,6 +243,28 @@ def job_settings(config: Any) -> dict[str, Any]:
         "style_scale": style_scale,
         "iterations": effective_iterations(params),
     }
+
+
+class StyleFile:
+    """A style painting to load from a file (the style-file argument)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def get_name(self) -> str:
+        return os.path.splitext(os.path.basename(self.path))[0]
+
+
+def _style_file(config: Any) -> str:
+    """style-file's path ('' when unset; a GFile in GIMP, a string in tests)."""
+    try:
+        value = config.get_property("style-file")
+    except (KeyError, TypeError):
+        return ""
+    if value is None:
+        return ""
+    path = value.get_path() if hasattr(value, "get_path") else str(value)
+    return path or ""
 
 
 #: babl sample type -> (ImageBuf dtype, bytes per sample)
@@ -315,15 +346,13 @@ def format_eta(seconds: float | None) -> str:
     return f"About {hours} h {minutes:02d} min left"
 
 
-def progress_note(step: int, total: int, eta_s: float | None, loss: float | None) -> str:
-    """The progress window's second line: time left (or why there is none) and the loss."""
+def progress_note(step: int, total: int, eta_s: float | None) -> str:
+    """The progress window's second line: the time left, in words (no optimiser figures)."""
     if step >= total:
-        text = "Finishing…"
-    elif eta_s is None or eta_s != eta_s or eta_s <= 0:
-        text = "Estimating the time left…"
-    else:
-        text = format_eta(eta_s)
-    return text + (f"   (loss {loss:.3g})" if loss is not None else "")
+        return "Finishing…"
+    if eta_s is None or eta_s != eta_s or eta_s <= 0:
+        return "Estimating the time left…"
+    return format_eta(eta_s)
 
 
 def to_rgb8(width: int, height: int, channels: int, dtype: str, data: bytes) -> bytes:
@@ -383,6 +412,91 @@ def extra_params(raw: str | None = None) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise PluginError('NEURAL_STYLE_EXTRA_PARAMS must be a JSON object, e.g. {"seed": 1}.')
     return value
+
+
+# --------------------------------------------------------------------------- re-runs
+
+#: Remembered across runs in GIMP's profile folder, whatever the outcome (GIMP itself keeps
+#: the last values only after a successful run, and never keeps layer arguments).
+SETTINGS_FILE = "neural-style.json"
+SAVED_KEYS = (
+    "iterations", "max-size", "style-strength", "preserve-color", "endpoint", "style-blend",
+    "style-scale", "preset", "color-mode",
+)  # fmt: skip
+#: Suffix of every result layer's name (so a re-run never takes a result as the style).
+RESULT_SUFFIX = " (Neural Style)"
+PREVIEW_LAYER_NAME = "Neural Style preview"
+
+
+def load_settings(path: str) -> dict[str, Any]:
+    """The remembered settings ({} when missing or unreadable: never an error)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def save_settings(path: str, data: dict[str, Any]) -> None:
+    """Write the settings atomically (a crash mid-write keeps the previous file)."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1, default=str)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log_event("settings_not_saved", error=repr(exc))
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a is not None and b is not None and a.get_id() == b.get_id()
+
+
+def _usable(layer: Any, drawable: Any) -> bool:
+    return (
+        layer is not None
+        and bool(layer.is_valid())
+        and not _same(layer, drawable)
+        and not layer.get_name().endswith(RESULT_SUFFIX)
+        and layer.get_name() != PREVIEW_LAYER_NAME
+    )
+
+
+def remembered_style(layer: Any, image: Any) -> dict[str, Any]:
+    """What is kept of a style layer to find it again: its image, tattoo and name."""
+    return {"image": image.get_id(), "tattoo": layer.get_tattoo(), "name": layer.get_name()}
+
+
+def pick_style_layer(
+    image: Any, drawable: Any, images: list[Any], memory: dict[str, Any] | None
+) -> tuple[Any, str]:
+    """The style layer for a re-run without one: (layer, how) or (None, "").
+
+    In order: the remembered layer (same image and tattoo), a layer of the remembered name in
+    this image, then in any open image, else the topmost visible layer of this image other
+    than the one being stylized (and other than earlier results).
+    """
+    memory = memory or {}
+    others = [img for img in images if not _same(img, image)]
+    if memory.get("tattoo") is not None:
+        for img in [image, *others]:
+            if img.get_id() == memory.get("image"):
+                layer = img.get_layer_by_tattoo(int(memory["tattoo"]))
+                if _usable(layer, drawable):
+                    return layer, "remembered"
+    name = memory.get("name")
+    if name:
+        for img in [image, *others]:
+            layer = img.get_layer_by_name(name)
+            if _usable(layer, drawable):
+                return layer, "remembered by name"
+    for layer in image.get_layers():
+        if layer.get_visible() and _usable(layer, drawable):
+            return layer, "topmost visible layer"
+    return None, ""
 
 
 # --------------------------------------------------------------------------- errors -> messages
@@ -477,6 +591,12 @@ def load_client() -> Any:
 # --------------------------------------------------------------------------- job driving
 
 
+def canvas_preview_side(width: int, height: int) -> int:
+    """Long side of the previews asked for: the area's, within [256, 1024] (the daemon never
+    sends more than its working size); GIMP upscales them onto the canvas."""
+    return max(PREVIEW_SIDE, min(max(width, height), CANVAS_PREVIEW_MAX))
+
+
 def run_job_blocking(job: Any, on_progress=None, on_preview=None, poll_ms: int = 100) -> Any:
     """Poll a job until Done; returns the Done event. Raises on errors, UserCancelled on cancel."""
     while True:
@@ -502,9 +622,12 @@ class ProgressWindow:
 
     CANCEL_GRACE_S = 5.0
 
-    def __init__(self, ui: Any, job: Any, total: int, title: str = "Neural Style") -> None:
+    def __init__(
+        self, ui: Any, job: Any, total: int, title: str = "Neural Style", on_preview: Any = None
+    ) -> None:
         self.ui = ui
         self.job = job
+        self.on_preview = on_preview  # e.g. the canvas preview layer
         self.total = max(1, int(total))
         self.result: Any = None
         self.error: BaseException | None = None
@@ -550,10 +673,14 @@ class ProgressWindow:
             self.bar.set_text(f"Step {step} / {self.total}")
             if self.cancel_requested_at is None:
                 self.status.set_text("Stylizing…")
-            self.eta.set_text(progress_note(step, self.total, getattr(event, "eta_s", None),
-                                            getattr(event, "loss", None)))  # fmt: skip
+            self.eta.set_text(progress_note(step, self.total, getattr(event, "eta_s", None)))
         elif kind == "Preview":
             self.show_preview(event.image)
+            if self.on_preview is not None:
+                try:
+                    self.on_preview(event.image)
+                except Exception as exc:  # a preview must never end the job
+                    log_event("canvas_preview_failed", error=repr(exc))
         elif kind == "Done":
             self.result = event
             self.bar.set_fraction(1.0)
@@ -570,6 +697,9 @@ class ProgressWindow:
             GLib.Bytes.new(rgb), GdkPixbuf.Colorspace.RGB, False, 8,
             image.width, image.height, image.width * 3,
         )  # fmt: skip
+        w, h = fit_within(image.width, image.height, PREVIEW_SIDE)
+        if (w, h) != (image.width, image.height):
+            pixbuf = pixbuf.scale_simple(w, h, GdkPixbuf.InterpType.BILINEAR)
         self.preview.set_from_pixbuf(pixbuf)
 
     # -- main loop plumbing
@@ -642,7 +772,7 @@ import gi  # noqa: E402  (after the pure helpers so unit tests can import them w
 
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
-from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
+from gi.repository import Gegl, Gimp, Gio, GLib, GObject  # noqa: E402
 
 
 def _precision_nick(image: Any) -> str:
@@ -700,6 +830,71 @@ def read_style(layer: Any, max_size: int, style_scale: float = 1.0) -> tuple[int
     return sw, sh, _read(layer, 0, 0, sw, sh, "R'G'B' u8", scale)
 
 
+class CanvasPreview:
+    """The daemon's latest preview as a temporary top layer over the area being stylized,
+    upscaled by GIMP to the area's size. Kept out of the undo history (undo frozen around
+    each change); removed at the end, whatever the outcome."""
+
+    def __init__(self, image: Any, area: ContentArea) -> None:
+        self.image, self.area, self.layer = image, area, None
+        self.shown = 0
+
+    def show(self, preview: Any) -> None:
+        image, area = self.image, self.area
+        if not image.is_valid():
+            return
+        rgb = to_rgb8(preview.width, preview.height, preview.channels, preview.dtype,
+                      preview.data)  # fmt: skip
+        kind = Gimp.ImageType.GRAY_IMAGE if area.gray else Gimp.ImageType.RGB_IMAGE
+        image.undo_freeze()
+        try:
+            layer = Gimp.Layer.new(image, PREVIEW_LAYER_NAME, preview.width, preview.height,
+                                   kind, 100.0, Gimp.LayerMode.NORMAL)  # fmt: skip
+            image.insert_layer(layer, None, 0)
+            buf = layer.get_buffer()
+            buf.set(Gegl.Rectangle.new(0, 0, preview.width, preview.height), "R'G'B' u8", rgb)
+            buf.flush()
+            if (preview.width, preview.height) != (area.w, area.h):
+                layer.scale(area.w, area.h, False)
+            layer.set_offsets(*area.offsets)
+            old, self.layer = self.layer, layer
+            if old is not None and old.is_valid():
+                image.remove_layer(old)
+        finally:
+            image.undo_thaw()
+        self.shown += 1
+        log_event("canvas_preview", n=self.shown, size=[preview.width, preview.height])
+        Gimp.displays_flush()
+
+    def remove(self) -> None:
+        layer, self.layer = self.layer, None
+        if layer is None or not layer.is_valid() or not self.image.is_valid():
+            return
+        self.image.undo_freeze()
+        try:
+            self.image.remove_layer(layer)
+        finally:
+            self.image.undo_thaw()
+        log_event("canvas_preview_removed")
+        Gimp.displays_flush()
+
+
+def read_style_file(path: str, max_size: int, style_scale: float) -> tuple[int, int, bytes]:
+    """A painting from a file (any format GIMP opens), read like a style layer."""
+    if not os.path.isfile(path):
+        raise PluginError(f"The style painting {path} does not exist (moved or deleted?).")
+    try:
+        img = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(path))
+    except Exception as exc:
+        raise PluginError(f"GIMP could not open the style painting {path}: {exc}") from None
+    if img is None:
+        raise PluginError(f"GIMP could not open the style painting {path}.")
+    try:
+        return read_style(img.flatten(), max_size, style_scale)
+    finally:
+        img.delete()
+
+
 def insert_result(image: Any, drawable: Any, area: ContentArea, name: str, done: Any) -> Any:
     """Build the new layer above the content layer in one undo group; returns it."""
     out = done.image
@@ -721,9 +916,9 @@ def insert_result(image: Any, drawable: Any, area: ContentArea, name: str, done:
         layer = Gimp.Layer.new(
             image, name, area.w, area.h, layer_type, 100.0, Gimp.LayerMode.NORMAL
         )
-        parent = drawable.get_parent()
-        position = image.get_item_position(drawable)
-        image.insert_layer(layer, parent, position)
+        # at the top of the stack, where it is seen (above the style layers)
+        image.insert_layer(layer, None, 0)
+        layer.set_visible(True)
         layer.set_offsets(*area.offsets)
         buf = layer.get_buffer()
         buf.set(Gegl.Rectangle.new(0, 0, area.w, area.h), fmt, data)
@@ -736,11 +931,14 @@ def insert_result(image: Any, drawable: Any, area: ContentArea, name: str, done:
     finally:
         image.undo_group_end()
         log_event("undo_group_end")
+    with contextlib.suppress(Exception):  # selecting it is a convenience, not undoable
+        image.set_selected_layers([layer])
     return layer
 
 
-def _result_name(style_layers: list[Any]) -> str:
-    return f"{' + '.join(layer.get_name() for layer in style_layers)} (Neural Style)"
+def result_name(content: str, styles: list[str]) -> str:
+    """'chelsea in the style of starry_night (Neural Style)'."""
+    return f"{content} in the style of {' + '.join(styles)}{RESULT_SUFFIX}"
 
 
 def stylize(image: Any, drawables: list[Any], config: Any, interactive: bool) -> Any:
@@ -760,7 +958,10 @@ def stylize(image: Any, drawables: list[Any], config: Any, interactive: bool) ->
     content = ImageBuf(area.w, area.h, area.channels, area.dtype, area.data)
     styles = []
     for layer in style_layers:
-        sw, sh, style_data = read_style(layer, job["max_size"], job["style_scale"])
+        if isinstance(layer, StyleFile):
+            sw, sh, style_data = read_style_file(layer.path, job["max_size"], job["style_scale"])
+        else:
+            sw, sh, style_data = read_style(layer, job["max_size"], job["style_scale"])
         styles.append(ImageBuf(sw, sh, 3, "u8", style_data))
     mask = ImageBuf(area.w, area.h, 1, "u8", area.mask) if area.mask is not None else None
     timeout = float(os.environ.get("NEURAL_STYLE_TIMEOUT", "10") or 10)
@@ -776,13 +977,19 @@ def stylize(image: Any, drawables: list[Any], config: Any, interactive: bool) ->
             job_handle = client.submit(
                 content, styles, params, mask=mask,
                 preview_every=max(1, iterations // 30) if interactive else 0,
-                preview_max_side=PREVIEW_SIDE,
+                preview_max_side=canvas_preview_side(area.w, area.h),
             )  # fmt: skip
             log_event("submitted", content=[area.w, area.h, area.channels, area.dtype],
                       styles=[[s.width, s.height] for s in styles],
                       mask=[area.w, area.h] if mask is not None else None)  # fmt: skip
-            run_job = _run_interactive if interactive else _run_batch
-            done = run_job(job_handle, iterations)
+            if interactive:
+                canvas = CanvasPreview(image, area)
+                try:
+                    done = _run_interactive(job_handle, iterations, canvas.show)
+                finally:
+                    canvas.remove()  # on success, cancel and error alike
+            else:
+                done = _run_batch(job_handle, iterations)
         except (PluginError, UserCancelled):
             raise
         except Exception as exc:
@@ -797,7 +1004,8 @@ def stylize(image: Any, drawables: list[Any], config: Any, interactive: bool) ->
         if not interactive:
             Gimp.progress_end()
     log_event("done", stats=getattr(done, "stats", None))
-    layer = insert_result(image, drawable, area, _result_name(style_layers), done)
+    name = result_name(drawable.get_name(), [la.get_name() for la in style_layers])
+    layer = insert_result(image, drawable, area, name, done)
     Gimp.displays_flush()
     return layer
 
@@ -842,24 +1050,81 @@ def _run_batch(job: Any, iterations: int) -> Any:
     return run_job_blocking(job, on_progress=on_progress)
 
 
-def _run_interactive(job: Any, iterations: int) -> Any:
+_UI_READY = False
+
+
+def _run_interactive(job: Any, iterations: int, on_preview: Any = None) -> Any:
     gi.require_version("GimpUi", "3.0")
     gi.require_version("Gtk", "3.0")
     gi.require_version("GdkPixbuf", "2.0")
     from gi.repository import GdkPixbuf, GimpUi, Gtk
+
+    global _UI_READY
+    if not _UI_READY:  # Repeat (Ctrl+F) shows no dialog, so nothing initialised GimpUi yet
+        GimpUi.init(PROC_NAME)
+        _UI_READY = True
 
     class UI:
         pass
 
     ui = UI()
     ui.GimpUi, ui.Gtk, ui.GLib, ui.GdkPixbuf = GimpUi, Gtk, GLib, GdkPixbuf
-    return ProgressWindow(ui, job, iterations).run()
+    return ProgressWindow(ui, job, iterations, on_preview=on_preview).run()
+
+
+def settings_path() -> str:
+    return os.path.join(Gimp.directory(), SETTINGS_FILE)
+
+
+def prepare_rerun(image: Any, drawables: list[Any], config: Any) -> dict[str, Any]:
+    """Before a dialog/Re-Show/Repeat: restore the remembered settings into the config and
+    choose the style layer GIMP forgot (see pick_style_layer); returns the settings."""
+    settings = load_settings(settings_path())
+    for key, value in (settings.get("values") or {}).items():
+        if key in SAVED_KEYS:
+            with contextlib.suppress(Exception):  # a value from an older version
+                config.set_property(key, value)
+    if config.get_property("style-layer") is None and not _style_file(config):
+        memory = settings.get("style") or {}
+        if memory.get("file"):  # even when missing now: the dialog shows what was chosen
+            config.set_property("style-file", Gio.File.new_for_path(memory["file"]))
+            log_event("style_resolved", how="remembered painting", file=memory["file"])
+            return settings
+        drawable = drawables[0] if len(drawables) == 1 else None
+        layer, how = pick_style_layer(image, drawable, list(Gimp.get_images()), memory)
+        if layer is not None:
+            config.set_property("style-layer", layer)
+        log_event("style_resolved", how=how, layer=layer.get_name() if layer else None)
+    return settings
+
+
+def remember(settings: dict[str, Any], image: Any, config: Any) -> None:
+    """Save the dialog's values and the style choice now, before the job can fail."""
+    settings["values"] = {key: config.get_property(key) for key in SAVED_KEYS}
+    layer = config.get_property("style-layer")
+    if layer is not None:
+        settings["style"] = remembered_style(layer, layer.get_image())
+    elif _style_file(config):
+        settings["style"] = {"file": _style_file(config)}
+    save_settings(settings_path(), settings)
+
+
+def has_display() -> bool:
+    """Whether windows can be shown (always in GIMP's GUI; not in gimp-console)."""
+    gi.require_version("Gtk", "3.0")
+    from gi.repository import Gtk
+
+    try:
+        return bool(Gtk.init_check()[0])
+    except Exception:
+        return False
 
 
 #: The settings dialog's fields, top to bottom (the procedure's argument order differs: new
 #: arguments are appended there so positional callers keep working).
 DIALOG_FIELDS = [
-    "style-layer", "style-layer-2", "style-blend", "style-scale", "preset", "iterations",
+    "style-layer", "style-file", "style-layer-2", "style-blend", "style-scale", "preset",
+    "iterations",
     "max-size", "style-strength", "preserve-color", "color-mode", "endpoint",
 ]  # fmt: skip
 
@@ -873,7 +1138,9 @@ def show_dialog(procedure: Any, config: Any) -> bool:
     gi.require_version("GimpUi", "3.0")
     from gi.repository import GimpUi
 
+    global _UI_READY
     GimpUi.init(PROC_NAME)
+    _UI_READY = True
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style")
     dialog.fill(list(DIALOG_FIELDS))
     custom = Gimp.ValueArray.new(1)
@@ -940,7 +1207,7 @@ class NeuralStyle(Gimp.PlugIn):
             0.0, MAX_STRENGTH, DEFAULT_STRENGTH, flags,
         )  # fmt: skip
         proc.add_boolean_argument(
-            "preserve-color", "_Preserve colors",
+            "preserve-color", "Preserve co_lors",
             "Keep the content's colours: transfer the style's luminance only", False, flags,
         )  # fmt: skip
         proc.add_string_argument(
@@ -972,7 +1239,7 @@ class NeuralStyle(Gimp.PlugIn):
         proc.add_choice_argument(
             "preset", "P_reset", "custom = Iterations as set; fast/balanced/quality choose the "
             "optimiser, coarse-to-fine ladder and iterations (Max size stays)",
-            preset_choice, "custom", flags,
+            preset_choice, DEFAULT_PRESET, flags,
         )  # fmt: skip
         color_choice = _choice([
             ("luminance", "Luminance only", "Transfer the style's luminance only"),
@@ -982,15 +1249,24 @@ class NeuralStyle(Gimp.PlugIn):
             "color-mode", "C_olor mode", "How Preserve colors keeps the layer's colours: "
             "luminance-only transfer or colour-matched style", color_choice, "luminance", flags,
         )  # fmt: skip
+        proc.add_file_argument(
+            "style-file", "Or open _painting…", "A painting (any image file) to take the "
+            "style from, when no style layer is chosen", Gimp.FileChooserAction.OPEN, True, None,
+            flags,
+        )  # fmt: skip
         proc.add_layer_return_value("new-layer", "New layer", "The stylized layer", False, flags)
         return proc
 
     def run(self, procedure, run_mode, image, drawables, config, _data):
         interactive = run_mode == Gimp.RunMode.INTERACTIVE
+        rerun = run_mode != Gimp.RunMode.NONINTERACTIVE  # dialog, Re-Show, Repeat
         try:
+            settings = prepare_rerun(image, list(drawables), config) if rerun else None
             if interactive and not show_dialog(procedure, config):
                 return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
-            layer = stylize(image, list(drawables), config, interactive)
+            if settings is not None:
+                remember(settings, image, config)  # whatever the outcome of the job
+            layer = stylize(image, list(drawables), config, rerun and has_display())
         except UserCancelled:
             log_event("cancelled")
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())

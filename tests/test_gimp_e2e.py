@@ -79,6 +79,18 @@ CASES: list[dict[str, Any]] = [
      "args": {"iterations": 5, "max-size": 64}},
     {"name": "no_daemon", "content": "chelsea_64", "style": "starry_night_64",
      "format": "R'G'B'A u8", "args": {"iterations": 5, "max-size": 64, "endpoint": "DEAD"}},
+    # re-runs: Repeat (RUN_WITH_LAST_VALS, no layer argument) after a run that chose the style
+    {"name": "repeat", "content": "chelsea_64", "style": "starry_night_64", "repeat": True,
+     "run_mode": "with_last_vals", "format": "R'G'B'A u8",
+     "args": {"iterations": 6, "max-size": 48}},
+    # nothing remembered in this image: the topmost other visible layer is the style
+    {"name": "fallback", "content": "chelsea_64", "style": "great_wave_64",
+     "style_visible": True, "no_style_arg": True, "run_mode": "with_last_vals",
+     "format": "R'G'B'A u8", "args": {}},
+    # the style from a painting on disk (style-file), no style layer
+    {"name": "style_file", "content": "chelsea_64", "style": "starry_night_64",
+     "no_style_arg": True, "style_file": "great_wave_64.png", "format": "R'G'B'A u8",
+     "args": {"iterations": 6, "max-size": 48}},
     # the fixture SIGKILLs the daemon at this job's first progress report (marked by its
     # iteration count); runs last in the batch
     {"name": "daemon_dies", "content": "chelsea_64", "style": "starry_night_64", "last": True,
@@ -86,6 +98,7 @@ CASES: list[dict[str, Any]] = [
 ]  # fmt: skip
 FAILING_CASES = ("no_daemon", "daemon_dies")
 SUCCESS_CASES = [c["name"] for c in CASES if c["name"] not in FAILING_CASES]
+CASE_BY_NAME = {c["name"]: c for c in CASES}
 
 
 def _data_dir() -> Path:
@@ -320,7 +333,7 @@ def test_procedure_registered_with_fixed_arguments(gimp_run: dict[str, Any]) -> 
     # the original arguments keep their places; the artistic controls are appended
     assert res["arguments"][3:] == [
         "style-layer", "iterations", "max-size", "style-strength", "preserve-color", "endpoint",
-        "style-layer-2", "style-blend", "style-scale", "preset", "color-mode",
+        "style-layer-2", "style-blend", "style-scale", "preset", "color-mode", "style-file",
     ]  # fmt: skip
     assert res["return_values"] == ["new-layer"]
     assert "RGB" in res["image_types"] and "GRAY" in res["image_types"]
@@ -337,15 +350,18 @@ def test_vendored_pyzmq_is_what_the_plugin_imports(gimp_run: dict[str, Any]) -> 
     assert all("/neural_style/nsg_shared/client.py" in e["module"] for e in clients)
 
 
-def test_basic_run_adds_a_layer_above_the_content(gimp_run: dict[str, Any]) -> None:
+def test_result_layer_is_on_top_visible_and_named_after_content_and_style(
+    gimp_run: dict[str, Any],
+) -> None:
     rec = _ok(gimp_run, "basic")
     layer = rec["layer"]
     assert layer["size"] == rec["content_size"]
     assert layer["offsets"] == rec["content_offsets"] == [0, 0]
-    assert layer["position"] == rec["content_position"]  # took the content's slot: above it
-    assert rec["content_position_after"] == rec["content_position"] + 1
+    # above the style layer too (the content was under it): the canvas shows the result
+    assert rec["content_position"] == 1 and layer["position"] == 0 and layer["top"]
+    assert layer["visible"]
     assert layer["parent_same"]
-    assert "starry_night_64" in layer["name"]
+    assert layer["name"] == "chelsea_64 in the style of starry_night_64 (Neural Style)"
     assert layer["has_alpha"] and not layer["has_mask"]
     assert len(rec["layers_after"]) == len(rec["layers_before"]) + 1
 
@@ -358,6 +374,54 @@ def test_basic_result_differs_and_keeps_alpha(gimp_run: dict[str, Any]) -> None:
     assert np.array_equal(result[..., 3], content[..., 3]), "alpha changed"
     assert len(np.unique(content[..., 3])) > 100  # the check above had something to check
     assert np.abs(result[..., :3] - content[..., :3]).mean() > 2.0, "result equals the content"
+
+
+def _resolved(run: dict[str, Any], rec: dict[str, Any]) -> list[dict[str, Any]]:
+    events = run["log"][rec["log_from"] : rec["log_to"]]
+    return [e for e in events if e["event"] == "style_resolved"]
+
+
+def test_repeat_after_a_successful_run_reuses_the_style_and_settings(
+    gimp_run: dict[str, Any],
+) -> None:
+    rec = _ok(gimp_run, "repeat")
+    rep = rec["repeat"]
+    assert rep["status"] == "success", rep.get("error")
+    assert [e["how"] for e in _resolved(gimp_run, rep)] == ["remembered"]
+    assert "in the style of starry_night_64" in rep["layer"]["name"]
+    assert rep["layer"]["position"] == 0 and rep["layer"]["visible"]
+    starts = [e for e in gimp_run["log"][rep["log_from"] : rep["log_to"]] if e["event"] == "start"]
+    assert starts[0]["params"]["iterations"] == 6 and starts[0]["params"]["size"] == 48
+    assert len(rep["layers_after"]) == len(rec["layers_after"]) + 1
+
+
+def test_repeat_without_memory_takes_the_topmost_visible_layer(gimp_run: dict[str, Any]) -> None:
+    rec = _ok(gimp_run, "fallback")
+    assert [e["how"] for e in _resolved(gimp_run, rec)] == ["topmost visible layer"]
+    assert rec["layer"]["name"] == "chelsea_64 in the style of great_wave_64 (Neural Style)"
+
+
+def test_style_file_argument_takes_the_style_from_a_painting(gimp_run: dict[str, Any]) -> None:
+    rec = _ok(gimp_run, "style_file")
+    assert rec["layer"]["name"] == "chelsea_64 in the style of great_wave_64 (Neural Style)"
+    sent = [e for e in _events(gimp_run, rec) if e["event"] == "submitted"]
+    assert sent[0]["styles"] == [[64, 64]]
+    # the painting, not the (hidden) starry_night layer: compare with "fallback" (same style)
+    assert np.abs(_rgb(gimp_run, "style_file") - _rgb(gimp_run, "style_file", "content")).mean(
+    ) > 2.0  # fmt: skip
+
+
+def test_failed_run_keeps_settings_for_reshow_and_repeat(gimp_run: dict[str, Any]) -> None:
+    rec = _ui(gimp_run, "failed_then_repeat")
+    assert rec["status"] == "execution-error" and "does not exist" in rec["error"]
+    # Re-Show: the dialog opens with what the user had chosen, painting included
+    assert rec["reshow"]["iterations"] == 7 and rec["reshow"]["max-size"] == 40
+    assert rec["reshow"]["style-file"].endswith("painting_later.png")
+    rep = rec["repeat"]  # the painting now exists: Repeat runs with the same choices
+    assert rep["status"] == "success", rep.get("error")
+    assert "in the style of painting_later" in rep["layer"]["name"]
+    starts = [e for e in gimp_run["log"][rep["log_from"] : rep["log_to"]] if e["event"] == "start"]
+    assert starts[0]["params"]["iterations"] == 7 and starts[0]["params"]["size"] == 40
 
 
 def test_daemon_dying_mid_job_is_an_execution_error_naming_the_restart(
@@ -384,7 +448,8 @@ def test_one_undo_group_after_the_result_arrived(gimp_run: dict[str, Any]) -> No
         assert kinds.count("undo_group_start") == 1 == kinds.count("undo_group_end"), kinds
         start, end = kinds.index("undo_group_start"), kinds.index("undo_group_end")
         assert kinds.index("done") < start < kinds.index("inserted") < end, kinds
-        assert "progress" in kinds[: kinds.index("done")], kinds  # Gimp.progress_* path ran
+        if CASE_BY_NAME[name].get("run_mode") != "with_last_vals":  # Repeat: the window
+            assert "progress" in kinds[: kinds.index("done")], kinds  # Gimp.progress_* ran
 
 
 def test_selection_gives_bbox_layer_with_mask(gimp_run: dict[str, Any]) -> None:
@@ -574,8 +639,8 @@ def test_settings_dialog_for_real(gimp_run: dict[str, Any]) -> None:
     assert "Preserve colors" in seen["labels"]
     for label in ("Second style layer", "Style blend", "Style scale", "Preset", "Color mode"):
         assert label in seen["labels"], seen["labels"]
-    # default preset "custom": Iterations counts; Preserve colors off: no colour mode
-    assert seen["sensitive"] == {"iterations": True, "color-mode": False, "max-size": True}
+    # default preset "fast": it sets the steps; Preserve colors off: no colour mode
+    assert seen["sensitive"] == {"iterations": False, "color-mode": False, "max-size": True}
     preset = _ui(gimp_run, "dialog_seen_preset")
     assert preset["sensitive"] == {"iterations": False, "color-mode": True, "max-size": True}
     assert gimp_run["results"]["ui"]["dialog_ok"] is True
@@ -591,10 +656,27 @@ def test_progress_window_for_real(gimp_run: dict[str, Any]) -> None:
     assert win["seen"].get("Preview", 0) >= 1 and win["preview"] is not None
     assert max(win["preview"]) <= 256
     assert win["bar"] == "Step 12 / 12" and win["fraction"] == pytest.approx(1.0)
-    assert win["eta"].startswith("Finishing…") and "loss" in win["eta"]
+    assert win["eta"].startswith("Finishing…")
     assert "Stylizing…" in win["statuses"]
     kinds = [e["event"] for e in gimp_run["log"][rec["log_from"] : rec["log_to"]]]
     assert kinds.index("done") < kinds.index("undo_group_start") < kinds.index("undo_group_end")
+
+
+def test_live_preview_layer_on_the_canvas_during_the_job_only(gimp_run: dict[str, Any]) -> None:
+    rec = _ui(gimp_run, "interactive_run")
+    canvas = rec["window"]["canvas"]
+    assert canvas, "no preview layer appeared on the canvas during the job"
+    w, h = rec["content_size"]
+    assert all(c == [w, h, 0, 0, 0] for c in canvas), canvas  # on top, upscaled to the area
+    assert "Neural Style preview" not in rec["names_after"]  # replaced by the result
+    assert rec["names_after"][0].endswith("(Neural Style)")
+    kinds = [e["event"] for e in gimp_run["log"][rec["log_from"] : rec["log_to"]]]
+    # removed before the result went in (one undo group: the preview is not in the history)
+    assert kinds.index("canvas_preview") < kinds.index("canvas_preview_removed")
+    assert kinds.index("canvas_preview_removed") < kinds.index("undo_group_start")
+    assert kinds.count("undo_group_start") == 1
+    cancelled = _ui(gimp_run, "cancel_run")
+    assert "Neural Style preview" not in cancelled["names_after"]
 
 
 def test_cancel_button_stops_the_daemon_job_and_leaves_the_image(

@@ -159,7 +159,11 @@ def make_fake_gi() -> tuple[types.ModuleType, types.ModuleType]:
         PlugIn=PlugIn,
         Layer=Layer,
         LayerMask=LayerMask,
-        RunMode=_enum(INTERACTIVE="interactive", NONINTERACTIVE="noninteractive"),
+        RunMode=_enum(
+            INTERACTIVE="interactive",
+            NONINTERACTIVE="noninteractive",
+            WITH_LAST_VALS="with-last-vals",
+        ),
         PDBStatusType=_enum(SUCCESS="success", CANCEL="cancel", EXECUTION_ERROR="execution-error"),
         ImageType=_enum(RGBA_IMAGE="rgba", GRAYA_IMAGE="graya"),
         LayerMode=_enum(NORMAL="normal"),
@@ -169,6 +173,9 @@ def make_fake_gi() -> tuple[types.ModuleType, types.ModuleType]:
         ImageProcedure=types.SimpleNamespace(new=lambda *a: _Recorder(args=a)),
         PDBProcType=_enum(PLUGIN="plugin"),
         ProcedureSensitivityMask=_enum(DRAWABLE="drawable"),
+        FileChooserAction=_enum(OPEN="open"),
+        directory=lambda: os.environ["NSG_TEST_GIMP_DIR"],
+        get_images=lambda: [],
         Selection=types.SimpleNamespace(is_empty=lambda image: not image.selection),
         progress_init=lambda *a: None,
         progress_update=lambda *a: True,
@@ -205,6 +212,9 @@ def make_fake_gi() -> tuple[types.ModuleType, types.ModuleType]:
         ParamFlags=_enum(READWRITE=3), Value=lambda t, v: v, TYPE_STRING="gchararray"
     )
     repo.Gtk, repo.GimpUi, repo.GdkPixbuf = gtk, gimpui, gdkpixbuf
+    repo.Gio = types.SimpleNamespace(
+        File=types.SimpleNamespace(new_for_path=lambda p: types.SimpleNamespace(get_path=lambda: p))
+    )
     gi = types.ModuleType("gi")
     gi.require_version = lambda name, version: None
     gi.repository = repo
@@ -346,9 +356,9 @@ def test_format_eta(plugin: types.ModuleType) -> None:
 
 
 def test_progress_note(plugin: types.ModuleType) -> None:
-    assert plugin.progress_note(1, 10, 0.0, None) == "Estimating the time left…"
-    assert plugin.progress_note(5, 10, 65.0, 1234.5) == "About 1 min 05 s left   (loss 1.23e+03)"
-    assert plugin.progress_note(10, 10, 0.0, None) == "Finishing…"
+    assert plugin.progress_note(1, 10, 0.0) == "Estimating the time left…"
+    assert plugin.progress_note(5, 10, 65.0) == "About 1 min 05 s left"  # no raw loss figures
+    assert plugin.progress_note(10, 10, 0.0) == "Finishing…"
 
 
 def test_fit_within_only_shrinks(plugin: types.ModuleType) -> None:
@@ -601,8 +611,13 @@ def test_job_settings_from_the_procedure_config(
     monkeypatch.setenv("NEURAL_STYLE_EXTRA_PARAMS", '{"iterations": 9}')
     assert plugin.job_settings(_config(preset="quality"))["iterations"] == 9
 
-    with pytest.raises(plugin.PluginError, match="style layer"):
+    with pytest.raises(plugin.PluginError, match="Choose a style: a layer"):
         plugin.job_settings(_config(**{"style-layer": None}))
+    # no layer but a painting: the style comes from the file, named after it
+    painted = plugin.job_settings(_config(**{"style-layer": None, "style-file": "/p/wave.jpg"}))
+    assert [type(s).__name__ for s in painted["styles"]] == ["StyleFile"]
+    assert painted["styles"][0].path == "/p/wave.jpg"
+    assert painted["styles"][0].get_name() == "wave"
 
 
 def test_selection_is_read_as_an_8bit_mask_over_the_bbox(plugin: types.ModuleType) -> None:
@@ -637,15 +652,18 @@ def test_procedure_arguments_keep_the_old_ones_first(plugin: types.ModuleType) -
     names = [args[0] for _, args in added]
     assert names == [
         "style-layer", "iterations", "max-size", "style-strength", "preserve-color", "endpoint",
-        "style-layer-2", "style-blend", "style-scale", "preset", "color-mode",
+        "style-layer-2", "style-blend", "style-scale", "preset", "color-mode", "style-file",
     ]  # fmt: skip
     by_name = {args[0]: (kind, args) for kind, args in added}
+    kind, args = by_name["style-file"]
+    assert kind == "add_file_argument" and args[1] == "Or open _painting…"
+    assert args[3:6] == ("open", True, None)  # a file to open, optional, none by default
     kind, args = by_name["style-layer-2"]
     assert kind == "add_layer_argument" and args[3] is True  # none_ok: one style by default
     assert by_name["style-blend"][1][3:6] == (0.0, 1.0, 0.5)
     assert by_name["style-scale"][1][3:6] == (0.1, 4.0, 1.0)
     kind, args = by_name["preset"]
-    assert kind == "add_choice_argument" and args[4] == "custom"
+    assert kind == "add_choice_argument" and args[4] == "fast"  # a first OK is quick
     assert args[3].nicks() == ["custom", "fast", "balanced", "quality"]
     kind, args = by_name["color-mode"]
     assert args[3].nicks() == ["luminance", "histogram"] and args[4] == "luminance"
@@ -666,6 +684,9 @@ class FakeConfig:
     def get_property(self, name: str) -> Any:
         return self.values[name]
 
+    def set_property(self, name: str, value: Any) -> None:
+        self.values[name] = value
+
 
 class FakeProcedure:
     def new_return_values(self, status: str, error: Any) -> tuple[str, Any]:
@@ -681,7 +702,8 @@ def test_settings_dialog_lists_every_argument(
     assert dialog.props["title"] == "Neural Style"
     fields = dialog.last("fill")[0]
     assert fields == [
-        "style-layer", "style-layer-2", "style-blend", "style-scale", "preset", "iterations",
+        "style-layer", "style-file", "style-layer-2", "style-blend", "style-scale", "preset",
+        "iterations",
         "max-size", "style-strength", "preserve-color", "color-mode", "endpoint",
     ]  # fmt: skip
     # Iterations only counts with the "custom" preset; the colour mode only with preserve-color
@@ -697,6 +719,7 @@ def test_interactive_run_cancelled_in_dialog_does_nothing(
     FakeProcedureDialog.answer = False
     called: list[Any] = []
     monkeypatch.setattr(plugin, "stylize", lambda *a: called.append(a))
+    monkeypatch.setattr(plugin, "prepare_rerun", lambda *a: {})
     status, _ = plugin.NeuralStyle().run(
         FakeProcedure(), "interactive", "image", ["layer"], FakeConfig(), None
     )
@@ -799,7 +822,7 @@ def test_insert_result_one_undo_group_mask_and_alpha(
     done = real_client.Done(ImageBuf(2, 1, 4, "u8", bytes([9, 9, 9, 255, 8, 8, 8, 255])), {})
     layer = plugin.insert_result(image, FakeLayer(), _area(plugin, True), "Starry (NS)", done)
     assert layer is made[0] and layer.get_name() == "Starry (NS)"
-    assert image.events == ["start", "insert@4", "end"]
+    assert image.events == ["start", "insert@0", "end"]  # at the top of the stack
     assert layer.last("set_offsets") == (5, 6)
     rect, fmt, data = layer.buffer.last("set")
     assert (rect, fmt) == ((0, 0, 2, 1), "R'G'B'A u8")
@@ -987,3 +1010,121 @@ def test_add_commands_wires_both_subcommands() -> None:
     assert args.gimp_dir == ["a", "b"] and args.python == "chroot /r python3"
     assert args.func is plugin_install.cmd_install
     assert parser.parse_args(["uninstall-plugin"]).func is plugin_install.cmd_uninstall
+
+
+# --------------------------------------------------------------------------- re-runs
+
+
+class FakeItem:
+    _next = 1
+
+    def __init__(self, name: str, visible: bool = True, image: Any = None) -> None:
+        self.name, self.visible, self.image, self.valid = name, visible, image, True
+        self.id = FakeItem._next
+        self.tattoo = 100 + FakeItem._next
+        FakeItem._next += 1
+
+    def get_id(self) -> int:
+        return self.id
+
+    def get_name(self) -> str:
+        return self.name
+
+    def get_visible(self) -> bool:
+        return self.visible
+
+    def get_tattoo(self) -> int:
+        return self.tattoo
+
+    def is_valid(self) -> bool:
+        return self.valid
+
+    def get_image(self) -> Any:
+        return self.image
+
+
+class FakeStack(FakeItem):
+    def __init__(self, *layers: FakeItem) -> None:
+        super().__init__("image")
+        self.layers = list(layers)
+        for layer in layers:
+            layer.image = self
+
+    def get_layers(self) -> list[FakeItem]:
+        return self.layers
+
+    def get_layer_by_tattoo(self, tattoo: int) -> FakeItem | None:
+        return next((la for la in self.layers if la.tattoo == tattoo), None)
+
+    def get_layer_by_name(self, name: str) -> FakeItem | None:
+        return next((la for la in self.layers if la.name == name), None)
+
+
+def test_rerun_finds_the_remembered_style_then_falls_back(plugin: types.ModuleType) -> None:
+    content, starry = FakeItem("chelsea"), FakeItem("starry", visible=False)
+    result = FakeItem("chelsea in the style of starry (Neural Style)")
+    top = FakeItem("wave")
+    image = FakeStack(result, top, starry, content)
+    memory = plugin.remembered_style(starry, image)
+    # the same layer, even renamed, by its tattoo
+    starry.name = "starry (renamed)"
+    assert plugin.pick_style_layer(image, content, [image], memory) == (starry, "remembered")
+    # its image was closed: a layer of the same name in this image (tattoos differ)
+    starry.name = "starry"
+    other = FakeStack(FakeItem("starry"), FakeItem("x"))
+    got, how = plugin.pick_style_layer(other, other.layers[1], [other], memory)
+    assert (got, how) == (other.layers[0], "remembered by name")
+    # nothing remembered: the topmost visible layer, never a result nor the content itself
+    assert plugin.pick_style_layer(image, content, [image], None) == (top, "topmost visible layer")
+    assert plugin.pick_style_layer(image, top, [image], {}) == (content, "topmost visible layer")
+    alone = FakeStack(FakeItem("only"))
+    assert plugin.pick_style_layer(alone, alone.layers[0], [alone], None) == (None, "")
+
+
+def test_settings_survive_a_failed_run_and_restore_into_the_config(
+    plugin: types.ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("NSG_TEST_GIMP_DIR", str(tmp_path))
+    content, starry = FakeItem("chelsea"), FakeItem("starry", visible=False)
+    image = FakeStack(starry, content)
+    chosen = _config(**{"style-layer": starry, "iterations": 33, "preset": "balanced"})
+
+    def fail(*_a: Any) -> None:
+        raise plugin.PluginError("The Neural Style daemon is not running")
+
+    monkeypatch.setattr(plugin, "stylize", fail)
+    monkeypatch.setattr(plugin.Gimp, "get_images", lambda: [image], raising=False)
+    status, _ = plugin.NeuralStyle().run(
+        FakeProcedure(), "with-last-vals", image, [content], chosen, None
+    )
+    assert status == "execution-error"
+    saved = json.loads((tmp_path / plugin.SETTINGS_FILE).read_text())
+    assert saved["values"]["iterations"] == 33 and saved["values"]["preset"] == "balanced"
+    assert saved["style"] == {"image": image.id, "tattoo": starry.tattoo, "name": "starry"}
+    # Repeat / Re-Show: GIMP hands in defaults and no layer; the choices come back
+    fresh = _config(**{"style-layer": None, "iterations": 300, "preset": "fast"})
+    plugin.prepare_rerun(image, [content], fresh)
+    assert fresh.values["style-layer"] is starry
+    assert (fresh.values["iterations"], fresh.values["preset"]) == (33, "balanced")
+    # a painting chosen instead of a layer is remembered as the file
+    painting = tmp_path / "wave.png"
+    painting.write_bytes(b"png")
+    plugin.remember({}, image, _config(**{"style-layer": None, "style-file": str(painting)}))
+    again = _config(**{"style-layer": None, "style-file": None})
+    plugin.prepare_rerun(image, [content], again)
+    assert again.values["style-file"].get_path() == str(painting)
+
+
+def test_unreadable_settings_are_ignored(plugin: types.ModuleType, tmp_path: Path) -> None:
+    bad = tmp_path / "s.json"
+    bad.write_text("{not json")
+    assert plugin.load_settings(str(bad)) == {}
+    assert plugin.load_settings(str(tmp_path / "missing.json")) == {}
+    plugin.save_settings(str(bad), {"values": {"iterations": 5}})
+    assert plugin.load_settings(str(bad)) == {"values": {"iterations": 5}}
+
+
+def test_result_name_says_content_and_style(plugin: types.ModuleType) -> None:
+    assert plugin.result_name("chelsea", ["starry", "wave"]) == (
+        "chelsea in the style of starry + wave (Neural Style)"
+    )

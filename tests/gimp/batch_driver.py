@@ -63,7 +63,7 @@ def _build(case):
         alpha_pattern=True,
     )
     style = _load_layer(image, case["style"])
-    style.set_visible(False)
+    style.set_visible(bool(case.get("style_visible")))
     if case.get("style2"):
         style2 = _load_layer(image, case["style2"])
         style2.set_visible(False)
@@ -113,18 +113,30 @@ def _run_case(case):
         fh.write(_pixels(content, fmt))
     proc = Gimp.get_pdb().lookup_procedure(PROC)
     cfg = proc.create_config()
-    cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    last_vals = case.get("run_mode") == "with_last_vals"
+    cfg.set_property(
+        "run-mode", Gimp.RunMode.WITH_LAST_VALS if last_vals else Gimp.RunMode.NONINTERACTIVE
+    )
     cfg.set_property("image", image)
     cfg.set_core_object_array("drawables", [content])
-    cfg.set_property("style-layer", style)
+    if not case.get("no_style_arg"):
+        cfg.set_property("style-layer", style)
+    if case.get("style_file"):
+        path = os.path.join(_data, case["style_file"])
+        cfg.set_property("style-file", Gio.File.new_for_path(path))
     if case.get("style2"):
         style2 = next(la for la in image.get_layers() if la.get_name() == case["style2"])
         cfg.set_property("style-layer-2", style2)
         before["style2"] = _hash(style2)
-    for key, value in case["args"].items():
+    args = dict(case["args"])
+    if "iterations" in args and "preset" not in args:
+        args["preset"] = "custom"  # the default preset would set the step count
+    for key, value in args.items():
         cfg.set_property(key, value)
     rec["log_from"] = _log_lines()
+    t0 = time.monotonic()
     result = proc.run(cfg)
+    rec["run_s"] = round(time.monotonic() - t0, 2)
     rec["log_to"] = _log_lines()
     status = result.index(0)
     rec["status"] = status.value_nick if hasattr(status, "value_nick") else str(status)
@@ -136,6 +148,8 @@ def _run_case(case):
     if status != Gimp.PDBStatusType.SUCCESS:
         err = result.index(1) if result.length() > 1 else None
         rec["error"] = err if isinstance(err, str) else getattr(err, "message", None) or str(err)
+        if case.get("repeat"):
+            rec["repeat"] = _repeat(case, image, content)
         image.delete()
         return rec
     layer = result.index(1)
@@ -149,6 +163,8 @@ def _run_case(case):
         "is_gray": layer.is_gray(),
         "precision": image.get_precision().value_nick,
         "has_mask": layer.get_mask() is not None,
+        "visible": layer.get_visible(),
+        "top": image.get_layers()[0].get_id() == layer.get_id(),
     }
     rec["content_position_after"] = image.get_item_position(content)
     with open(os.path.join(_out_dir, name + ".result.raw"), "wb") as fh:
@@ -158,8 +174,36 @@ def _run_case(case):
         with open(os.path.join(_out_dir, name + ".mask.raw"), "wb") as fh:
             fh.write(_pixels(mask, "Y u8"))
     rec["exported"] = _export(layer, os.path.join(_out_dir, name + ".png"))
+    if case.get("repeat"):
+        rec["repeat"] = _repeat(case, image, content)
     image.delete()
     return rec
+
+
+def _repeat(case, image, content):
+    """Filters > Repeat "Neural Style" (Ctrl+F): RUN_WITH_LAST_VALS, no layer arguments."""
+    for src, dst in case.get("before_repeat_copy", []):
+        with open(os.path.join(_data, src), "rb") as a, open(dst, "wb") as b:
+            b.write(a.read())
+    proc = Gimp.get_pdb().lookup_procedure(PROC)
+    cfg = proc.create_config()
+    cfg.set_property("run-mode", Gimp.RunMode.WITH_LAST_VALS)
+    cfg.set_property("image", image)
+    cfg.set_core_object_array("drawables", [content])
+    rep = {"log_from": _log_lines()}
+    result = proc.run(cfg)
+    rep["log_to"] = _log_lines()
+    status = result.index(0)
+    rep["status"] = status.value_nick if hasattr(status, "value_nick") else str(status)
+    if status != Gimp.PDBStatusType.SUCCESS:
+        err = result.index(1) if result.length() > 1 else None
+        rep["error"] = err if isinstance(err, str) else getattr(err, "message", None) or str(err)
+    else:
+        layer = result.index(1)
+        rep["layer"] = {"name": layer.get_name(), "position": image.get_item_position(layer),
+                        "visible": layer.get_visible()}  # fmt: skip
+    rep["layers_after"] = [la.get_name() for la in image.get_layers()]
+    return rep
 
 
 def _labels(widget):
@@ -204,10 +248,12 @@ def _ui_section():
         widget = win.get_widget(prop, GObject.TYPE_NONE)
         return None if widget is None else bool(widget.get_sensitive())
 
-    def press(response, key):
+    def press(response, key, user_sets=None):
         def callback():
             for win in Gtk.Window.list_toplevels():
                 if isinstance(win, GimpUi.ProcedureDialog) and win.get_visible():
+                    for prop, value in (user_sets or {}).items():  # what the user changes
+                        win.get_property("config").set_property(prop, value)
                     ui[key] = {
                         "title": win.get_title(),
                         "labels": _labels(win),
@@ -239,6 +285,7 @@ def _ui_section():
             super().__init__(*args, **kwargs)
             self.seen = {}
             self.statuses = []
+            self.canvas = []
             windows.append(self)
 
         def handle(self, event):
@@ -246,6 +293,17 @@ def _ui_section():
             self.seen[kind] = self.seen.get(kind, 0) + 1
             super().handle(event)
             self.statuses.append(self.status.get_text())
+            for img in Gimp.get_images():  # the live preview on the canvas, while it runs
+                for la in img.get_layers():
+                    if la.get_name() == m.PREVIEW_LAYER_NAME:
+                        self.canvas.append(
+                            [
+                                la.get_width(),
+                                la.get_height(),
+                                *la.get_offsets()[1:],
+                                img.get_item_position(la),
+                            ]
+                        )
 
     def summary(win):
         pixbuf = win.preview.get_pixbuf()
@@ -257,13 +315,38 @@ def _ui_section():
             "fraction": win.bar.get_fraction(),
             "eta": win.eta.get_text(),
             "preview": [pixbuf.get_width(), pixbuf.get_height()] if pixbuf else None,
+            "canvas": win.canvas,
         }
 
     def config(iterations):
         cfg = proc.create_config()
+        cfg.set_property("preset", "custom")
         cfg.set_property("iterations", iterations)
         cfg.set_property("max-size", 64)
         return cfg
+
+    # a failed run from the dialog (the painting is missing), then Re-Show and Repeat
+    image, content, style = _build({"content": "chelsea_64", "style": "starry_night_64"})
+    painting = os.path.join(_cfg["out_dir"], "painting_later.png")
+    cfg = proc.create_config()
+    press(Gtk.ResponseType.OK, "dialog_seen_failing",
+          {"preset": "custom", "iterations": 7, "max-size": 40, "endpoint": "",
+           "style-layer": None, "style-file": Gio.File.new_for_path(painting)})  # fmt: skip
+    rec = {"log_from": _log_lines()}
+    ret = m.NeuralStyle.run(None, proc, Gimp.RunMode.INTERACTIVE, image, [content], cfg, None)
+    rec["status"] = ret.index(0).value_nick
+    rec["error"] = getattr(ret.index(1), "message", str(ret.index(1)))
+    reshow = proc.create_config()
+    m.prepare_rerun(image, [content], reshow)
+    sf = reshow.get_property("style-file")
+    rec["reshow"] = {"iterations": reshow.get_property("iterations"),
+                     "max-size": reshow.get_property("max-size"),
+                     "style-file": sf.get_path() if sf else None}  # fmt: skip
+    rec["repeat"] = _repeat({"before_repeat_copy": [["great_wave_64.png", painting]]},
+                            image, content)  # fmt: skip
+    rec["log_to"] = _log_lines()
+    ui["failed_then_repeat"] = rec
+    image.delete()
 
     m.ProgressWindow = Recording
     image, content, style = _build({"content": "chelsea_64", "style": "starry_night_64"})
@@ -275,6 +358,7 @@ def _ui_section():
     rec.update(
         window=summary(windows[-1]),
         layers=[before, len(image.get_layers())],
+        names_after=[la.get_name() for la in image.get_layers()],
         size=[layer.get_width(), layer.get_height()],
         content_size=[content.get_width(), content.get_height()],
         log_to=_log_lines(),
@@ -298,7 +382,8 @@ def _ui_section():
         rec["outcome"] = "finished"
     except m.UserCancelled:
         rec["outcome"] = "cancelled"
-    rec.update(window=summary(windows[-1]), layers_after=len(image.get_layers()))
+    rec.update(window=summary(windows[-1]), layers_after=len(image.get_layers()),
+               names_after=[la.get_name() for la in image.get_layers()])  # fmt: skip
     rec["log_to"] = _log_lines()
     ui["cancel_run"] = rec
     image.delete()
