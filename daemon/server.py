@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import zmq
+from zmq.utils import z85
 
 from neural_style.daemon.params import STOP, Iterate, StyleParams, StylizeResult
 from neural_style.shared import __version__, connection, limits, protocol
@@ -48,6 +49,22 @@ PROGRESS_MIN_INTERVAL_S = 0.1
 ERROR_REPLIES_PER_S = 50
 #: How long a graceful shutdown waits for the running job to reach its next step.
 SHUTDOWN_GRACE_S = 30.0
+#: After a time-limit cancel, how long the worker may take to reach its next step before
+#: the watchdog gives up on the job (answers its client) and refuses new work.
+WATCHDOG_GRACE_S = 600.0
+#: A peer that has not finished the ZMTP handshake by then is dropped (libzmq: 30 s).
+HANDSHAKE_IVL_MS = 5000
+#: Where libzmq looks for the ZAP handler (RFC 27), and the domain the daemon asks it for.
+ZAP_ENDPOINT = "inproc://zeromq.zap.01"
+ZAP_DOMAIN = b"neural-style"
+#: Rough peak bytes per pixel, for the memory estimate at submit: a full-size content
+#: image becomes float copies (RGB, alpha, output) on the way in and out; a style image
+#: float RGB; one pixel of the working size costs VGG-19 activations and their gradients
+#: (measured: 4096 px work size, 4.31 GiB; 4096^2 grey content at a small size, +864 MiB).
+EST_CONTENT_BYTES_PER_PIXEL = 52
+EST_STYLE_BYTES_PER_PIXEL = 28
+EST_WORK_BYTES_PER_PIXEL = 400
+EST_BASE_BYTES = 64 * 2**20
 _NP_DTYPES = {"u8": np.dtype("<u1"), "u16": np.dtype("<u2"), "f32": np.dtype("<f4")}
 
 
@@ -73,6 +90,18 @@ class ServerConfig:
     #: None: a fresh random key (written to the connection file).
     key: bytes | None = None
     log_file: Path | None = None
+    #: Folder of allowed CURVE client public keys (zmq.auth ``*.key`` files); None: the
+    #: default folder (``~/.config/neural-style/authorized_keys``). The daemon's own
+    #: user's client key is always allowed.
+    authorized_keys: Path | None = None
+    max_connections: int = limits.MAX_CONNECTIONS
+    max_jobs_per_client: int = limits.MAX_JOBS_PER_CLIENT
+    #: Largest estimated peak memory of one job, and bytes of received images that may
+    #: wait in the queue; None: sized from the machine's RAM (80 % and 25 %).
+    max_job_bytes: int | None = None
+    max_queue_bytes: int | None = None
+    #: A job running longer is stopped and answered ``timeout``; 0: no limit.
+    job_time_limit_s: float = 48 * 3600.0
 
 
 # --------------------------------------------------------------------------- images
@@ -136,6 +165,13 @@ class Job:
     total: int = 0
     started: float = 0.0
     last_sent: float = field(default_factory=time.monotonic)
+    #: Bytes of received images it holds, and its estimated peak memory while running.
+    nbytes: int = 0
+    estimate: int = 0
+    #: When the worker last reached a step (monotonic), for the watchdog.
+    last_step: float = 0.0
+    #: Given up by the watchdog: its client was answered, later worker events are ignored.
+    abandoned: bool = False
 
     @property
     def key(self) -> tuple[bytes, str]:
@@ -178,7 +214,7 @@ class Worker(threading.Thread):
 
     def _run_job(self, job: Job) -> tuple[str, Job, Any]:
         """Run one job; return its terminal event (result, cancelled or error)."""
-        job.started = time.monotonic()
+        job.started = job.last_step = time.monotonic()
         if job.cancel.is_set():
             return ("cancelled", job, 0)
         try:
@@ -197,6 +233,7 @@ class Worker(threading.Thread):
 
         def callback(it: Iterate) -> str | None:
             job.step, job.total = it.step, it.total
+            job.last_step = time.monotonic()
             if job.cancel.is_set():
                 return STOP
             now = time.monotonic()
@@ -234,11 +271,16 @@ def _job_error(exc: Exception, engine: Engine) -> NeuralStyleError:
     if _is_oom(exc):
         gc.collect()
         log.warning("job ran out of memory on %s: %s", engine.device, str(exc)[:300])
-        return NeuralStyleError(
-            ErrorCode.OUT_OF_MEMORY,
-            f"Out of memory on {engine.device} at this working size.",
+        on_gpu = "GPU" in str(engine.device).upper()
+        hint = (
             "Lower the size parameter (the working long side), close programs that use "
-            "GPU memory, or restart the daemon with --device cpu.",
+            "GPU memory, or restart the daemon with --device cpu."
+            if on_gpu
+            else "Lower the size parameter (the working long side), use fewer or smaller "
+            "style images, or close programs that use memory."
+        )
+        return NeuralStyleError(
+            ErrorCode.OUT_OF_MEMORY, f"Out of memory on {engine.device} at this working size.", hint
         )
     log.error("job failed:\n%s", "".join(traceback.format_exception(exc)))
     return NeuralStyleError(
@@ -277,7 +319,17 @@ class Server:
         self.engine = engine
         self.key = config.key or connection.new_key()
         self.context = zmq.Context()
+        # The ZAP handler must exist before the router accepts anyone (RFC 27).
+        self.zap = self.context.socket(zmq.REP)
+        self.zap.setsockopt(zmq.LINGER, 0)
+        self.zap.bind(ZAP_ENDPOINT)
+        self._conns: set[int] = set()
+        self._allowed_keys: set[bytes] = set()
+        self._keys_stamp: float | None = None
         self.router = self._make_router()
+        self.monitor = self.router.get_monitor_socket(
+            zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
+        )
         self.endpoint = self._bind()
         self._wake_endpoint = f"inproc://neural-style-wake-{id(self)}"
         self.wake = self.context.socket(zmq.PULL)
@@ -291,10 +343,16 @@ class Server:
         self._last_seen: dict[bytes, float] = {}
         self._backlog: deque[tuple[float, list[Any]]] = deque()
         self._error_replies = _RateLimit(ERROR_REPLIES_PER_S)
+        self._replays = protocol.ReplayWindow()
+        self._wedged = ""
+        ram = _physical_memory()
+        self.max_job_bytes = config.max_job_bytes or int(ram * 0.8)
+        self.max_queue_bytes = config.max_queue_bytes or int(ram * 0.25)
         self._stop = threading.Event()
         self._stop_deadline: float | None = None
         self.counters = dict.fromkeys(
-            ("done", "cancelled", "failed", "busy", "rejected", "style_cache_hits"), 0
+            ("done", "cancelled", "failed", "busy", "rejected", "style_cache_hits",
+             "zap_denied", "replayed", "timed_out"), 0
         )
 
     # -- setup
@@ -303,6 +361,8 @@ class Server:
         router.setsockopt(zmq.LINGER, 1000)
         router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unknown peer -> error, not silence
         router.setsockopt(zmq.MAXMSGSIZE, protocol.max_frame_bytes(self.config.max_pixels))
+        router.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_IVL_MS)
+        router.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN)
         if self.config.curve_secret_key is not None:
             public, secret = load_curve_keys(self.config.curve_secret_key)
             router.curve_server = True
@@ -317,6 +377,8 @@ class Server:
         try:
             self.router.bind(self.config.endpoint)
         except zmq.ZMQError as exc:
+            self.monitor.close(linger=0)
+            self.zap.close(linger=0)
             self.context.destroy(linger=0)
             raise NeuralStyleError(
                 ErrorCode.INTERNAL,
@@ -351,10 +413,16 @@ class Server:
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.wake, zmq.POLLIN)
+        poller.register(self.monitor, zmq.POLLIN)
+        poller.register(self.zap, zmq.POLLIN)
         log.info("serving on %s (device %s)", self.endpoint, self.engine.device)
         try:
             while not self._finished():
                 ready = dict(poller.poll(timeout=50))
+                if self.monitor in ready:
+                    self._drain_monitor()
+                if self.zap in ready:
+                    self._drain_zap()
                 if self.wake in ready:
                     self._drain_wake()
                 if self.router in ready:
@@ -383,7 +451,11 @@ class Server:
         with contextlib.suppress(queue.Full):
             self.worker.jobs.put_nowait(None)
         self.worker.join(timeout=2.0)
+        with contextlib.suppress(zmq.ZMQError):
+            self.router.disable_monitor()
+        self.monitor.close(linger=0)
         self.router.close(linger=500)
+        self.zap.close(linger=0)
         self.wake.close(linger=0)
         if not self.worker.is_alive():  # else its socket is still open: term() would hang
             self.context.term()
@@ -393,6 +465,82 @@ class Server:
         with contextlib.suppress(zmq.Again):
             for _ in range(10_000):
                 self.wake.recv(zmq.NOBLOCK)
+
+    # -- connections: accounting (monitor) and admission (ZAP)
+    def _drain_monitor(self) -> None:
+        from zmq.utils.monitor import recv_monitor_message
+
+        for _ in range(10_000):
+            try:
+                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if event["event"] == zmq.EVENT_ACCEPTED:
+                self._conns.add(int(event["value"]))
+            else:
+                self._conns.discard(int(event["value"]))
+
+    def _drain_zap(self) -> None:
+        for _ in range(1000):
+            try:
+                request = self.zap.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.zap.send_multipart(self._zap_reply(request))
+
+    def _zap_reply(self, request: list[bytes]) -> list[bytes]:
+        """Admit or refuse one handshake (RFC 27): connection cap, then CURVE allow-list."""
+        if len(request) < 6:
+            rid = request[1] if len(request) > 1 else b""
+            return [b"1.0", rid, b"500", b"bad request", b"", b""]
+        _version, request_id, _domain, address, _identity, mechanism, *credentials = request
+        self._drain_monitor()  # the ACCEPTED event of this very connection
+
+        def deny(code: bytes, why: str) -> list[bytes]:
+            self.counters["zap_denied"] += 1
+            if self._error_replies.allow():
+                peer = address.decode("ascii", "replace")
+                log.warning("refused a connection from %s: %s", peer, why)
+            return [b"1.0", request_id, code, why.encode(), b"", b""]
+
+        if len(self._conns) > self.config.max_connections:
+            return deny(b"300", f"too many connections (limit {self.config.max_connections})")
+        user = b""
+        if mechanism == b"CURVE":
+            public = z85.encode(credentials[0]) if credentials else b""
+            if public not in self._allowed():
+                return deny(b"400", f"unknown CURVE client key {public.decode()}")
+            user = public
+        return [b"1.0", request_id, b"200", b"OK", user, b""]
+
+    def _allowed(self) -> set[bytes]:
+        """Allowed CURVE client keys: the folder's ``*.key`` files (re-read when it changes)
+        plus this user's own client key."""
+        folder = self.config.authorized_keys or default_authorized_keys()
+        try:
+            stamp = folder.stat().st_mtime
+        except OSError:
+            stamp = -1.0
+        if stamp != self._keys_stamp:
+            self._keys_stamp = stamp
+            keys = set(self._own_keys())
+            if stamp >= 0:
+                import zmq.auth
+
+                with contextlib.suppress(OSError, ValueError):
+                    keys |= set(zmq.auth.load_certificates(str(folder)))
+            self._allowed_keys = keys
+        return self._allowed_keys
+
+    def _own_keys(self) -> set[bytes]:
+        """This user's own stable client key (created on first use): always allowed."""
+        from neural_style.shared.client import client_keypair
+
+        try:
+            return {client_keypair()[0]}
+        except (OSError, NeuralStyleError) as exc:
+            log.warning("cannot read or create this user's CURVE client key: %s", exc)
+            return set()
 
     def _drain_router(self) -> None:
         for _ in range(200):  # bounded, so heartbeats and events still get their turn
@@ -413,6 +561,12 @@ class Server:
             )
         except ProtocolError as exc:
             self.counters["rejected"] += 1
+            self._reply_protocol_error(ident, exc)
+            return
+        try:
+            self._replays.check(msg)
+        except ProtocolError as exc:
+            self.counters["replayed"] += 1
             self._reply_protocol_error(ident, exc)
             return
         self._last_seen[ident] = time.monotonic()
@@ -470,6 +624,22 @@ class Server:
             raise NeuralStyleError(ErrorCode.BAD_REQUEST, f"Job id {f['job']!r} is already in use.")
         if self._stop.is_set():
             raise NeuralStyleError(ErrorCode.BUSY, "The daemon is shutting down.")
+        if self._wedged:
+            raise NeuralStyleError(
+                ErrorCode.INTERNAL,
+                f"The daemon's worker is stuck ({self._wedged}); it accepts no new jobs.",
+                f"Restart the daemon: neural-style stop, then {protocol.START_COMMAND}.",
+            )
+        mine = sum(1 for k in self._jobs if k[0] == ident)
+        if mine >= self.config.max_jobs_per_client:
+            self.counters["busy"] += 1
+            raise NeuralStyleError(
+                ErrorCode.BUSY,
+                f"This client already has {mine} jobs open; the daemon allows "
+                f"{self.config.max_jobs_per_client} per client, so other clients get a turn.",
+                "Wait for one of your jobs to finish, or restart the daemon with a larger "
+                "--max-jobs-per-client.",
+            )
         if len(self._waiting) >= self.config.queue_size:
             self.counters["busy"] += 1
             raise NeuralStyleError(
@@ -478,6 +648,7 @@ class Server:
                 "Try again when a job has finished, or restart the daemon with a larger --queue.",
             )
         job = self._make_job(ident, f)
+        self._check_memory(job)
         self._jobs[key] = job
         self._waiting.append(job)
         position = len(self._waiting) - 1 + (self._running is not None)
@@ -501,6 +672,9 @@ class Server:
         content = _checked_array("content", f["content"])
         styles = [_checked_array(f"styles[{i}]", s) for i, s in enumerate(f["styles"])]
         mask = _checked_array("mask", f["mask"]) if "mask" in f else None
+        work = check_work_sizes(content, styles, params)
+        nbytes = content.nbytes + sum(s.nbytes for s in styles)
+        nbytes += mask.nbytes if mask is not None else 0
         return Job(
             ident=ident,
             job_id=f["job"],
@@ -510,7 +684,30 @@ class Server:
             params=params,
             preview_max_side=f.get("preview_max_side", 256),
             heartbeat_s=f.get("heartbeat_s", protocol.DEFAULT_HEARTBEAT_S),
+            nbytes=nbytes,
+            estimate=estimate_job_bytes(content, styles, work),
         )
+
+    def _check_memory(self, job: Job) -> None:
+        """Refuse (too_large, with the figures) a job whose estimated peak memory cannot
+        fit, or whose images would push the queue's bytes over its bound."""
+        if job.estimate > self.max_job_bytes:
+            raise NeuralStyleError(
+                ErrorCode.TOO_LARGE,
+                f"This job would need about {_gib(job.estimate)} of memory at its working "
+                f"size; this daemon allows {_gib(self.max_job_bytes)} per job.",
+                "Lower the size parameter, send smaller or fewer style images, or restart "
+                "the daemon with a larger --max-job-memory.",
+            )
+        queued = sum(j.nbytes for j in self._waiting)
+        if queued + job.nbytes > self.max_queue_bytes:
+            self.counters["busy"] += 1
+            raise NeuralStyleError(
+                ErrorCode.TOO_LARGE if job.nbytes > self.max_queue_bytes else ErrorCode.BUSY,
+                f"The queue holds {_gib(queued)} of images; this job's {_gib(job.nbytes)} "
+                f"would exceed its bound of {_gib(self.max_queue_bytes)}.",
+                "Try again when a job has finished, or send smaller images.",
+            )
 
     # -- queue
     def _dispatch(self) -> None:
@@ -537,6 +734,11 @@ class Server:
                 kind, job, payload = self.worker.events.get_nowait()
             except queue.Empty:
                 return
+            if job.abandoned:
+                if kind in ("result", "cancelled", "error"):
+                    log.info("job %s: the stuck worker finished it after all", job.job_id)
+                    self._wedged = ""
+                continue
             getattr(self, f"_event_{kind}")(job, payload)
 
     def _event_progress(self, job: Job, payload: tuple[Iterate, float]) -> None:
@@ -585,6 +787,20 @@ class Server:
         self._send(job.ident, Message("result", fields))
 
     def _event_cancelled(self, job: Job, step: int) -> None:
+        if job.cancel_reason == "time_limit":
+            self._end(job)
+            self.counters["timed_out"] += 1
+            limit = self.config.job_time_limit_s
+            log.info("job %s: stopped at step %d by the %g s time limit", job.job_id, step, limit)
+            exc = NeuralStyleError(
+                ErrorCode.TIMEOUT,
+                f"The job ran longer than this daemon's limit of {limit:g} s and was "
+                f"stopped at step {step}.",
+                "Lower the size or iterations, or restart the daemon with a larger "
+                "--job-time-limit.",
+            )
+            self._send_error(job.ident, exc, job=job.job_id)
+            return
         self._end(job)
         self.counters["cancelled"] += 1
         log.info(
@@ -640,6 +856,7 @@ class Server:
     def _tick(self) -> None:
         now = time.monotonic()
         self._retry_backlog(now)
+        self._watchdog(now)
         for job in list(self._jobs.values()):
             seen = self._last_seen.get(job.ident, job.submitted)
             if now - seen > protocol.CLIENT_GONE_HEARTBEATS * job.heartbeat_s:
@@ -650,6 +867,31 @@ class Server:
         if len(self._last_seen) > 1000:  # forget idle peers
             active = {job.ident for job in self._jobs.values()}
             self._last_seen = {i: t for i, t in self._last_seen.items() if i in active}
+
+    def _watchdog(self, now: float) -> None:
+        """The per-job time limit, and a worker that stops reaching its next step."""
+        job = self._running
+        if job is None or not job.started or job.abandoned:
+            return
+        limit = self.config.job_time_limit_s
+        if limit and now - job.started > limit and not job.cancel.is_set():
+            log.warning("job %s: over the %g s time limit, stopping it", job.job_id, limit)
+            job.request_cancel("time_limit")
+        stuck = now - max(job.last_step, job.started)
+        if job.cancel.is_set() and stuck > WATCHDOG_GRACE_S + SHUTDOWN_GRACE_S:
+            job.abandoned = True
+            self._wedged = f"job {job.job_id} has not reached a step for {stuck:.0f} s"
+            log.error("watchdog: %s; giving up on it", self._wedged)
+            self._jobs.pop(job.key, None)
+            self._running = None
+            exc = NeuralStyleError(
+                ErrorCode.TIMEOUT,
+                f"The daemon's worker stopped making progress ({self._wedged}).",
+                f"Restart the daemon: neural-style stop, then {protocol.START_COMMAND}.",
+            )
+            self._send_error(job.ident, exc, job=job.job_id)
+            for waiting in list(self._waiting):
+                self._cancel_waiting(waiting, "shutdown")
 
     def _client_gone(self, job: Job, silent: float) -> None:
         if job is self._running:
@@ -723,6 +965,10 @@ class Server:
                 "max_styles": limits.MAX_STYLES,
                 "max_iterations": limits.MAX_ITERATIONS,
                 "queue": self.config.queue_size,
+                "min_work_short_side": limits.MIN_WORK_SHORT_SIDE,
+                "max_job_bytes": self.max_job_bytes,
+                "max_queue_bytes": self.max_queue_bytes,
+                "max_jobs_per_client": self.config.max_jobs_per_client,
             },
             "features": list(protocol.FEATURES),
             "heartbeat_s": protocol.DEFAULT_HEARTBEAT_S,
@@ -747,6 +993,11 @@ class Server:
             "log_file": str(self.config.log_file or ""),
             "curve": bool(self.curve_public),
             "rss_bytes": _rss(),
+            "connections": len(self._conns),
+            "max_connections": self.config.max_connections,
+            "queue_bytes": sum(j.nbytes for j in self._waiting),
+            "max_queue_bytes": self.max_queue_bytes,
+            "wedged": self._wedged,
         }
         if running is not None:
             info["running"] = {
@@ -764,6 +1015,78 @@ def _checked_array(where: str, img: ImageBuf) -> np.ndarray:
             ErrorCode.BAD_REQUEST, f"submit.{where}: float pixels must be finite (no NaN/inf)."
         )
     return arr
+
+
+def check_work_sizes(
+    content: np.ndarray, styles: list[np.ndarray], params: StyleParams
+) -> tuple[int, int]:
+    """The working size; bad_request naming the minimum when any scale of the content or
+    a style would have a side under ``limits.MIN_WORK_SHORT_SIDE`` (VGG-19 would fail).
+
+    Mirrors the engine's ladder and style sizing (engine.StyleTransfer.stylize).
+    """
+    from neural_style.daemon.images import fit_long_side
+
+    least = limits.MIN_WORK_SHORT_SIDE
+    height, width = content.shape[:2]
+    ladder = sorted({min(side, max(width, height)) for side in params.ladder()})
+    sizes = [fit_long_side(width, height, side) for side in ladder]
+    for w, h in sizes:
+        if min(w, h) < least:
+            raise NeuralStyleError(
+                ErrorCode.BAD_REQUEST,
+                f"The content image ({width}x{height}) is too thin: at the working size "
+                f"{max(w, h)} it would be {w}x{h}, and every side must be at least {least} "
+                "pixels.",
+                f"Select an area at least {least} pixels high and wide (in proportion to the "
+                "size), raise the size parameter, or use fewer coarse scales.",
+            )
+    for i, style in enumerate(styles):
+        sh, sw = style.shape[:2]
+        for w, h in sizes:
+            side = round(max(w, h) * params.style_scale)
+            side = int(np.clip(side, 16, 2 * limits.MAX_WORK_SIDE))
+            tw, th = fit_long_side(sw, sh, side)
+            if min(tw, th) < least:
+                raise NeuralStyleError(
+                    ErrorCode.BAD_REQUEST,
+                    f"Style image {i + 1} ({sw}x{sh}) is too thin: at its working size it "
+                    f"would be {tw}x{th}, and every side must be at least {least} pixels.",
+                    "Use a less elongated style image, or a larger style scale.",
+                )
+    return sizes[-1]
+
+
+def estimate_job_bytes(
+    content: np.ndarray, styles: list[np.ndarray], work: tuple[int, int]
+) -> int:
+    """A job's rough peak memory: its full-size images as float copies plus the working
+    size's activations (see the EST_* constants)."""
+    content_px = content.shape[0] * content.shape[1]
+    style_px = sum(s.shape[0] * s.shape[1] for s in styles)
+    return (
+        EST_BASE_BYTES
+        + content_px * EST_CONTENT_BYTES_PER_PIXEL
+        + style_px * EST_STYLE_BYTES_PER_PIXEL
+        + work[0] * work[1] * EST_WORK_BYTES_PER_PIXEL
+    )
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.0f} MiB"
+
+
+def _physical_memory() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+def default_authorized_keys() -> Path:
+    """``$XDG_CONFIG_HOME/neural-style/authorized_keys``: allowed CURVE client keys."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "neural-style" / "authorized_keys"
 
 
 def _weights_dict(engine: Engine) -> dict[str, Any]:
@@ -842,6 +1165,11 @@ def serve(config: ServerConfig, engine_factory: Callable[[], Engine] | None = No
             file=sys.stderr,
         )
         return 2
+    other = running_daemon_problem(config)
+    if other:
+        print(f"neural-style serve: {other}", file=sys.stderr)
+        return 1
+    _raise_fd_limit()
     if config.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"  # before TensorFlow is imported
     try:
@@ -859,6 +1187,54 @@ def serve(config: ServerConfig, engine_factory: Callable[[], Engine] | None = No
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def running_daemon_problem(config: ServerConfig) -> str:
+    """Why this daemon must not start: the connection file it would write names a daemon
+    that still answers, or its ipc socket is already served. "" when free to start."""
+    path = Path(config.connection_file or connection.path_for(config.endpoint))
+    info = connection.read(path)
+    if info is not None and info.pid != os.getpid() and not connection.endpoint_refuses(
+        info.endpoint
+    ):
+        from neural_style.shared.client import Client
+
+        with (
+            contextlib.suppress(NeuralStyleError),
+            Client(info.endpoint, key=info.key, timeout=1.5) as client,
+        ):
+            client.ping()
+            return (
+                f"another daemon (pid {info.pid}) answers at {info.endpoint} and owns the "
+                f"connection file {path}; starting would take over that file and leave it "
+                "impossible to stop. Stop it first (neural-style stop), or pick another "
+                "--bind and --connection-file."
+            )
+    transport, _, address = config.endpoint.partition("://")
+    if (
+        transport == "ipc"
+        and os.path.exists(address)
+        and not connection.endpoint_refuses(config.endpoint)
+    ):
+        return (
+            f"another process already serves the ipc socket {address} (libzmq would "
+            "silently take it over). Stop that daemon first (neural-style stop)."
+        )
+    return ""
+
+
+def _raise_fd_limit() -> None:
+    """Raise the soft open-files limit to the hard one (each connection costs a descriptor),
+    so that the connection cap, not the fd limit, is what a flood of connections meets."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = hard if hard != resource.RLIM_INFINITY else 65536
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, 1 << 20), hard))
+    except (ImportError, ValueError, OSError):
+        pass
 
 
 def _start(config: ServerConfig, engine_factory: Callable[[], Engine] | None) -> Server:

@@ -55,6 +55,7 @@ def add_commands(subparsers: Any) -> None:
     _add_serve(subparsers)
     _add_status(subparsers)
     _add_stop(subparsers)
+    _add_keys(subparsers)
 
 
 def _add_serve(subparsers: Any) -> None:
@@ -83,10 +84,49 @@ def _add_serve(subparsers: Any) -> None:
     p.add_argument("--curve-secret-key", type=Path, metavar="FILE",
                    help="zmq certificate with the daemon's CURVE secret key: encrypts the "
                    "connection and allows a non-loopback --bind")  # fmt: skip
+    p.add_argument("--authorized-keys", type=Path, metavar="DIR",
+                   help="with CURVE: folder of allowed client public keys (*.key); default "
+                   "~/.config/neural-style/authorized_keys (this user's own client key is "
+                   "always allowed)")  # fmt: skip
+    p.add_argument("--max-connections", type=_positive_int, default=limits.MAX_CONNECTIONS,
+                   metavar="N", help="connections accepted at once (default %(default)s)",
+                   )  # fmt: skip
+    p.add_argument("--max-jobs-per-client", type=_positive_int,
+                   default=limits.MAX_JOBS_PER_CLIENT, metavar="N",
+                   help="open jobs one client may have (default %(default)s)")  # fmt: skip
+    p.add_argument("--max-job-memory", type=_mebibytes, metavar="MiB",
+                   help="largest estimated peak memory of one job (default: 80%% of RAM)",
+                   )  # fmt: skip
+    p.add_argument("--max-queue-memory", type=_mebibytes, metavar="MiB",
+                   help="bytes of images that may wait in the queue (default: 25%% of RAM)",
+                   )  # fmt: skip
+    p.add_argument("--job-time-limit", type=float, default=48 * 3600.0, metavar="SECONDS",
+                   help="stop a job running longer, answering timeout; 0: none (default "
+                   "%(default)g)")  # fmt: skip
     p.add_argument("--log-file", type=Path, metavar="FILE",
                    help="log file (default: daemon.log in the user log dir)")  # fmt: skip
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=cmd_serve)
+
+
+def _add_keys(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "client-key",
+        help="show this user's CURVE client public key (created once, 0600), to authorise "
+        "it on a daemon that uses CURVE",
+    )
+    p.set_defaults(func=cmd_client_key)
+    p = subparsers.add_parser(
+        "authorize-key",
+        help="allow a CURVE client public key on this machine's daemon (takes effect at "
+        "the client's next connection)",
+    )
+    p.add_argument("key", help="Z85 public key (40 characters) or a zmq .key file")
+    p.add_argument("--name", default="", help="file name for it (default: from the key)")
+    p.add_argument("--authorized-keys", type=Path, metavar="DIR",
+                   help="folder of allowed keys (default ~/.config/neural-style/"
+                   "authorized_keys)")  # fmt: skip
+    p.set_defaults(func=cmd_authorize_key)
 
 
 def _add_status(subparsers: Any) -> None:
@@ -119,6 +159,13 @@ def _add_endpoint(p: argparse.ArgumentParser) -> None:
                    help="how long to wait for an answer (default %(default)s)")  # fmt: skip
 
 
+def _mebibytes(text: str) -> int:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive size in MiB")
+    return int(value * 2**20)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -140,8 +187,47 @@ def cmd_serve(args: argparse.Namespace) -> int:
         connection_file=args.connection_file,
         curve_secret_key=args.curve_secret_key,
         log_file=log_file,
+        authorized_keys=args.authorized_keys,
+        max_connections=args.max_connections,
+        max_jobs_per_client=args.max_jobs_per_client,
+        max_job_bytes=args.max_job_memory,
+        max_queue_bytes=args.max_queue_memory,
+        job_time_limit_s=args.job_time_limit,
     )
     return serve(config)
+
+
+def cmd_client_key(args: argparse.Namespace) -> int:
+    from neural_style.shared.client import client_keypair, default_client_key_path
+
+    path = default_client_key_path()
+    public, _ = client_keypair(path)
+    print(public.decode("ascii"))
+    print(f"(secret key: {path}; authorise the public key on the daemon's machine with: "
+          f"neural-style authorize-key {public.decode('ascii')})", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def cmd_authorize_key(args: argparse.Namespace) -> int:
+    import re
+
+    from neural_style.daemon.server import default_authorized_keys
+    from neural_style.shared.client import _cert_text, _read_public_key
+
+    text = args.key.strip()
+    public = _read_public_key(text) if Path(text).is_file() else text
+    if not re.fullmatch(r"[0-9A-Za-z.:+=^!/*?&<>()\[\]{}@%$#-]{40}", public):
+        print(f"neural-style authorize-key: {public[:60]!r} is not a Z85 CURVE public key "
+              "(40 characters).", file=sys.stderr)  # fmt: skip
+        return 2
+    folder = args.authorized_keys or default_authorized_keys()
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", args.name or public[:12])
+    path = folder / f"{name}.key"
+    path.write_text(_cert_text(public.encode("ascii"), None), encoding="utf-8")
+    folder.touch()  # the daemon re-reads the folder when its mtime changes
+    print(f"authorised {public} in {path}")
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -26,3 +26,11 @@ MAX_WEIGHT: float = 1e12
 #: Learning-rate bounds for Adam.
 MIN_LEARNING_RATE: float = 1e-6
 MAX_LEARNING_RATE: float = 10.0
+#: Smallest short side at every working scale (content and styles): VGG-19's four
+#: 2x2 poolings before block5 leave nothing of a side under 16 pixels.
+MIN_WORK_SHORT_SIDE: int = 16
+#: Connections the daemon accepts at once (each costs a file descriptor); more are
+#: refused at the handshake by its ZAP handler.
+MAX_CONNECTIONS: int = 256
+#: Jobs (running + queued) one connection may have open at once.
+MAX_JOBS_PER_CLIENT: int = 4

@@ -253,3 +253,94 @@ def test_loopback_policy(endpoint, loopback):
 
 def test_protocol_constants():
     assert protocol.DEFAULT_ENDPOINT == "tcp://127.0.0.1:5599"
+
+
+# --------------------------------------------------------------------------- issue 13
+
+
+def test_one_client_cannot_fill_the_queue(server):
+    """Issue 13 (9): a per-client cap, so another client still gets in."""
+    srv = server(queue_size=8, max_jobs_per_client=2)
+    params = {"size": 32, "iterations": 2000}
+    with client_for(srv) as a, client_for(srv) as b:
+        jobs = [a.submit(image(rgb(32, 32)), [image(rgb(8, 8))], params) for _ in range(3)]
+        with pytest.raises(Busy, match="2 per client"):
+            collect(jobs[2], timeout=5)
+        other = b.submit(image(rgb(32, 32)), [image(rgb(8, 8))], {"size": 32, "iterations": 2})
+        for job in jobs[:2]:
+            job.cancel()
+        assert isinstance(collect(other)[-1], Done)
+
+
+def test_job_time_limit_answers_timeout(server):
+    """Issue 13 (9): a job over the daemon's time limit is stopped and answered."""
+    from neural_style.shared.client import Timeout
+
+    srv = server(job_time_limit_s=0.3)
+    with client_for(srv) as c:
+        t0 = time.monotonic()
+        with pytest.raises(Timeout, match=r"limit of 0\.3 s"):
+            c.stylize(image(rgb(32, 32)), [image(rgb(8, 8))], {"size": 32, "iterations": 100000})
+        assert time.monotonic() - t0 < 5
+        assert c.status()["jobs"]["timed_out"] == 1
+        assert isinstance(c.stylize(image(rgb(32, 32)), [image(rgb(8, 8))],
+                                    {"size": 32, "iterations": 2}), Done)  # fmt: skip
+
+
+def test_oom_hint_on_cpu_does_not_suggest_cpu(server):
+    """Issue 13 (9): on the CPU, "restart with --device cpu" is no advice."""
+    srv = server()
+    with client_for(srv) as c, pytest.raises(OutOfMemory) as err:
+        c.stylize(image(rgb(32, 32)), [image(rgb(8, 8))], {"size": 32, "seed": OOM})
+    assert "--device cpu" not in err.value.hint and "size" in err.value.hint
+
+
+def test_memory_estimate_refuses_with_the_figure(server):
+    """Issue 13 (7): estimated at submit; too_large names the figure; queue bytes bounded."""
+    srv = server(max_job_bytes=200 * 2**20, max_queue_bytes=8 * 2**20)
+    with client_for(srv) as c:
+        with pytest.raises(TooLarge, match=r"would need about \d+ MiB.*allows 200 MiB"):
+            c.stylize(image(rgb(1000, 1000)), [image(rgb(1000, 1000))] * 8, {"size": 32})
+        big = np.zeros((1000, 1000, 3), np.float32)
+        with pytest.raises(TooLarge, match="exceed its bound of 8 MiB"):
+            c.stylize(image(big), [image(rgb(8, 8))], {"size": 32})
+        assert isinstance(c.stylize(image(rgb(32, 32)), [image(rgb(8, 8))],
+                                    {"size": 32, "iterations": 2}), Done)  # fmt: skip
+
+
+def test_thin_content_is_a_bad_request_naming_the_minimum(server):
+    """Issue 13 (6): both sides are checked (the real engine's MaxPool would fail)."""
+    srv = server()
+    with client_for(srv) as c:
+        with pytest.raises(BadRequest, match="at least 16 pixels"):
+            c.stylize(image(rgb(64, 15)), [image(rgb(8, 8))], {"size": 64})
+        with pytest.raises(BadRequest, match=r"Style image 1 .* too thin"):
+            c.stylize(image(rgb(64, 64)), [image(rgb(400, 10))], {"size": 64})
+        assert isinstance(c.stylize(image(rgb(64, 16)), [image(rgb(32, 32))],
+                                    {"size": 64, "iterations": 2}), Done)  # fmt: skip
+
+
+def test_explicit_key_still_reads_the_files_curve_key(tmp_path, monkeypatch):
+    """Issue 13 (9): Client(endpoint, key=K) used to ignore the file's CURVE key."""
+    from neural_style.shared import connection
+
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(run))
+    monkeypatch.setenv("NEURAL_STYLE_CLIENT_KEY", str(tmp_path / "client.key_secret"))
+    monkeypatch.delenv(connection.ENV_FILE, raising=False)
+    import zmq
+
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    public, _ = zmq.curve_keypair()
+    info = connection.make_info(endpoint, KEY, "0", public.decode())
+    connection.write(info, connection.path_for(endpoint))
+    with Client(endpoint, key=KEY) as c:
+        assert c.curve is True
+    secret = tmp_path / "client.key_secret"
+    assert oct(secret.stat().st_mode & 0o777) == "0o600"
+    with Client(endpoint, key=KEY) as c2:  # stable: the same key next time
+        assert c2.curve
+    from neural_style.shared.client import client_keypair
+
+    assert client_keypair(secret) == client_keypair(secret)
