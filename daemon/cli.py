@@ -26,10 +26,27 @@ DEFAULTS_NOTE = "Defaults follow TensorFlow's style-transfer tutorial; see READM
 
 
 # --------------------------------------------------------------------------- helpers
-def _quiet_tensorflow() -> None:
-    """TensorFlow's C++ start-up chatter is noise for CLI users."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+#: Set before TensorFlow is imported, unless --verbose: its C++ start-up lines (absl's
+#: "All log messages before absl::InitializeLog()", cpu_feature_guard, oneDNN notes) are
+#: noise for a user; errors still show.
+VERBOSE_HELP = "show TensorFlow's own start-up and log messages"
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "ABSL_MIN_LOG_LEVEL": "3", "GRPC_VERBOSITY": "ERROR"}
+
+
+def _quiet_tensorflow(argv: Sequence[str] | None = None) -> bool:
+    """Silence TensorFlow's start-up chatter unless ``--verbose`` is among the arguments.
+
+    Called before anything imports TensorFlow (env variables are read at its import); child
+    processes (a daemon started by the CLI) inherit the setting. Returns whether verbose.
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
+    verbose = "--verbose" in args or os.environ.get("NEURAL_STYLE_VERBOSE") == "1"
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if verbose:
+        os.environ["NEURAL_STYLE_VERBOSE"] = "1"
+        return True
+    os.environ.update(QUIET_ENV)
+    return False
 
 
 def _write_json_atomic(data: dict[str, Any], path: Path) -> None:
@@ -441,14 +458,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Neural style transfer (Gatys et al.) for GIMP 3: CLI and daemon.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in _command_adders():
         add(sub)
+    for command in sub.choices.values():  # `neural-style stylize ... --verbose` works too
+        if "--verbose" not in command._option_string_actions:
+            command.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _quiet_tensorflow()
+    _quiet_tensorflow(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -1128,3 +1128,29 @@ def test_result_name_says_content_and_style(plugin: types.ModuleType) -> None:
     assert plugin.result_name("chelsea", ["starry", "wave"]) == (
         "chelsea in the style of starry + wave (Neural Style)"
     )
+
+
+# --------------------------------------------------------------------------- quiet CLI
+
+
+@pytest.mark.slow
+def test_cli_silences_tensorflow_start_up_unless_verbose(tmp_path: Path) -> None:
+    """What `neural-style stylize` prints before its progress bar: nothing from TensorFlow."""
+    code = (
+        "import sys; from neural_style.daemon import cli; cli._quiet_tensorflow(sys.argv[1:]);"
+        "import tensorflow as tf; tf.Variable(tf.ones((1, 4, 4, 3))); print('ready')"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "ABSL_"))}
+    env.pop("NEURAL_STYLE_VERBOSE", None)
+    runs = {}
+    for flags in ((), ("--verbose",)):
+        proc = subprocess.run(
+            [sys.executable, "-c", code, "stylize", *flags], capture_output=True, text=True,
+            env=env, timeout=300, cwd=tmp_path,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        runs[flags] = proc.stdout + proc.stderr
+    assert runs[()].strip() == "ready", runs[()]
+    assert (
+        "absl::InitializeLog" in runs[("--verbose",)] or "cpu_feature_guard" in runs[("--verbose",)]
+    )  # fmt: skip  (the check above had something to remove)
