@@ -253,6 +253,8 @@ def malformed_frames(key: bytes, count: int = 1000) -> list[list[bytes]]:
     rnd = random.Random(1234)
 
     def signed(header, *buffers, k=key):
+        if isinstance(header, dict):
+            header = {**header, "mid": rnd.randbytes(8).hex()}
         packed = msgpack.packb(header, use_bin_type=True)
         frames = [protocol.VERSION, packed, *buffers]
         return [protocol.VERSION, protocol.sign(k, frames), packed, *buffers]
