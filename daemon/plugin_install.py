@@ -17,7 +17,10 @@ Which Python is GIMP's: ``--python CMD`` names it (a command line, so
 work). Without it: a Flatpak profile uses ``flatpak run --command=python3 org.gimp.GIMP``; a
 profile inside a chroot (a parent folder holding ``usr/bin/gimp-console-3.0``) uses
 ``chroot ROOT python3`` when running as root; otherwise the interpreter named in GIMP's
-``pygimp.interp`` file, else ``python3`` on PATH. ``--python-version X.Y`` skips the query.
+``<prefix>/lib/gimp/3.0/interpreters/pygimp.interp`` (prefix: where the ``gimp-3.0`` on PATH
+lives, else /usr, /usr/local, /opt/gimp, the macOS bundle), else ``python3`` on PATH outside
+the virtual environment this command runs in (never the venv's own Python). When none is
+found it stops and says what it searched. ``--python-version X.Y`` skips the query.
 """
 
 from __future__ import annotations
@@ -162,39 +165,124 @@ def find_chroot_root(path: Path) -> Path | None:
     return None
 
 
-def interp_python(root: Path = Path("/")) -> str | None:
-    """The Python that GIMP's ``pygimp.interp`` names (Linux packages ship one), or None."""
-    patterns = [
-        "usr/lib/*/gimp/3.0/interpreters/*.interp",
-        "usr/lib/gimp/3.0/interpreters/*.interp",
-    ]
-    for pattern in patterns:
-        for interp in sorted(glob.glob(str(root / pattern))):
-            try:
-                text = Path(interp).read_text(errors="replace")
-            except OSError:
-                continue
-            for line in text.splitlines():
-                key, _, value = line.partition("=")
-                if key.strip() in ("python3", "/usr/bin/python3") and value.strip():
-                    return value.strip()
+#: GIMP binaries whose ``<prefix>`` (the folder above ``bin/``) holds ``lib/gimp/3.0``.
+GIMP_BINARIES = ("gimp-3.0", "gimp-3", "gimp", "gimp-console-3.0", "gimp-console")
+#: Where GIMP installs itself when it is not on PATH (upstream builds, macOS bundle).
+KNOWN_PREFIXES = (
+    "/usr", "/usr/local", "/opt/gimp", "/opt/gimp-3.0",
+    "/Applications/GIMP.app/Contents/Resources",
+)  # fmt: skip
+INTERP_GLOBS = (
+    "lib/gimp/3.0/interpreters/*.interp",
+    "lib/*/gimp/3.0/interpreters/*.interp",  # Debian multiarch
+    "lib64/gimp/3.0/interpreters/*.interp",
+)
+
+
+def gimp_prefixes(root: Path = Path("/")) -> list[Path]:
+    """Install prefixes of GIMP 3 found on PATH (or inside ``root``), then the usual ones."""
+    found: list[Path] = []
+    if root == Path("/"):
+        for name in GIMP_BINARIES:
+            exe = shutil.which(name)
+            if exe:
+                found.append(Path(os.path.realpath(exe)).parent.parent)
+        found += [Path(p) for p in KNOWN_PREFIXES]
+    else:
+        found += [root / p.lstrip("/") for p in KNOWN_PREFIXES]
+    unique: list[Path] = []
+    for p in found:
+        if p not in unique and p.is_dir():
+            unique.append(p)
+    return unique
+
+
+def interp_files(root: Path = Path("/")) -> list[Path]:
+    """GIMP's interpreter files (``<prefix>/lib/gimp/3.0/interpreters/*.interp``)."""
+    files: list[Path] = []
+    for prefix in gimp_prefixes(root):
+        for pattern in INTERP_GLOBS:
+            files += [Path(p) for p in sorted(glob.glob(str(prefix / pattern)))]
+    return files
+
+
+def parse_interp(text: str) -> str | None:
+    """The Python a ``pygimp.interp`` names: ``python3=PATH`` (or ``python=``)."""
+    names: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not key.startswith(("#", ":")) and value.strip():
+            names[key.strip()] = value.strip()
+    for key in ("python3", "/usr/bin/python3", "python", "/usr/bin/python"):
+        if key in names:
+            return names[key]
     return None
 
 
+def interp_python(root: Path = Path("/")) -> str | None:
+    """The Python that GIMP's ``pygimp.interp`` names, or None."""
+    found = _interp_python_with_source(root)
+    return found[0] if found else None
+
+
+def _interp_python_with_source(root: Path = Path("/")) -> tuple[str, Path] | None:
+    for interp in interp_files(root):
+        try:
+            exe = parse_interp(interp.read_text(errors="replace"))
+        except OSError:
+            continue
+        if exe:
+            return exe, interp
+    return None
+
+
+def system_python3() -> str | None:
+    """``python3`` on PATH outside this virtual environment (what ``#!/usr/bin/env python3``
+    gives a distribution's GIMP), or None. The venv's own Python is never GIMP's."""
+    venv_bins = {str(Path(sys.prefix) / "bin"), str(Path(sys.prefix) / "Scripts")}
+    if os.environ.get("VIRTUAL_ENV"):
+        venv_bins.add(str(Path(os.environ["VIRTUAL_ENV"]) / "bin"))
+    path = os.pathsep.join(
+        d for d in os.environ.get("PATH", "").split(os.pathsep)
+        if d and os.path.realpath(d) not in {os.path.realpath(v) for v in venv_bins}
+    )  # fmt: skip
+    return shutil.which("python3", path=path)
+
+
 def python_command_for(gimp_dir: Path, override: str | None) -> tuple[list[str], str]:
-    """Command that runs GIMP's Python for this profile, and a note on how it was chosen."""
+    """Command that runs GIMP's Python for this profile, and a note on how it was chosen.
+
+    InstallError says exactly why when no candidate is found.
+    """
     if override:
         return shlex.split(override), "--python"
     resolved = str(gimp_dir.resolve())
     flatpak_base = str((_home() / ".var" / "app" / FLATPAK_APP).resolve())
-    if resolved.startswith(flatpak_base) and shutil.which("flatpak"):
-        return ["flatpak", "run", "--command=python3", FLATPAK_APP], "Flatpak"
+    if resolved.startswith(flatpak_base):
+        if not shutil.which("flatpak"):
+            raise InstallError(
+                f"{gimp_dir} is the Flatpak GIMP's profile, but the 'flatpak' command is not "
+                "on PATH to ask it for its Python. Name it with --python CMD, or give "
+                "--python-version X.Y (GIMP 3.0's Flatpak runtime has Python 3.12 or later)."
+            )
+        return ["flatpak", "run", "--command=python3", FLATPAK_APP], "Flatpak runtime"
     root = find_chroot_root(gimp_dir)
     if root is not None and hasattr(os, "geteuid") and os.geteuid() == 0:
         exe = interp_python(root) or "/usr/bin/python3"
         return ["chroot", str(root), exe], f"chroot {root}"
-    exe = interp_python() or shutil.which("python3") or sys.executable
-    return [exe], "pygimp.interp / PATH"
+    found = _interp_python_with_source()
+    if found is not None:
+        return [found[0]], f"GIMP's {found[1]}"
+    exe = system_python3()
+    if exe:
+        return [exe], "python3 on PATH (no pygimp.interp: GIMP runs #!/usr/bin/env python3)"
+    searched = ", ".join(str(p) for p in gimp_prefixes()) or "none"
+    raise InstallError(
+        "Could not tell which Python GIMP runs plug-ins with: no pygimp.interp in GIMP's "
+        f"prefixes ({searched}) and no python3 on PATH outside this virtual environment "
+        f"(its Python {sys.version_info[0]}.{sys.version_info[1]} is not GIMP's). Name it "
+        "with --python CMD, or give --python-version X.Y."
+    )
 
 
 def query_python(command: list[str], how: str = "") -> TargetPython:

@@ -1154,3 +1154,63 @@ def test_cli_silences_tensorflow_start_up_unless_verbose(tmp_path: Path) -> None
     assert (
         "absl::InitializeLog" in runs[("--verbose",)] or "cpu_feature_guard" in runs[("--verbose",)]
     )  # fmt: skip  (the check above had something to remove)
+
+
+# --------------------------------------------------------------------------- GIMP's own Python
+
+
+def _fake_python(path: Path, version: str) -> Path:
+    """An executable that answers install-plugin's query like Python `version` would."""
+    info = {"version": version, "implementation": "cpython", "platform": "linux-x86_64",
+            "machine": "x86_64", "libc": ["glibc", "2.41"], "executable": str(path)}  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!/bin/sh\necho '{json.dumps(info)}'\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_install_plugin_uses_the_python_named_in_gimps_pygimp_interp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = tmp_path / "opt" / "gimp"
+    (prefix / "bin").mkdir(parents=True)
+    gimp = prefix / "bin" / "gimp-3.0"
+    gimp.write_text("#!/bin/sh\n")
+    gimp.chmod(0o755)
+    py313 = _fake_python(prefix / "bin" / "python3.13", "3.13")
+    interp = prefix / "lib" / "gimp" / "3.0" / "interpreters" / "pygimp.interp"
+    interp.parent.mkdir(parents=True)
+    interp.write_text(
+        f"python={py313}\npython3={py313}\n/usr/bin/python={py313}\n:Python:E::py::python3:\n"
+    )
+    # a venv's python3.11 first on PATH: what the old fallback wrongly took
+    venv_py = _fake_python(tmp_path / "venv" / "bin" / "python3", "3.11")
+    monkeypatch.setenv("PATH", f"{venv_py.parent}{os.pathsep}{prefix / 'bin'}")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    command, how = plugin_install.python_command_for(profile, None)
+    assert command == [str(py313)] and str(interp) in how
+    target = plugin_install.query_python(command, how)
+    assert (target.version, target.tag) == ("3.13", "py313")
+
+
+def test_install_plugin_never_takes_the_venvs_python_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    venv_bin = Path(sys.prefix) / "bin"
+    system = _fake_python(tmp_path / "usr" / "bin" / "python3", "3.13")
+    monkeypatch.setattr(plugin_install, "KNOWN_PREFIXES", ())
+    monkeypatch.setenv("PATH", f"{venv_bin}{os.pathsep}{system.parent}")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    command, how = plugin_install.python_command_for(profile, None)
+    assert command == [str(system)] and "no pygimp.interp" in how
+    monkeypatch.setenv("PATH", str(venv_bin))  # only the venv's Python: refuse, saying why
+    with pytest.raises(plugin_install.InstallError, match=r"not GIMP.s.*--python CMD"):
+        plugin_install.python_command_for(profile, None)
+    flatpak = tmp_path / "home" / ".var" / "app" / "org.gimp.GIMP" / "config" / "GIMP" / "3.0"
+    flatpak.mkdir(parents=True)
+    with pytest.raises(plugin_install.InstallError, match="'flatpak' command is not on PATH"):
+        plugin_install.python_command_for(flatpak, None)
