@@ -344,3 +344,28 @@ def test_explicit_key_still_reads_the_files_curve_key(tmp_path, monkeypatch):
     from neural_style.shared.client import client_keypair
 
     assert client_keypair(secret) == client_keypair(secret)
+
+
+def test_ipc_endpoint_serves_and_a_second_daemon_is_refused(tmp_path):
+    """The hardened local setup: ipc:// in a 0700 folder; libzmq would silently take over
+    an existing ipc socket, so starting a second daemon there is refused first."""
+    from neural_style.daemon.server import running_daemon_problem
+
+    folder = tmp_path / "run"
+    folder.mkdir(mode=0o700)
+    endpoint = f"ipc://{folder}/daemon.sock"
+    cfg = ServerConfig(endpoint=endpoint, key=KEY, connection_file=folder / "c.json")
+    assert running_daemon_problem(cfg) == ""
+    srv = Server(cfg, FakeEngine())
+    srv.write_connection_file()
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    try:
+        with Client(endpoint, key=KEY, timeout=5.0) as c:
+            assert c.ping() < 1.0
+        assert running_daemon_problem(cfg) != ""  # (same pid here: the ipc check answers)
+        other = ServerConfig(endpoint=endpoint, key=KEY, connection_file=folder / "d.json")
+        assert "ipc socket" in running_daemon_problem(other)
+    finally:
+        srv.request_stop()
+        thread.join(10)
