@@ -42,8 +42,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from neural_style.shared.defaults import SHARED_BUNDLE_NAME
+
 PLUGIN_NAME = "neural_style"
-SHARED_NAME = "nsg_shared"
+SHARED_NAME = SHARED_BUNDLE_NAME
 MARKER = "INSTALLED.json"
 FLATPAK_APP = "org.gimp.GIMP"
 #: Requirements vendored for GIMP's Python (kept in step with pyproject.toml).

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import ipaddress
 import itertools
 import logging
 import os
@@ -36,8 +35,9 @@ import zmq
 from zmq.utils import z85
 
 from neural_style.daemon.params import STOP, Iterate, StyleParams, StylizeResult
-from neural_style.shared import __version__, connection, limits, protocol
-from neural_style.shared.errors import ErrorCode, NeuralStyleError
+from neural_style.shared import __version__, connection, defaults, limits, protocol
+from neural_style.shared.defaults import is_loopback_endpoint
+from neural_style.shared.errors import UNSIGNED_ERRORS, ErrorCode, NeuralStyleError
 from neural_style.shared.protocol import ImageBuf, Message, ProtocolError
 
 log = logging.getLogger("neural_style.daemon.server")
@@ -65,7 +65,7 @@ EST_CONTENT_BYTES_PER_PIXEL = 52
 EST_STYLE_BYTES_PER_PIXEL = 28
 EST_WORK_BYTES_PER_PIXEL = 400
 EST_BASE_BYTES = 64 * 2**20
-_NP_DTYPES = {"u8": np.dtype("<u1"), "u16": np.dtype("<u2"), "f32": np.dtype("<f4")}
+_NP_DTYPES = {code: np.dtype(name) for code, name in defaults.DTYPE_NUMPY.items()}
 
 
 class Engine(Protocol):
@@ -582,7 +582,7 @@ class Server:
         if not self._error_replies.allow():
             return
         log.debug("rejected a message: %s", exc.message)
-        unsigned = exc.code in (ErrorCode.UNAUTHENTICATED, ErrorCode.VERSION_MISMATCH)
+        unsigned = exc.code in UNSIGNED_ERRORS
         msg = protocol.error_message(exc.code, exc.message, exc.hint, **exc.fields)
         self._send(ident, msg, droppable=True, key=None if unsigned else self.key)
 
@@ -682,7 +682,7 @@ class Server:
             styles=styles,
             mask=mask,
             params=params,
-            preview_max_side=f.get("preview_max_side", 256),
+            preview_max_side=f.get("preview_max_side", defaults.PREVIEW_SIDE),
             heartbeat_s=f.get("heartbeat_s", protocol.DEFAULT_HEARTBEAT_S),
             nbytes=nbytes,
             estimate=estimate_job_bytes(content, styles, work),
@@ -1108,22 +1108,6 @@ def _rss() -> int:
 
 
 # --------------------------------------------------------------------------- binding policy
-
-
-def is_loopback_endpoint(endpoint: str) -> bool:
-    """True for tcp on a loopback address, ipc and inproc; False for anything reachable."""
-    transport, _, rest = endpoint.partition("://")
-    if transport in ("ipc", "inproc"):
-        return True
-    if transport != "tcp":
-        return False
-    host = rest.rsplit(":", 1)[0].strip("[]")
-    if host in ("localhost", "lo", "ip6-localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def load_curve_keys(path: Path) -> tuple[bytes, bytes]:

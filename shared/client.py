@@ -26,7 +26,9 @@ from typing import Any
 import zmq
 
 from . import __version__, connection, limits, protocol
+from .defaults import PREVIEW_SIDE, START_COMMAND
 from .errors import ErrorCode, NeuralStyleError
+from .files import write_atomic
 from .protocol import ImageBuf, Message, ProtocolError
 
 log = logging.getLogger(__name__)
@@ -122,7 +124,7 @@ class DaemonUnavailable(_CodedError):
     CODE = ErrorCode.DAEMON_UNAVAILABLE
 
     def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message, hint or f"Start it with: {protocol.START_COMMAND}")
+        super().__init__(message, hint or f"Start it with: {START_COMMAND}")
 
 
 class DaemonDied(DaemonUnavailable):
@@ -320,7 +322,7 @@ class Client:
         *,
         mask: ImageBuf | None = None,
         preview_every: int = 0,
-        preview_max_side: int = 256,
+        preview_max_side: int = PREVIEW_SIDE,
     ) -> Job:
         """Send a job and return at once; follow it with :meth:`Job.poll`."""
         job_id = uuid.uuid4().hex[:16]
@@ -358,7 +360,7 @@ class Client:
         on_progress: Callable[[Progress], object] | None = None,
         on_preview: Callable[[Preview], object] | None = None,
         preview_every: int = 0,
-        preview_max_side: int = 256,
+        preview_max_side: int = PREVIEW_SIDE,
     ) -> Done:
         """Run a job to the end. A callback returning ``"stop"`` cancels the job.
 
@@ -418,13 +420,13 @@ class Client:
             return (
                 "The daemon uses CURVE: check that this client's key is authorised there "
                 f"(on this machine: neural-style client-key; on the daemon's: neural-style "
-                f"authorize-key KEY), then retry. Else restart it: {protocol.START_COMMAND}"
+                f"authorize-key KEY), then retry. Else restart it: {START_COMMAND}"
             )
         return (
             "Something listens there but does not answer. If the daemon uses CURVE (status "
             "shows '(CURVE)'), give this client its public key: the connection file "
             f"(set {connection.ENV_FILE}) or {ENV_CURVE_SERVER_KEY}. Else restart it with: "
-            f"{protocol.START_COMMAND}"
+            f"{START_COMMAND}"
         )
 
     def _require_key(self) -> None:
@@ -440,7 +442,7 @@ class Client:
             + (f"\nIgnored:{ignored}" if ignored else ""),
             f"Point the client at the daemon's connection file: set {connection.ENV_FILE}="
             "/path/to/daemon.json (`neural-style status` on the daemon's side prints it), "
-            f"or start a daemon with: {protocol.START_COMMAND}",
+            f"or start a daemon with: {START_COMMAND}",
         )
 
     def _send(self, msg: Message, *, droppable: bool = False) -> None:
@@ -592,7 +594,7 @@ class Job:
             raise DaemonDied(
                 f"The neural-style daemon at {self._client.endpoint} stopped responding "
                 f"mid-job (silent for {silent:.1f} s).",
-                f"Check its log, then restart it with: {protocol.START_COMMAND}",
+                f"Check its log, then restart it with: {START_COMMAND}",
             )
 
     def _to_event(self, msg: Message) -> Event | None:
@@ -690,11 +692,7 @@ def client_keypair(path: Path | None = None, *, create: bool = True) -> tuple[by
         raise FileNotFoundError(path)
     public, secret = zmq.curve_keypair()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(_cert_text(public, secret))
-    os.replace(tmp, path)
+    write_atomic(path, _cert_text(public, secret), mode=0o600)
     public_path = public_key_path(path)
     public_path.write_text(_cert_text(public, None), encoding="utf-8")
     return public, secret

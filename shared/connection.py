@@ -34,11 +34,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .defaults import DEFAULT_ENDPOINT, is_loopback_host
+from .files import write_atomic
+
 ENV_FILE = "NEURAL_STYLE_CONNECTION_FILE"
 DEFAULT_NAME = "daemon.json"
-#: Mirrors protocol.DEFAULT_ENDPOINT (kept literal so this module imports nothing else).
-DEFAULT_ENDPOINT = "tcp://127.0.0.1:5599"
-_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]", "ip6-localhost")
 #: Largest connection file a reader parses (real ones are ~300 bytes).
 MAX_FILE_BYTES = 64 * 1024
 
@@ -134,7 +134,7 @@ def normalize(endpoint: str) -> str:
     if not match:
         return endpoint
     host, port = match.groups()
-    if host in _LOOPBACK_NAMES or host.startswith("127."):
+    if is_loopback_host(host):
         host = "127.0.0.1"
     return f"tcp://{host}:{int(port)}"
 
@@ -145,15 +145,7 @@ def write(info: ConnectionInfo, path: Path) -> Path:
         _make_private_dir(path.parent)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(info.to_json())
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, info.to_json(), mode=0o600, fsync=True)
     info.path = path
     return path
 
@@ -196,19 +188,13 @@ def file_problem(path: Path, *, follow: bool = False) -> str | None:
         return "it does not exist"
     except OSError as exc:
         return f"it cannot be read ({exc.strerror or exc})"
-    if stat.S_ISLNK(info.st_mode):
-        return "it is a symbolic link"
-    if not stat.S_ISREG(info.st_mode):
+    if not stat.S_ISLNK(info.st_mode) and not stat.S_ISREG(info.st_mode):
         return "it is not a regular file"
-    if hasattr(os, "getuid"):
-        if info.st_uid != os.getuid():
-            return f"it belongs to uid {info.st_uid}, not to this user (uid {os.getuid()})"
-        if info.st_mode & 0o077:
-            return (
-                f"its mode is {stat.S_IMODE(info.st_mode):04o}; others could read or change "
-                "it (the daemon writes 0600)"
-            )
-    return None
+    return _owner_problem(
+        info,
+        f"its mode is {stat.S_IMODE(info.st_mode):04o}; others could read or change "
+        "it (the daemon writes 0600)",
+    )
 
 
 def dir_problem(path: Path) -> str | None:
@@ -219,15 +205,20 @@ def dir_problem(path: Path) -> str | None:
         return "it does not exist"
     except OSError as exc:
         return f"it cannot be read ({exc.strerror or exc})"
+    if not stat.S_ISLNK(info.st_mode) and not stat.S_ISDIR(info.st_mode):
+        return "it is not a directory"
+    return _owner_problem(info, f"its mode is {stat.S_IMODE(info.st_mode):04o}, not 0700")
+
+
+def _owner_problem(info: os.stat_result, loose_mode: str) -> str | None:
+    """The checks files and folders share: no symlink, this user's, no group/other bits."""
     if stat.S_ISLNK(info.st_mode):
         return "it is a symbolic link"
-    if not stat.S_ISDIR(info.st_mode):
-        return "it is not a directory"
     if hasattr(os, "getuid"):
         if info.st_uid != os.getuid():
             return f"it belongs to uid {info.st_uid}, not to this user (uid {os.getuid()})"
         if info.st_mode & 0o077:
-            return f"its mode is {stat.S_IMODE(info.st_mode):04o}, not 0700"
+            return loose_mode
     return None
 
 

@@ -25,6 +25,13 @@ class ErrorCode(str, Enum):
     TIMEOUT = "timeout"
 
 
+#: Errors a daemon may send unsigned, because it cannot sign for a peer it does not trust
+#: (the protocol accepts them unsigned; the daemon sends them without its key).
+UNSIGNED_ERRORS: frozenset[ErrorCode] = frozenset(
+    {ErrorCode.UNAUTHENTICATED, ErrorCode.VERSION_MISMATCH}
+)
+
+
 class NeuralStyleError(Exception):
     """A failure the user can act on: a code, a one-paragraph message and a hint.
 

@@ -8,8 +8,8 @@ Frames (ZeroMQ multipart; a ROUTER prepends the peer identity)::
 
     [version, signature, header, *buffers]
 
-- ``version``: ``VERSION`` (``b"NS1"``). Frames 0 and 1 keep this layout in every
-  future version so that a mismatch can always be reported.
+- ``version``: ``VERSION`` (``b"NS1"``, from ``defaults.PROTOCOL_VERSION``). Frames 0
+  and 1 keep this layout in every future version so that a mismatch can always be reported.
 - ``signature``: hex HMAC-SHA256, keyed with the connection file's key, over the
   version, the header and every buffer, each preceded by its length (8 bytes, big endian),
   so frame boundaries cannot be shifted. Empty when the sender has no key.
@@ -42,23 +42,23 @@ from typing import Any
 
 import msgpack
 
-from . import __version__, limits
-from .errors import ErrorCode, NeuralStyleError
+from . import __version__, defaults, limits
 
-#: Frame 0 of every message. Bump the digit when the header layout changes incompatibly.
-VERSION: bytes = b"NS1"
-PROTOCOL_VERSION: int = 1
-#: Where the daemon listens unless told otherwise (documented in the README).
-DEFAULT_PORT: int = 5599
-DEFAULT_ENDPOINT: str = f"tcp://127.0.0.1:{DEFAULT_PORT}"
+# Re-exported: clients and the daemon have always read these from the protocol module.
+from .defaults import DEFAULT_ENDPOINT as DEFAULT_ENDPOINT
+from .defaults import DEFAULT_PORT as DEFAULT_PORT
+from .defaults import PROTOCOL_VERSION as PROTOCOL_VERSION
+from .defaults import START_COMMAND as START_COMMAND
+from .errors import UNSIGNED_ERRORS, ErrorCode, NeuralStyleError
+
+#: Frame 0 of every message (``b"NS1"``): ``defaults.PROTOCOL_VERSION`` is the one number.
+VERSION: bytes = defaults.VERSION_FRAME
 #: Default seconds between heartbeats, both directions, while a job is open.
 DEFAULT_HEARTBEAT_S: float = 1.0
 #: A peer silent for this many heartbeat intervals is considered gone.
 MISSED_HEARTBEATS: int = 3
 #: The daemon cancels a job whose client has been silent this many of its intervals.
 CLIENT_GONE_HEARTBEATS: int = 5
-#: What to run when no daemon answers (shown in every "daemon unavailable" hint).
-START_COMMAND: str = "neural-style serve"
 #: Upper bound of a header frame; real headers are a few hundred bytes.
 MAX_HEADER_BYTES: int = 64 * 1024
 MAX_STR_LEN: int = 4096
@@ -78,7 +78,7 @@ ITERATE_COLUMNS: tuple[str, ...] = (
     "step", "total", "loss", "content", "style", "tv", "elapsed", "scale",
 )  # fmt: skip
 #: dtype code -> bytes per channel value.
-DTYPES: dict[str, int] = {"u8": 1, "u16": 2, "f32": 4}
+DTYPES: dict[str, int] = defaults.DTYPE_SIZES
 #: Most buffers one message can carry: content + styles + mask.
 MAX_BUFFERS: int = 2 + limits.MAX_STYLES
 FEATURES: tuple[str, ...] = (
@@ -380,9 +380,7 @@ CLIENT_TYPES: frozenset[str] = frozenset(
 )
 SERVER_TYPES: frozenset[str] = frozenset(SCHEMAS) - CLIENT_TYPES | {"heartbeat"}
 #: Errors a daemon may send unsigned, because it cannot sign for a peer it does not trust.
-UNSIGNED_ERROR_CODES: frozenset[str] = frozenset(
-    {ErrorCode.UNAUTHENTICATED.value, ErrorCode.VERSION_MISMATCH.value}
-)
+UNSIGNED_ERROR_CODES: frozenset[str] = frozenset(c.value for c in UNSIGNED_ERRORS)
 
 
 # --------------------------------------------------------------------------- messages
