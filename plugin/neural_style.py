@@ -40,6 +40,7 @@ import traceback
 from typing import Any
 
 PROC_NAME = "python-fu-neural-style"
+HELP_DOMAIN = "org.neural-style.gimp"
 PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
 SHARED_PACKAGE = "nsg_shared"
 REINSTALL_COMMAND = "neural-style install-plugin"
@@ -62,7 +63,70 @@ MIN_STYLE_SCALE, MAX_STYLE_SCALE = 0.1, 4.0
 #: preset -> the iteration count the daemon's preset sets (daemon/params.py PRESETS; a unit
 #: test keeps them equal). The daemon applies the preset; the plug-in only needs the count for
 #: its progress bar and preview rate. "custom" sends no preset: iterations as given.
-PRESET_ITERATIONS = {"fast": 120, "balanced": 400, "quality": 600}
+PRESETS_FILE = "presets.json"  # written by install-plugin from daemon/params.py PRESETS
+
+
+def load_presets(base: str = PLUGIN_DIR) -> dict[str, dict[str, Any]]:
+    """The daemon's presets: the copy install-plugin bundled, else the daemon's own module
+    (a checkout), else the figures this file was written with."""
+    with contextlib.suppress(OSError, ValueError):
+        with open(os.path.join(base, PRESETS_FILE), encoding="utf-8") as fh:
+            data = json.load(fh)
+        if isinstance(data, dict) and all(isinstance(v, dict) for v in data.values()):
+            return data
+    try:
+        from neural_style.daemon.params import PRESETS as daemon_presets
+
+        return {k: dict(v) for k, v in daemon_presets.items()}
+    except Exception:
+        return {"fast": {"iterations": 120}, "balanced": {"iterations": 400},
+                "quality": {"iterations": 600}}  # fmt: skip
+
+
+PRESET_VALUES = load_presets()
+PRESET_ITERATIONS = {k: int(v.get("iterations", DEFAULT_ITERATIONS)) for k, v in
+                     PRESET_VALUES.items()}  # fmt: skip
+#: Seconds per optimiser step per megapixel of working size (fp32, 2 CPU cores: 0.74 s per
+#: step at 512x384); replaced by what this computer measured once a job has finished.
+DEFAULT_STEP_S_PER_MPX = 3.8
+#: Coarse-to-fine presets spend part of their steps at smaller sizes.
+LADDER_FACTOR = 0.65
+
+
+def estimate_seconds(preset: str, work_side: int, iterations: int, speed: float | None) -> float:
+    """Expected job time: steps x working megapixels (4:3) x seconds per step and Mpx."""
+    steps = PRESET_ITERATIONS.get(preset, iterations)
+    mpx = work_side * work_side * 0.75 / 1e6
+    factor = LADDER_FACTOR if preset in PRESET_ITERATIONS and not speed else 1.0
+    return steps * mpx * (speed or DEFAULT_STEP_S_PER_MPX) * factor
+
+
+def about(seconds: float) -> str:
+    """'about 40 s', 'about 3 min', 'about 1 h 10 min' (what a person reads)."""
+    if seconds < 55:
+        return f"about {max(5, round(seconds / 5) * 5)} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"about {minutes} min"
+    return f"about {minutes // 60} h {minutes % 60:02d} min"
+
+
+def estimate_text(preset: str, max_size: int, iterations: int, speed: float | None) -> str:
+    """The dialog's line under the preset."""
+    when = "on this computer" if speed else "estimated for a 2-core CPU"
+    return f"Expected time: {about(estimate_seconds(preset, max_size, iterations, speed))} ({when})"
+
+
+def measured_speed(stats: dict[str, Any] | None) -> float | None:
+    """Seconds per step per megapixel from a finished job's statistics (None if unknown)."""
+    try:
+        w, h = stats["work_size"]
+        value = float(stats["elapsed_s"]) / (int(stats["steps"]) * w * h / 1e6)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+    return value if value == value and value > 0 else None
+
+
 PRESETS = ("custom", *PRESET_ITERATIONS)
 #: What a first OK runs: the quickest preset (minutes, not tens of minutes, on a laptop CPU).
 DEFAULT_PRESET = "fast"
@@ -100,6 +164,18 @@ class PluginError(Exception):
 
 class UserCancelled(Exception):
     """The user pressed Cancel (or closed the progress window)."""
+
+
+class StoppedAndKept(UserCancelled):
+    """The user pressed "Stop and keep": the job stopped, its latest image is to be kept."""
+
+    def __init__(self, preview: Any, step: int, total: int) -> None:
+        super().__init__("stopped and kept")
+        self.preview, self.step, self.total = preview, step, total
+
+
+#: Response id of the progress window's "Stop and keep" button.
+RESPONSE_KEEP = 1
 
 
 # --------------------------------------------------------------------------- logging for tests
@@ -504,7 +580,7 @@ def pick_style_layer(
 
 def start_command(endpoint: str) -> str:
     """The exact command that starts a daemon this plug-in would reach."""
-    return f"{START_COMMAND} --bind {endpoint}" if endpoint else START_COMMAND
+    return " ".join(serve_command(endpoint))
 
 
 def describe_error(exc: BaseException, endpoint: str = "") -> str:
@@ -591,6 +667,171 @@ def load_client() -> Any:
 # --------------------------------------------------------------------------- job driving
 
 
+def check_size(width: int, height: int, hello: dict[str, Any] | None) -> None:
+    """PluginError (before anything is read) when the area exceeds the daemon's max_pixels."""
+    limits = (hello or {}).get("limits") or {}
+    max_pixels = int(limits.get("max_pixels") or 0)
+    if max_pixels and width * height > max_pixels:
+        side = int(max_pixels**0.5)
+        raise PluginError(
+            f"The area is {width}x{height} pixels ({width * height / 1e6:.1f} megapixels); the "
+            f"Neural Style daemon takes at most {max_pixels / 1e6:.1f} megapixels (about "
+            f"{side}x{side}). Select a smaller area or scale the image down (Image ▸ Scale "
+            "Image); the result is painted at Max size anyway."
+        )
+
+
+def installed_info(base: str = PLUGIN_DIR) -> dict[str, Any]:
+    """INSTALLED.json written by install-plugin ({} in a checkout)."""
+    return load_settings(os.path.join(base, "INSTALLED.json"))
+
+
+def serve_command(endpoint: str, base: str = PLUGIN_DIR) -> list[str]:
+    """The command that starts the daemon the plug-in would reach: the one install-plugin
+    recorded (this installation's neural-style), with --bind for a chosen endpoint."""
+    command = list(installed_info(base).get("serve_command") or START_COMMAND.split())
+    return [*command, "--bind", endpoint] if endpoint else command
+
+
+def start_daemon(command: list[str], log_path: str) -> Any:
+    """Start the daemon detached from GIMP (it keeps running after the plug-in exits)."""
+    import subprocess
+
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, close_fds=True,
+        )  # fmt: skip
+
+
+def _is_unavailable(exc: BaseException, client_mod: Any) -> bool:
+    """Not running at all (as opposed to died mid-job, or any other error)."""
+    unavailable = getattr(client_mod, "DaemonUnavailable", None)
+    died = getattr(client_mod, "DaemonDied", None)
+    return (
+        unavailable is not None
+        and isinstance(exc, unavailable)
+        and not (died is not None and isinstance(exc, died))
+    )
+
+
+def connect(
+    client_mod: Any, endpoint: str, timeout: float, interactive: bool, ui: Any = None
+) -> tuple[Any, dict[str, Any]]:
+    """A connected client and the daemon's hello. When no daemon answers and a person is
+    there, offer to start it, wait for it to load its model, and go on with the job."""
+    try:
+        client = client_mod.Client(endpoint or None, timeout=timeout)
+        try:
+            return client, client.hello()
+        except BaseException:
+            client.close()
+            raise
+    except Exception as exc:
+        if not (interactive and _is_unavailable(exc, client_mod)):
+            raise
+        command = serve_command(endpoint)
+        ui = ui or _gtk_ui()
+        if not ask_to_start(ui, command):
+            log_event("autostart_declined")
+            raise
+    log_path = os.path.join(_log_dir(), "neural-style-daemon.log")
+    log_event("autostart", command=command, log=log_path)
+    proc = start_daemon(command, log_path)
+    wait_for_daemon(ui, client_mod, endpoint, proc, log_path)
+    client = client_mod.Client(endpoint or None, timeout=timeout)
+    return client, client.hello()
+
+
+def _log_dir() -> str:
+    import tempfile
+
+    return os.environ.get("XDG_STATE_HOME") or tempfile.gettempdir()
+
+
+#: How long a starting daemon may take to load TensorFlow and VGG-19 (seconds).
+START_TIMEOUT_S = 120.0
+
+
+def ask_to_start(ui: Any, command: list[str]) -> bool:
+    """'The Neural Style service is not running. Start it now?' (Start / Cancel)."""
+    Gtk = ui.Gtk
+    dialog = ui.GimpUi.Dialog(title="Neural Style", role=PROC_NAME, modal=True)
+    dialog.add_button("_Cancel", Gtk.ResponseType.CANCEL)
+    dialog.add_button("_Start it", Gtk.ResponseType.OK)
+    box = dialog.get_content_area()
+    box.set_border_width(12)
+    box.set_spacing(6)
+    label = Gtk.Label(label=(
+        "The Neural Style service is not running.\nStart it now? It keeps running in the "
+        f"background for the next pictures.\n\nCommand: {' '.join(command)}"
+    ))  # fmt: skip
+    label.set_xalign(0.0)
+    label.set_line_wrap(True)
+    box.pack_start(label, False, False, 0)
+    dialog.show_all()
+    answer = dialog.run()
+    dialog.destroy()
+    return answer == Gtk.ResponseType.OK
+
+
+def wait_for_daemon(
+    ui: Any, client_mod: Any, endpoint: str, proc: Any, log_path: str,
+    clock=time.monotonic,
+) -> None:  # fmt: skip
+    """'Starting… loading the model' until the new daemon answers (PluginError if it exits
+    or takes longer than START_TIMEOUT_S; UserCancelled on Cancel)."""
+    Gtk, GLib = ui.Gtk, ui.GLib
+    dialog = ui.GimpUi.Dialog(title="Neural Style", role=PROC_NAME, modal=True)
+    dialog.add_button("_Cancel", Gtk.ResponseType.CANCEL)
+    box = dialog.get_content_area()
+    box.set_border_width(12)
+    box.set_spacing(6)
+    label = Gtk.Label(label="Starting the Neural Style service… loading the model")
+    bar = Gtk.ProgressBar()
+    box.pack_start(label, False, False, 0)
+    box.pack_start(bar, False, False, 0)
+    state: dict[str, Any] = {"outcome": None}
+    loop = GLib.MainLoop()
+    started = clock()
+
+    def tick() -> bool:
+        bar.pulse()
+        if proc.poll() is not None:
+            state["outcome"] = "exited"
+        elif clock() - started > START_TIMEOUT_S:
+            state["outcome"] = "slow"
+        else:
+            try:
+                with client_mod.Client(endpoint or None, timeout=0.5) as probe:
+                    probe.ping()
+                state["outcome"] = "ready"
+            except Exception:
+                return True
+        loop.quit()
+        return False
+
+    def cancel(*_args: Any) -> bool:
+        state["outcome"] = "cancelled"
+        loop.quit()
+        return True
+
+    dialog.connect("response", cancel)
+    dialog.connect("delete-event", cancel)
+    dialog.show_all()
+    GLib.timeout_add(500, tick)
+    loop.run()
+    dialog.destroy()
+    log_event("autostart_result", outcome=state["outcome"])
+    if state["outcome"] == "cancelled":
+        raise UserCancelled()
+    if state["outcome"] != "ready":
+        what = "stopped" if state["outcome"] == "exited" else "did not answer in time"
+        raise PluginError(
+            f"The Neural Style service {what} while starting. Its messages are in {log_path}."
+        )
+
+
 def canvas_preview_side(width: int, height: int) -> int:
     """Long side of the previews asked for: the area's, within [256, 1024] (the daemon never
     sends more than its working size); GIMP upscales them onto the canvas."""
@@ -637,6 +878,11 @@ class ProgressWindow:
         self.source_id: int | None = None
         Gtk = ui.Gtk
         self.dialog = ui.GimpUi.Dialog(title=title, role=PROC_NAME, modal=True)
+        self.keep_requested = False
+        self.last_preview: Any = None
+        self.step = 0
+        self.dialog.add_button("_Stop and keep", RESPONSE_KEEP)
+        self.dialog.set_response_sensitive(RESPONSE_KEEP, False)  # until there is an image
         self.dialog.add_button("_Cancel", Gtk.ResponseType.CANCEL)
         self.dialog.set_default_size(360, -1)
         box = self.dialog.get_content_area()
@@ -668,6 +914,7 @@ class ProgressWindow:
             )
         elif kind == "Progress":
             step, total = int(event.step), int(event.total or self.total)
+            self.step = step
             self.total = max(1, total)
             self.bar.set_fraction(min(1.0, step / self.total))
             self.bar.set_text(f"Step {step} / {self.total}")
@@ -675,6 +922,9 @@ class ProgressWindow:
                 self.status.set_text("Stylizing…")
             self.eta.set_text(progress_note(step, self.total, getattr(event, "eta_s", None)))
         elif kind == "Preview":
+            self.last_preview = event.image
+            if self.cancel_requested_at is None:
+                self.dialog.set_response_sensitive(RESPONSE_KEEP, True)
             self.show_preview(event.image)
             if self.on_preview is not None:
                 try:
@@ -727,8 +977,9 @@ class ProgressWindow:
         if self.cancel_requested_at is not None:
             return
         self.cancel_requested_at = time.monotonic()
-        self.status.set_text("Cancelling…")
+        self.status.set_text("Stopping…" if self.keep_requested else "Cancelling…")
         self.dialog.set_response_sensitive(self.ui.Gtk.ResponseType.CANCEL, False)
+        self.dialog.set_response_sensitive(RESPONSE_KEEP, False)
         try:
             self.job.cancel()
         except Exception as exc:  # the daemon is gone: nothing left to cancel
@@ -737,6 +988,8 @@ class ProgressWindow:
             self.quit()
 
     def _on_response(self, _dialog: Any, response: int) -> None:
+        if response == RESPONSE_KEEP and self.last_preview is not None:
+            self.keep_requested = True
         self.request_cancel()
 
     def _on_delete(self, *_args: Any) -> bool:
@@ -763,6 +1016,8 @@ class ProgressWindow:
             raise self.error
         if self.result is not None:
             return self.result
+        if self.keep_requested and self.last_preview is not None:
+            raise StoppedAndKept(self.last_preview, self.step, self.total)
         raise UserCancelled()
 
 
@@ -807,8 +1062,14 @@ class ContentArea:
         self.fmt, self.channels, self.dtype, self.bps = pixel_format(
             self.gray, _precision_nick(image)
         )
-        self.data = _read(drawable, x, y, w, h, self.fmt)
-        self.mask = read_selection_mask(image, *self.offsets, w, h) if self.has_selection else None
+        self.data = b""
+        self.mask: bytes | None = None
+
+    def read(self, image: Any, drawable: Any) -> None:
+        """Read the pixels (and selection mask), once the size has been checked."""
+        self.data = _read(drawable, self.x, self.y, self.w, self.h, self.fmt)
+        if self.has_selection:
+            self.mask = read_selection_mask(image, *self.offsets, self.w, self.h)
 
 
 def read_selection_mask(image: Any, x: int, y: int, w: int, h: int) -> bytes | None:
@@ -936,9 +1197,38 @@ def insert_result(image: Any, drawable: Any, area: ContentArea, name: str, done:
     return layer
 
 
+def insert_kept(image: Any, area: ContentArea, name: str, preview: Any) -> Any:
+    """ "Stop and keep": the job's latest image (a preview at up to its working size),
+    scaled by GIMP to the area, as the result layer; one undo group, mask as for a result."""
+    rgb = to_rgb8(preview.width, preview.height, preview.channels, preview.dtype, preview.data)
+    layer_type = Gimp.ImageType.GRAYA_IMAGE if area.gray else Gimp.ImageType.RGBA_IMAGE
+    log_event("undo_group_start")
+    image.undo_group_start()
+    try:
+        layer = Gimp.Layer.new(image, name, preview.width, preview.height, layer_type, 100.0,
+                               Gimp.LayerMode.NORMAL)  # fmt: skip
+        image.insert_layer(layer, None, 0)
+        buf = layer.get_buffer()
+        buf.set(Gegl.Rectangle.new(0, 0, preview.width, preview.height), "R'G'B' u8", rgb)
+        buf.flush()
+        if (preview.width, preview.height) != (area.w, area.h):
+            layer.scale(area.w, area.h, False)
+        layer.set_offsets(*area.offsets)
+        if area.has_selection:
+            layer.add_mask(layer.create_mask(Gimp.AddMaskType.SELECTION))
+        log_event("inserted", layer=name, size=[area.w, area.h], offsets=area.offsets)
+    finally:
+        image.undo_group_end()
+        log_event("undo_group_end")
+    return layer
+
+
 def result_name(content: str, styles: list[str]) -> str:
     """'chelsea in the style of starry_night (Neural Style)'."""
     return f"{content} in the style of {' + '.join(styles)}{RESULT_SUFFIX}"
+
+
+LAST_SPEED: float | None = None
 
 
 def stylize(image: Any, drawables: list[Any], config: Any, interactive: bool) -> Any:
@@ -952,28 +1242,28 @@ def stylize(image: Any, drawables: list[Any], config: Any, interactive: bool) ->
     log_event("start", params=params, endpoint=endpoint, interactive=interactive,
               styles=len(style_layers))  # fmt: skip
 
-    area = ContentArea(image, drawable)
+    area = ContentArea(image, drawable)  # geometry only: nothing read yet
     client_mod = load_client()
-    ImageBuf = client_mod.ImageBuf
-    content = ImageBuf(area.w, area.h, area.channels, area.dtype, area.data)
-    styles = []
-    for layer in style_layers:
-        if isinstance(layer, StyleFile):
-            sw, sh, style_data = read_style_file(layer.path, job["max_size"], job["style_scale"])
-        else:
-            sw, sh, style_data = read_style(layer, job["max_size"], job["style_scale"])
-        styles.append(ImageBuf(sw, sh, 3, "u8", style_data))
-    mask = ImageBuf(area.w, area.h, 1, "u8", area.mask) if area.mask is not None else None
     timeout = float(os.environ.get("NEURAL_STYLE_TIMEOUT", "10") or 10)
-
     if not interactive:
         Gimp.progress_init("Neural Style: connecting to the daemon…")
     client = None
     try:
         try:
-            client = client_mod.Client(endpoint or None, timeout=timeout)
-            hello = client.hello()
+            client, hello = connect(client_mod, endpoint, timeout, interactive)
             log_event("hello", info=hello)
+            check_size(area.w, area.h, hello)  # before reading: 8192² float RGBA is 1 GiB
+            area.read(image, drawable)
+            ImageBuf = client_mod.ImageBuf
+            content = ImageBuf(area.w, area.h, area.channels, area.dtype, area.data)
+            styles = []
+            for layer in style_layers:
+                if isinstance(layer, StyleFile):
+                    sw, sh, data = read_style_file(layer.path, job["max_size"], job["style_scale"])
+                else:
+                    sw, sh, data = read_style(layer, job["max_size"], job["style_scale"])
+                styles.append(ImageBuf(sw, sh, 3, "u8", data))
+            mask = None if area.mask is None else ImageBuf(area.w, area.h, 1, "u8", area.mask)
             job_handle = client.submit(
                 content, styles, params, mask=mask,
                 preview_every=max(1, iterations // 30) if interactive else 0,
@@ -986,6 +1276,8 @@ def stylize(image: Any, drawables: list[Any], config: Any, interactive: bool) ->
                 canvas = CanvasPreview(image, area)
                 try:
                     done = _run_interactive(job_handle, iterations, canvas.show)
+                except StoppedAndKept as kept:
+                    done = kept
                 finally:
                     canvas.remove()  # on success, cancel and error alike
             else:
@@ -1003,9 +1295,16 @@ def stylize(image: Any, drawables: list[Any], config: Any, interactive: bool) ->
                 client.close()
         if not interactive:
             Gimp.progress_end()
-    log_event("done", stats=getattr(done, "stats", None))
+    log_event("done", stats=getattr(done, "stats", None), kept=isinstance(done, StoppedAndKept))
+    global LAST_SPEED
+    LAST_SPEED = measured_speed(getattr(done, "stats", None))
     name = result_name(drawable.get_name(), [la.get_name() for la in style_layers])
-    layer = insert_result(image, drawable, area, name, done)
+    if isinstance(done, StoppedAndKept):
+        name = name.replace(RESULT_SUFFIX, f" (stopped at step {done.step}){RESULT_SUFFIX}")
+        layer = insert_kept(image, area, name, done.preview)
+        log_event("kept", step=done.step, total=done.total)
+    else:
+        layer = insert_result(image, drawable, area, name, done)
     Gimp.displays_flush()
     return layer
 
@@ -1053,7 +1352,8 @@ def _run_batch(job: Any, iterations: int) -> Any:
 _UI_READY = False
 
 
-def _run_interactive(job: Any, iterations: int, on_preview: Any = None) -> Any:
+def _gtk_ui() -> Any:
+    """The GTK modules the windows use (GimpUi initialised once per process)."""
     gi.require_version("GimpUi", "3.0")
     gi.require_version("Gtk", "3.0")
     gi.require_version("GdkPixbuf", "2.0")
@@ -1069,7 +1369,11 @@ def _run_interactive(job: Any, iterations: int, on_preview: Any = None) -> Any:
 
     ui = UI()
     ui.GimpUi, ui.Gtk, ui.GLib, ui.GdkPixbuf = GimpUi, Gtk, GLib, GdkPixbuf
-    return ProgressWindow(ui, job, iterations, on_preview=on_preview).run()
+    return ui
+
+
+def _run_interactive(job: Any, iterations: int, on_preview: Any = None) -> Any:
+    return ProgressWindow(_gtk_ui(), job, iterations, on_preview=on_preview).run()
 
 
 def settings_path() -> str:
@@ -1120,20 +1424,21 @@ def has_display() -> bool:
         return False
 
 
-#: The settings dialog's fields, top to bottom (the procedure's argument order differs: new
-#: arguments are appended there so positional callers keep working).
+#: The settings dialog, top to bottom: what an artist changes first; engine settings and the
+#: daemon's address under a collapsed "Advanced" (the procedure's argument order differs:
+#: new arguments are appended there so positional callers keep working).
 DIALOG_FIELDS = [
-    "style-layer", "style-file", "style-layer-2", "style-blend", "style-scale", "preset",
-    "iterations",
-    "max-size", "style-strength", "preserve-color", "color-mode", "endpoint",
+    "preset", "estimate", "style-layer", "style-file", "style-strength", "preserve-color",
+    "color-mode", "style-layer-2", "style-blend", "style-scale", "advanced",
 ]  # fmt: skip
+ADVANCED_FIELDS = ["iterations", "max-size", "endpoint"]
 
 
-def show_dialog(procedure: Any, config: Any) -> bool:
+def show_dialog(procedure: Any, config: Any, speed: float | None = None) -> bool:
     """The settings dialog (GimpUi.ProcedureDialog: values are remembered by GIMP).
 
-    Iterations is greyed out unless the preset is "custom" (a preset sets the step count), and
-    the colour mode unless Preserve colors is on.
+    The expected time follows the preset; Iterations is greyed out unless the preset is
+    "custom", the colour mode unless Preserve colours is on, the blend without a second style.
     """
     gi.require_version("GimpUi", "3.0")
     from gi.repository import GimpUi
@@ -1142,12 +1447,33 @@ def show_dialog(procedure: Any, config: Any) -> bool:
     GimpUi.init(PROC_NAME)
     _UI_READY = True
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style")
+
+    def estimate() -> str:
+        return estimate_text(str(config.get_property("preset")),
+                             int(config.get_property("max-size")),
+                             int(config.get_property("iterations")), speed)  # fmt: skip
+
+    label = dialog.get_label("estimate", estimate(), False, False)
+    dialog.get_label("advanced-title", "Advanced", False, False)
+    dialog.fill_box("advanced-box", list(ADVANCED_FIELDS))
+    dialog.fill_expander("advanced", "advanced-title", False, "advanced-box")
     dialog.fill(list(DIALOG_FIELDS))
     custom = Gimp.ValueArray.new(1)
     custom.append(GObject.Value(GObject.TYPE_STRING, "custom"))
     dialog.set_sensitive_if_in("iterations", None, "preset", custom, True)
     # set_sensitive binds to the property only when given the config (None: a fixed value)
     dialog.set_sensitive("color-mode", True, config, "preserve-color", False)
+    blend = dialog.get_widget("style-blend", GObject.TYPE_NONE)
+
+    def refresh(*_args: Any) -> None:
+        with contextlib.suppress(Exception):
+            label.set_text(estimate())
+        if blend is not None:
+            blend.set_sensitive(config.get_property("style-layer-2") is not None)
+
+    for prop in ("preset", "max-size", "iterations", "style-layer-2"):
+        config.connect(f"notify::{prop}", refresh)
+    refresh()
     ok = dialog.run()
     dialog.destroy()
     return bool(ok)
@@ -1164,6 +1490,11 @@ class NeuralStyle(Gimp.PlugIn):
     """Registers python-fu-neural-style."""
 
     def do_query_procedures(self) -> list[str]:
+        # the dialog's Help button opens help/en/plugin.html (docs/plugin.md, installed
+        # with the plug-in) instead of GIMP's "user manual is not installed"
+        help_dir = os.path.join(PLUGIN_DIR, "help")
+        if os.path.isdir(help_dir):
+            self.set_help_domain(HELP_DOMAIN, Gio.File.new_for_path(help_dir))
         return [PROC_NAME]
 
     def do_set_i18n(self, _name: str) -> bool:
@@ -1190,64 +1521,72 @@ class NeuralStyle(Gimp.PlugIn):
         proc.set_attribution("Neural Style for GIMP contributors", "MIT", "2025")
         flags = GObject.ParamFlags.READWRITE
         proc.add_layer_argument(
-            "style-layer", "St_yle layer", "Layer whose style is applied (any open image)",
+            "style-layer", "St_yle layer", "The painting whose style you want: any layer of any "
+            "open image",
             True, flags,
         )  # fmt: skip
         proc.add_int_argument(
-            "iterations", "_Iterations", "Optimisation steps (more = stronger, slower)",
+            "iterations", "_Iterations", "How long to work on the picture (only with the Custom "
+            "preset): more is stronger and slower",
             1, 100000, DEFAULT_ITERATIONS, flags,
         )  # fmt: skip
         proc.add_int_argument(
-            "max-size", "_Max size", "Long side in pixels the daemon works at; the result is "
-            "scaled back to the layer's size", MIN_MAX_SIZE, MAX_MAX_SIZE, DEFAULT_MAX_SIZE, flags,
+            "max-size", "_Max size", "Size the picture is painted at (long side, in pixels); the "
+            "result is scaled back to the layer. Bigger shows finer strokes but takes longer",
+            MIN_MAX_SIZE, MAX_MAX_SIZE, DEFAULT_MAX_SIZE, flags,
         )  # fmt: skip
         proc.add_double_argument(
-            "style-strength", "Style stre_ngth", "Multiplies the style weight: style/content "
-            "ratio = strength x 1e-6 (1 = default, 0 = content only)",
+            "style-strength", "Style stre_ngth", "How strongly the style takes over: 1 is the "
+            "usual balance, 2 paints more boldly, 0.5 keeps more of your picture",
             0.0, MAX_STRENGTH, DEFAULT_STRENGTH, flags,
         )  # fmt: skip
         proc.add_boolean_argument(
             "preserve-color", "Preserve co_lors",
-            "Keep the content's colours: transfer the style's luminance only", False, flags,
+            "Keep your picture's own colours and take only the brushwork from the style", False,
+            flags,
         )  # fmt: skip
         proc.add_string_argument(
-            "endpoint", "Daemon _endpoint", "ZeroMQ endpoint such as tcp://127.0.0.1:5599; "
-            "empty = the daemon's connection file", "", flags,
+            "endpoint", "Daemon _endpoint", "Where the Neural Style service runs; leave empty "
+            "to find it on this computer (tcp://HOST:PORT for another one)", "", flags,
         )  # fmt: skip
         # appended after the original arguments: positional callers keep working
         proc.add_layer_argument(
-            "style-layer-2", "_Second style layer", "Optional second style, mixed in with "
-            "share style-blend (none = one style)", True, flags,
+            "style-layer-2", "_Second style layer", "Optionally, a second painting to mix in",
+            True, flags,
         )  # fmt: skip
         proc.add_double_argument(
-            "style-blend", "Style _blend", "Share of the second style (0 = first style only, "
-            "1 = second only); ignored without a second style", 0.0, 1.0, DEFAULT_BLEND, flags,
+            "style-blend", "Style _blend", "How much of the second painting: 0 none, 0.5 half "
+            "and half, 1 only the second", 0.0, 1.0, DEFAULT_BLEND, flags,
         )  # fmt: skip
         proc.add_double_argument(
-            "style-scale", "Style s_cale", "Size of the style's brush strokes relative to the "
-            "working size (1 = as is, 2 = bigger, 0.5 = smaller)",
+            "style-scale", "Style s_cale", "Size of the brush strokes: 1 as in the painting, "
+            "2 bigger, 0.5 smaller",
             MIN_STYLE_SCALE, MAX_STYLE_SCALE, DEFAULT_STYLE_SCALE, flags,
         )  # fmt: skip
+
+        def timed(name: str) -> str:
+            return (
+                f"{name.capitalize()} ({about(estimate_seconds(name, DEFAULT_MAX_SIZE, 0, None))})"
+            )
+
         preset_choice = _choice([
-            ("custom", "Custom", "Iterations as set, Adam at one scale"),
-            ("fast", "Fast", f"Adam, coarse-to-fine, {PRESET_ITERATIONS['fast']} steps"),
-            ("balanced", "Balanced",
-             f"Adam, coarse-to-fine, {PRESET_ITERATIONS['balanced']} steps"),
-            ("quality", "Quality",
-             f"Adam, coarse-to-fine, {PRESET_ITERATIONS['quality']} steps"),
+            ("fast", timed("fast"), "A quick first look"),
+            ("balanced", timed("balanced"), "Cleaner strokes; a few minutes"),
+            ("quality", timed("quality"), "The most finished result; takes longest"),
+            ("custom", "Custom (Advanced: Iterations)", "As many steps as Iterations says"),
         ])  # fmt: skip
         proc.add_choice_argument(
-            "preset", "P_reset", "custom = Iterations as set; fast/balanced/quality choose the "
-            "optimiser, coarse-to-fine ladder and iterations (Max size stays)",
-            preset_choice, DEFAULT_PRESET, flags,
+            "preset", "P_reset", "How much time to spend: Fast for a first look, Quality for "
+            "the final picture", preset_choice, DEFAULT_PRESET, flags,
         )  # fmt: skip
         color_choice = _choice([
-            ("luminance", "Luminance only", "Transfer the style's luminance only"),
-            ("histogram", "Match colours", "Match the style's colours to the layer's first"),
+            ("luminance", "Keep my colours", "Only the brushwork comes from the style"),
+            ("histogram", "Blend the palettes", "The style's colours are shifted towards "
+             "yours first"),
         ])  # fmt: skip
         proc.add_choice_argument(
-            "color-mode", "C_olor mode", "How Preserve colors keeps the layer's colours: "
-            "luminance-only transfer or colour-matched style", color_choice, "luminance", flags,
+            "color-mode", "C_olor mode", "How Preserve colors keeps your picture's colours",
+            color_choice, "luminance", flags,
         )  # fmt: skip
         proc.add_file_argument(
             "style-file", "Or open _painting…", "A painting (any image file) to take the "
@@ -1262,11 +1601,15 @@ class NeuralStyle(Gimp.PlugIn):
         rerun = run_mode != Gimp.RunMode.NONINTERACTIVE  # dialog, Re-Show, Repeat
         try:
             settings = prepare_rerun(image, list(drawables), config) if rerun else None
-            if interactive and not show_dialog(procedure, config):
+            speed = (settings or {}).get("speed")
+            if interactive and not show_dialog(procedure, config, speed):
                 return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
             if settings is not None:
                 remember(settings, image, config)  # whatever the outcome of the job
             layer = stylize(image, list(drawables), config, rerun and has_display())
+            if settings is not None and LAST_SPEED:
+                settings["speed"] = round(LAST_SPEED, 4)  # for the dialog's expected times
+                save_settings(settings_path(), settings)
         except UserCancelled:
             log_event("cancelled")
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())

@@ -42,7 +42,14 @@ _spec.loader.exec_module(harness)
 
 #: iterations of the job during which the daemon gets killed
 KILL_MARK = 397
-IMAGES = ("chelsea_64", "chelsea_128", "starry_night_64", "great_wave_64", "great_wave_128")
+IMAGES = (
+    "chelsea_64",
+    "chelsea_128",
+    "starry_night_64",
+    "starry_night_128",
+    "great_wave_64",
+    "great_wave_128",
+)
 #: (name, content, style, babl format of the dumps, extra case settings, plug-in args)
 CASES: list[dict[str, Any]] = [
     {"name": "basic", "content": "chelsea_64", "style": "starry_night_64",
@@ -689,3 +696,33 @@ def test_cancel_button_stops_the_daemon_job_and_leaves_the_image(
     assert "Cancelling…" in rec["window"]["statuses"]
     kinds = [e["event"] for e in gimp_run["log"][rec["log_from"] : rec["log_to"]]]
     assert "undo_group_start" not in kinds and "done" not in kinds
+
+
+def test_stop_and_keep_inserts_the_current_image_as_a_layer(gimp_run: dict[str, Any]) -> None:
+    rec = _ui(gimp_run, "keep_run")
+    assert rec["window"]["seen"].get("Cancelled") == 1 and "Stopping…" in rec["window"]["statuses"]
+    assert rec["layers_after"] == rec["layers_before"] + 1
+    layer = rec["layer"]
+    assert layer["position"] == 0 and layer["size"] == [64, 64]
+    assert "(stopped at step " in layer["name"] and layer["name"].endswith("(Neural Style)")
+    assert "Neural Style preview" not in rec["names_after"]
+    kinds = [e["event"] for e in gimp_run["log"][rec["log_from"] : rec["log_to"]]]
+    assert kinds.count("undo_group_start") == 1 and "kept" in kinds
+
+
+DOC_SHOTS = ("shot-dialog.png", "shot-progress.png", "shot-canvas-preview.png", "shot-result.png")
+
+
+def test_screenshots_for_the_docs(gimp_run: dict[str, Any]) -> None:
+    """The PNGs docs/plugin.md shows, taken under Xvfb in this run (copied into docs/)."""
+    ui = gimp_run["results"].get("ui") or {}
+    for key in ("shot_dialog", "shot_progress", "shot_canvas"):
+        if gimp_run["has_xvfb"]:
+            assert isinstance(ui.get(key), (list, bool)) and ui.get(key), (key, ui.get(key))
+    for name in DOC_SHOTS:
+        src = gimp_run["out"] / name
+        if not src.exists():
+            pytest.skip(f"{name} not taken (no Xvfb)")
+        w, h, _, _ = _png_header(src)
+        assert w >= 64 and h >= 64, (name, w, h)
+        shutil.copy(src, REPO / "docs" / f"plugin-{name.removeprefix('shot-')}")

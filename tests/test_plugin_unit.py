@@ -11,6 +11,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import stat
 import struct
 import subprocess
@@ -147,7 +148,10 @@ def _enum(**values: Any) -> types.SimpleNamespace:
 
 def make_fake_gi() -> tuple[types.ModuleType, types.ModuleType]:
     class PlugIn:  # the plug-in subclasses it at import time
-        pass
+        help_domains: ClassVar[list[Any]] = []
+
+        def set_help_domain(self, name: str, folder: Any) -> None:
+            PlugIn.help_domains.append((name, folder.get_path()))
 
     class Layer:
         pass
@@ -209,7 +213,10 @@ def make_fake_gi() -> tuple[types.ModuleType, types.ModuleType]:
     repo = types.ModuleType("gi.repository")
     repo.Gimp, repo.Gegl, repo.GLib = gimp, gegl, glib
     repo.GObject = types.SimpleNamespace(
-        ParamFlags=_enum(READWRITE=3), Value=lambda t, v: v, TYPE_STRING="gchararray"
+        ParamFlags=_enum(READWRITE=3),
+        Value=lambda t, v: v,
+        TYPE_STRING="gchararray",
+        TYPE_NONE="void",
     )
     repo.Gtk, repo.GimpUi, repo.GdkPixbuf = gtk, gimpui, gdkpixbuf
     repo.Gio = types.SimpleNamespace(
@@ -490,8 +497,32 @@ def test_cancel_button_cancels_the_job(plugin: types.ModuleType) -> None:
         win.run()
     assert job.cancelled == 1
     assert ("set_text", ("Cancelling…",)) in win.status.calls
-    assert FakeDialog.instances[-1].last("set_response_sensitive") == (-6, False)
+    calls = FakeDialog.instances[-1].calls
+    assert ("set_response_sensitive", (-6, False)) in calls
+    assert ("set_response_sensitive", (plugin.RESPONSE_KEEP, False)) in calls
     assert FakeDialog.instances[-1].destroyed
+    assert not isinstance(win.error, plugin.StoppedAndKept)
+
+
+def test_stop_and_keep_returns_the_latest_image(plugin: types.ModuleType) -> None:
+    preview = real_client.Preview(ImageBuf(2, 1, 3, "u8", b"\x01\x02\x03\x04\x05\x06"), 5)
+
+    def press_keep(job: ScriptedJob) -> None:
+        if job.polls == 3:
+            FakeDialog.instances[-1].emit("response", plugin.RESPONSE_KEEP)
+
+    job = ScriptedJob([[_progress(5, 10)], [preview], [], [], []], on_poll=press_keep)
+    win = plugin.ProgressWindow(_ui(plugin), job, total=10)
+    dialog = FakeDialog.instances[-1]
+    assert ("add_button", ("_Stop and keep", plugin.RESPONSE_KEEP)) in dialog.calls
+    assert dialog.calls.index(("set_response_sensitive", (plugin.RESPONSE_KEEP, False))) < (
+        dialog.calls.index(("add_button", ("_Cancel", -6)))
+    )  # insensitive until the first image came
+    with pytest.raises(plugin.StoppedAndKept) as kept:
+        win.run()
+    assert kept.value.preview is preview.image and (kept.value.step, kept.value.total) == (5, 10)
+    assert job.cancelled == 1 and ("set_text", ("Stopping…",)) in win.status.calls
+    assert ("set_response_sensitive", (plugin.RESPONSE_KEEP, True)) in dialog.calls
 
 
 def test_closing_the_window_cancels_too(plugin: types.ModuleType) -> None:
@@ -664,7 +695,9 @@ def test_procedure_arguments_keep_the_old_ones_first(plugin: types.ModuleType) -
     assert by_name["style-scale"][1][3:6] == (0.1, 4.0, 1.0)
     kind, args = by_name["preset"]
     assert kind == "add_choice_argument" and args[4] == "fast"  # a first OK is quick
-    assert args[3].nicks() == ["custom", "fast", "balanced", "quality"]
+    assert args[3].nicks() == ["fast", "balanced", "quality", "custom"]  # presets first
+    shown = [item[2] for item in args[3].items]
+    assert shown[0].startswith("Fast (about ") and shown[2].startswith("Quality (about ")
     kind, args = by_name["color-mode"]
     assert args[3].nicks() == ["luminance", "histogram"] and args[4] == "luminance"
     assert by_name["iterations"][1][3:6] == (1, 100000, 300)  # old defaults unchanged
@@ -693,24 +726,54 @@ class FakeProcedure:
         return (status, error)
 
 
-def test_settings_dialog_lists_every_argument(
-    plugin: types.ModuleType,
-) -> None:
+def test_settings_dialog_presets_first_advanced_collapsed(plugin: types.ModuleType) -> None:
     FakeProcedureDialog.answer = True
-    assert plugin.show_dialog("proc", "cfg") is True
+    config = _config(**{"style-layer": None})
+    config.connect = lambda signal, handler: None
+    assert plugin.show_dialog("proc", config) is True
     dialog = FakeProcedureDialog.latest
     assert dialog.props["title"] == "Neural Style"
     fields = dialog.last("fill")[0]
-    assert fields == [
-        "style-layer", "style-file", "style-layer-2", "style-blend", "style-scale", "preset",
-        "iterations",
-        "max-size", "style-strength", "preserve-color", "color-mode", "endpoint",
-    ]  # fmt: skip
+    assert fields[:2] == ["preset", "estimate"]  # presets first, with the expected time
+    assert fields[-1] == "advanced" and "endpoint" not in fields and "iterations" not in fields
+    assert dialog.last("fill_box") == ("advanced-box", ["iterations", "max-size", "endpoint"])
+    # collapsed: engine settings and the daemon's address
+    assert dialog.last("fill_expander") == (
+        "advanced",
+        "advanced-title",
+        False,
+        "advanced-box",
+    )  # collapsed: engine settings and the daemon's address
+    assert dialog.props["estimate"].startswith("Expected time: about ")
+    assert dialog.props["advanced-title"] == "Advanced"
     # Iterations only counts with the "custom" preset; the colour mode only with preserve-color
     prop, _config_arg, other, values, in_values = dialog.last("set_sensitive_if_in")
     assert (prop, other, list(values), in_values) == ("iterations", "preset", ["custom"], True)
-    assert dialog.last("set_sensitive") == ("color-mode", True, "cfg", "preserve-color", False)
+    assert dialog.last("set_sensitive") == ("color-mode", True, config, "preserve-color", False)
     assert dialog.calls[-1] == ("destroy", ())
+
+
+def test_expected_time_follows_preset_size_and_measured_speed(plugin: types.ModuleType) -> None:
+    fast = plugin.estimate_seconds("fast", 512, 0, None)
+    quality = plugin.estimate_seconds("quality", 512, 0, None)
+    assert 20 < fast < 120 and quality > 4 * fast  # from the daemon's preset step counts
+    assert plugin.estimate_seconds("fast", 1024, 0, None) == pytest.approx(4 * fast)
+    assert plugin.estimate_seconds("custom", 512, 50, None) < fast
+    assert plugin.about(42) == "about 40 s" and plugin.about(170) == "about 3 min"
+    assert plugin.about(4000) == "about 1 h 07 min"
+    speed = plugin.measured_speed({"work_size": [512, 384], "elapsed_s": 60.0, "steps": 120})
+    assert speed == pytest.approx(60 / (120 * 0.196608))
+    assert "on this computer" in plugin.estimate_text("fast", 512, 0, speed)
+    assert "estimated" in plugin.estimate_text("fast", 512, 0, None)
+    assert plugin.measured_speed({"steps": 0}) is None
+
+
+def test_presets_come_from_the_bundled_copy_of_the_daemons(
+    plugin: types.ModuleType, tmp_path: Path
+) -> None:
+    assert plugin.load_presets(str(tmp_path)) == {k: dict(v) for k, v in PRESETS.items()}
+    (tmp_path / plugin.PRESETS_FILE).write_text(json.dumps({"fast": {"iterations": 77}}))
+    assert plugin.load_presets(str(tmp_path)) == {"fast": {"iterations": 77}}
 
 
 def test_interactive_run_cancelled_in_dialog_does_nothing(
@@ -720,8 +783,10 @@ def test_interactive_run_cancelled_in_dialog_does_nothing(
     called: list[Any] = []
     monkeypatch.setattr(plugin, "stylize", lambda *a: called.append(a))
     monkeypatch.setattr(plugin, "prepare_rerun", lambda *a: {})
+    config = _config()
+    config.connect = lambda signal, handler: None
     status, _ = plugin.NeuralStyle().run(
-        FakeProcedure(), "interactive", "image", ["layer"], FakeConfig(), None
+        FakeProcedure(), "interactive", "image", ["layer"], config, None
     )
     assert status == "cancel" and called == []
 
@@ -1214,3 +1279,142 @@ def test_install_plugin_never_takes_the_venvs_python_and_says_why(
     flatpak.mkdir(parents=True)
     with pytest.raises(plugin_install.InstallError, match="'flatpak' command is not on PATH"):
         plugin_install.python_command_for(flatpak, None)
+
+
+# --------------------------------------------------------------------------- help, presets
+
+
+def test_install_ships_help_page_presets_and_the_serve_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = plugin_install.TargetPython("3.13", command=[])
+    report = plugin_install.install_into(tmp_path / "gimp", target, vendor=False, log=lambda m: 0)
+    pdir = report.plugin_dir
+    xml = (pdir / "help" / "en" / "gimp-help.xml").read_text()
+    assert 'help-id="python-fu-neural-style" help-page="plugin.html"' in xml
+    page = (pdir / "help" / "en" / "plugin.html").read_text()
+    assert "<h2>" in page and "Neural Style" in page and "<table" in page
+    for pic in re.findall(r'src="([^"]+\.png)"', page):
+        assert (pdir / "help" / "en" / pic).is_file(), pic  # the screenshots travel along
+    presets = json.loads((pdir / "presets.json").read_text())
+    assert {k: v["iterations"] for k, v in presets.items()} == {
+        k: v["iterations"] for k, v in PRESETS.items()
+    }
+    serve = json.loads((pdir / "INSTALLED.json").read_text())["serve_command"]
+    assert serve[-1] == "serve" and Path(serve[0]).exists()
+    # the installed plug-in reads the bundled presets
+    monkeypatch.setitem(sys.modules, "gi", make_fake_gi()[0])
+    monkeypatch.setitem(sys.modules, "gi.repository", sys.modules["gi"].repository)
+    spec = importlib.util.spec_from_file_location("nsg_installed", pdir / "neural_style.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert presets == module.PRESET_VALUES
+    module.NeuralStyle().do_query_procedures()
+    assert (module.HELP_DOMAIN, str(pdir / "help")) in type(module.NeuralStyle()).help_domains
+
+
+def test_markdown_to_html_covers_what_the_docs_use() -> None:
+    page = plugin_install.markdown_to_html(
+        "## T\n\nA `code` **b** [l](x.md)\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n"
+        "1. one\n   more\n2. two\n\n```\n<x>\n```\n![shot](plugin-dialog.png)\n"
+    )
+    for part in ("<h2>T</h2>", "<code>code</code>", "<b>b</b>", '<a href="x.md">l</a>',
+                 "<td>1</td>", "<li>one more</li>", "<pre>&lt;x&gt;</pre>",
+                 '<img alt="shot" src="plugin-dialog.png">'):  # fmt: skip
+        assert part in page, part
+
+
+# --------------------------------------------------------------------------- daemon start, size
+
+
+def test_area_over_the_daemons_max_pixels_is_refused_before_reading(
+    plugin: types.ModuleType,
+) -> None:
+    hello = {"limits": {"max_pixels": 1000}}
+    plugin.check_size(40, 25, hello)  # exactly the limit
+    with pytest.raises(plugin.PluginError, match=r"41x25 pixels.*at most 0\.0 megapixels"):
+        plugin.check_size(41, 25, hello)
+    plugin.check_size(10**5, 10**5, {})  # an older daemon: no limit told, none applied
+
+
+class _FakeClientModule:
+    class DaemonUnavailable(Exception):
+        pass
+
+    class DaemonDied(DaemonUnavailable):
+        pass
+
+    def __init__(self, down_for: int) -> None:
+        self.down_for = down_for
+        self.made: list[Any] = []
+        mod = self
+
+        class Client:
+            def __init__(self, endpoint: Any, timeout: float) -> None:
+                mod.made.append((endpoint, timeout))
+                if len(mod.made) <= mod.down_for:
+                    raise mod.DaemonUnavailable("not running")
+
+            def __enter__(self) -> Any:
+                return self
+
+            def __exit__(self, *a: Any) -> None:
+                pass
+
+            def ping(self) -> float:
+                return 0.1
+
+            def hello(self) -> dict[str, Any]:
+                return {"limits": {"max_pixels": 10}}
+
+            def close(self) -> None:
+                pass
+
+        self.Client = Client
+
+
+def _start_ui(answer: int) -> types.SimpleNamespace:
+    class Dialog(FakeDialog):
+        def run(self) -> int:
+            return answer
+
+    gtk = types.SimpleNamespace(
+        ResponseType=_enum(CANCEL=-6, OK=-5), Label=_Recorder, ProgressBar=_Recorder
+    )
+    glib = sys.modules["gi.repository"].GLib
+    return types.SimpleNamespace(GimpUi=types.SimpleNamespace(Dialog=Dialog), Gtk=gtk, GLib=glib)
+
+
+def test_no_daemon_offers_to_start_it_and_continues_the_job(
+    plugin: types.ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    started: list[Any] = []
+    proc = types.SimpleNamespace(poll=lambda: None)
+    monkeypatch.setattr(plugin, "start_daemon", lambda cmd, log: started.append(cmd) or proc)
+    mod = _FakeClientModule(down_for=3)  # not running, then two probes while it loads
+    _client, hello = plugin.connect(mod, "tcp://127.0.0.1:6000", 5.0, True, _start_ui(-5))
+    assert hello == {"limits": {"max_pixels": 10}}
+    assert started == [["neural-style", "serve", "--bind", "tcp://127.0.0.1:6000"]]
+    assert len(FakeDialog.instances) == 2  # the offer, then "Starting… loading the model"
+    assert len(mod.made) == 5  # failed, 2 failed probes, 1 good probe, the job's client
+
+
+def test_declined_or_batch_start_offer_keeps_the_not_running_error(
+    plugin: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(plugin, "start_daemon", lambda *a: pytest.fail("started anyway"))
+    with pytest.raises(_FakeClientModule.DaemonUnavailable):
+        plugin.connect(_FakeClientModule(1), "", 5.0, True, _start_ui(-6))
+    with pytest.raises(_FakeClientModule.DaemonUnavailable):
+        plugin.connect(_FakeClientModule(1), "", 5.0, False, _start_ui(-5))
+
+
+def test_daemon_exiting_while_starting_names_its_log(
+    plugin: types.ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    proc = types.SimpleNamespace(poll=lambda: 1)
+    monkeypatch.setattr(plugin, "start_daemon", lambda cmd, log: proc)
+    with pytest.raises(plugin.PluginError, match=r"stopped while starting.*neural-style-daemon"):
+        plugin.connect(_FakeClientModule(99), "", 5.0, True, _start_ui(-5))

@@ -180,6 +180,24 @@ def _run_case(case):
     return rec
 
 
+def _save_projection(image, name):
+    """The image as its canvas shows it (all visible layers), as a PNG."""
+    try:
+        dup = image.duplicate()
+        dup.undo_disable()
+        dup.flatten()
+        ok = Gimp.file_save(
+            Gimp.RunMode.NONINTERACTIVE,
+            dup,
+            Gio.File.new_for_path(os.path.join(_out_dir, name)),
+            None,
+        )
+        dup.delete()
+        return bool(ok)
+    except Exception:
+        return traceback.format_exc()
+
+
 def _repeat(case, image, content):
     """Filters > Repeat "Neural Style" (Ctrl+F): RUN_WITH_LAST_VALS, no layer arguments."""
     for src, dst in case.get("before_repeat_copy", []):
@@ -215,6 +233,26 @@ def _labels(widget):
         for child in widget.get_children():
             found += _labels(child)
     return found
+
+
+def _shot(widget, name):
+    """PNG of a window as Xvfb shows it (for docs/plugin.md); never fails the run."""
+    try:
+        import gi
+
+        gi.require_version("Gdk", "3.0")
+        from gi.repository import Gdk
+
+        # paint it without running the main loop (that would run the job's own timeouts)
+        widget.queue_draw()
+        win = widget.get_window()
+        win.process_updates(True)
+        Gdk.flush()
+        pixbuf = Gdk.pixbuf_get_from_window(win, 0, 0, win.get_width(), win.get_height())
+        pixbuf.savev(os.path.join(_out_dir, name), "png", [], [])
+        return [pixbuf.get_width(), pixbuf.get_height()]
+    except Exception:
+        return traceback.format_exc()
 
 
 def _ui_section():
@@ -254,6 +292,8 @@ def _ui_section():
                 if isinstance(win, GimpUi.ProcedureDialog) and win.get_visible():
                     for prop, value in (user_sets or {}).items():  # what the user changes
                         win.get_property("config").set_property(prop, value)
+                    if key == "dialog_showcase":
+                        ui["shot_dialog"] = _shot(win, "shot-dialog.png")
                     ui[key] = {
                         "title": win.get_title(),
                         "labels": _labels(win),
@@ -386,6 +426,51 @@ def _ui_section():
                names_after=[la.get_name() for la in image.get_layers()])  # fmt: skip
     rec["log_to"] = _log_lines()
     ui["cancel_run"] = rec
+    image.delete()
+
+    class KeepOnFirstPreview(Recording):
+        def handle(self, event):
+            super().handle(event)
+            if type(event).__name__ == "Preview" and self.cancel_requested_at is None:
+                self.dialog.response(m.RESPONSE_KEEP)
+
+    m.ProgressWindow = KeepOnFirstPreview
+    image, content, style = _build({"content": "chelsea_64", "style": "starry_night_64"})
+    cfg = config(150)
+    cfg.set_property("style-layer", style)
+    rec = {"log_from": _log_lines(), "layers_before": len(image.get_layers())}
+    layer = m.stylize(image, [content], cfg, True)
+    rec.update(window=summary(windows[-1]), layers_after=len(image.get_layers()),
+               names_after=[la.get_name() for la in image.get_layers()],
+               layer={"name": layer.get_name(), "size": [layer.get_width(), layer.get_height()],
+                      "position": image.get_item_position(layer)})  # fmt: skip
+    rec["log_to"] = _log_lines()
+    ui["keep_run"] = rec
+    image.delete()
+
+    # the pictures docs/plugin.md shows: a bigger image, the style chosen in the dialog
+    class Showcase(Recording):
+        def handle(self, event):
+            super().handle(event)
+            if type(event).__name__ == "Preview" and self.seen["Preview"] >= 6 and (
+                "shot_canvas" not in ui
+            ):
+                ui["showcase_layers"] = [la.get_name() for la in image.get_layers()]
+                if m.PREVIEW_LAYER_NAME in ui["showcase_layers"]:  # the canvas, preview on top
+                    ui["shot_canvas"] = _save_projection(image, "shot-canvas-preview.png")
+                    ui["shot_progress"] = _shot(self.dialog, "shot-progress.png")
+
+    m.ProgressWindow = Showcase
+    image, content, style = _build({"content": "chelsea_128", "style": "starry_night_128",
+                                    "canvas": [128, 128]})  # fmt: skip
+    cfg = proc.create_config()
+    press(Gtk.ResponseType.OK, "dialog_showcase", {"style-layer": style})
+    m.show_dialog(proc, cfg)
+    cfg.set_property("preset", "custom")
+    cfg.set_property("iterations", 40)
+    cfg.set_property("max-size", 128)
+    m.stylize(image, [content], cfg, True)
+    ui["shot_result"] = _save_projection(image, "shot-result.png")
     image.delete()
     return ui
 
