@@ -268,7 +268,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
             "mode": meta["mode"],
             **({"daemon": meta["daemon"]} if "daemon" in meta else {}),
             "params": params.to_dict(),
-            "iterations": [it.to_dict() for it in result.iterates],
+            "iterations": [it.to_report() for it in result.iterates],
             "stopped": result.stopped,
             "style_cache_hit": result.style_cache_hit,
             "work_size": {"width": result.work_size[0], "height": result.work_size[1]},

@@ -7,7 +7,7 @@ parameters without importing the model.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from enum import Enum
 from typing import Any
 
@@ -15,6 +15,7 @@ import numpy as np
 
 from neural_style.shared import limits
 from neural_style.shared.errors import ErrorCode, NeuralStyleError
+from neural_style.shared.records import Step
 
 
 class Optimizer(str, Enum):
@@ -303,38 +304,9 @@ def _finite_in(value: object, lo: float, hi: float) -> bool:
     )
 
 
-@dataclass(frozen=True)
-class Iterate:
-    """One optimiser step, as reported to the callback (immutable, cheap to keep)."""
-
-    step: int
-    """1-based step number within the whole job."""
-    total: int
-    loss: float
-    content: float
-    """Weighted content term (content_weight x normalised content loss)."""
-    style: float
-    """Weighted style term."""
-    tv: float
-    """Weighted total-variation term."""
-    elapsed: float
-    """Seconds since the job started (targets included)."""
-    scale: int
-    """Long side, in pixels, of the image being optimised at this step."""
-    preview: np.ndarray | None = field(default=None, compare=False, repr=False)
-    """RGB float32 [0, 1] image at working size, only on every ``preview_every``-th step."""
-
-    def to_dict(self) -> dict[str, float | int]:
-        """The JSON report's per-iteration record (no preview)."""
-        return {
-            "step": self.step,
-            "total": self.loss,
-            "content": self.content,
-            "style": self.style,
-            "tv": self.tv,
-            "time_s": self.elapsed,
-            "scale": self.scale,
-        }
+#: The per-step record, defined once in shared/records.py (the client and the protocol use
+#: it too); ``Iterate`` is its old name here.
+Iterate = Step
 
 
 @dataclass
@@ -343,7 +315,7 @@ class StylizeResult:
 
     image: np.ndarray
     """Same dtype and channel layout as the content image; content's size if keep_size."""
-    iterates: list[Iterate]
+    iterates: list[Step]
     """Every step's record (previews dropped)."""
     stopped: bool
     """True when a callback asked to stop before the last step."""

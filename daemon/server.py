@@ -34,11 +34,12 @@ import numpy as np
 import zmq
 from zmq.utils import z85
 
-from neural_style.daemon.params import STOP, Iterate, StyleParams, StylizeResult
+from neural_style.daemon.params import STOP, StyleParams, StylizeResult
 from neural_style.shared import __version__, connection, defaults, limits, protocol
 from neural_style.shared.defaults import is_loopback_endpoint
 from neural_style.shared.errors import UNSIGNED_ERRORS, ErrorCode, NeuralStyleError
 from neural_style.shared.protocol import ImageBuf, Message, ProtocolError
+from neural_style.shared.records import STEP_COLUMNS, JobStats, Step
 
 log = logging.getLogger("neural_style.daemon.server")
 
@@ -228,10 +229,10 @@ class Worker(threading.Thread):
             return ("cancelled", job, result.iterates[-1].step if result.iterates else job.step)
         return ("result", job, result)
 
-    def _callback(self, job: Job) -> Callable[[Iterate], str | None]:
+    def _callback(self, job: Job) -> Callable[[Step], str | None]:
         state = {"last": 0.0, "t0": None, "s0": 0}
 
-        def callback(it: Iterate) -> str | None:
+        def callback(it: Step) -> str | None:
             job.step, job.total = it.step, it.total
             job.last_step = time.monotonic()
             if job.cancel.is_set():
@@ -252,7 +253,7 @@ class Worker(threading.Thread):
         return callback
 
 
-def _eta(t0: float, s0: int, it: Iterate, now: float) -> float:
+def _eta(t0: float, s0: int, it: Step, now: float) -> float:
     done = it.step - s0
     return 0.0 if done <= 0 else (now - t0) / done * max(0, it.total - it.step)
 
@@ -741,20 +742,10 @@ class Server:
                 continue
             getattr(self, f"_event_{kind}")(job, payload)
 
-    def _event_progress(self, job: Job, payload: tuple[Iterate, float]) -> None:
-        it, eta = payload
-        fields = {
-            "job": job.job_id,
-            "step": it.step,
-            "total": it.total,
-            "loss": float(it.loss),
-            "content": float(it.content),
-            "style": float(it.style),
-            "tv": float(it.tv),
-            "elapsed_s": max(0.0, float(it.elapsed)),
-            "eta_s": eta,
-            "scale": int(it.scale),
-        }
+    def _event_progress(self, job: Job, payload: tuple[Step, float]) -> None:
+        step, eta = payload
+        fields = {**step.to_dict(), "job": job.job_id, "eta_s": eta}
+        fields["elapsed_s"] = max(0.0, fields["elapsed_s"])
         self._send(job.ident, Message("progress", fields), droppable=True)
 
     def _event_preview(self, job: Job, payload: tuple[int, ImageBuf]) -> None:
@@ -774,14 +765,11 @@ class Server:
             len(result.iterates),
             "hit" if result.style_cache_hit else "miss",
         )
-        rows = [
-            (i.step, i.total, i.loss, i.content, i.style, i.tv, i.elapsed, i.scale)
-            for i in result.iterates
-        ]
+        rows = [[row[c] for c in STEP_COLUMNS] for row in map(Step.to_dict, result.iterates)]
         fields = {
             "job": job.job_id,
             "image": image_from_array(result.image),
-            "stats": stats,
+            "stats": stats.to_dict(),
             "iterates": protocol.pack_iterates(rows),
         }
         self._send(job.ident, Message("result", fields))
@@ -830,27 +818,27 @@ class Server:
             self._running = None
         self._dispatch()
 
-    def _stats(self, job: Job, result: StylizeResult) -> dict[str, Any]:
+    def _stats(self, job: Job, result: StylizeResult) -> JobStats:
         its = result.iterates
-        steady = [b.elapsed - a.elapsed for a, b in itertools.pairwise(its[-20:])]
+        steady = [b.elapsed_s - a.elapsed_s for a, b in itertools.pairwise(its[-20:])]
         last = its[-1] if its else None
-        return {
-            "elapsed_s": float(result.elapsed),
-            "queue_wait_s": max(0.0, job.started - job.submitted),
-            "steps": len(its),
-            "stopped": bool(result.stopped),
-            "style_cache_hit": bool(result.style_cache_hit),
-            "work_size": [int(v) for v in result.work_size],
-            "precision": result.precision,
-            "first_step_s": float(its[0].elapsed) if its else 0.0,
-            "step_s": float(sorted(steady)[len(steady) // 2]) if steady else 0.0,
-            "loss": float(last.loss) if last else 0.0,
-            "content": float(last.content) if last else 0.0,
-            "style": float(last.style) if last else 0.0,
-            "tv": float(last.tv) if last else 0.0,
-            "device": self.engine.device,
-            "weights": _weights_dict(self.engine),
-        }
+        return JobStats(
+            elapsed_s=float(result.elapsed),
+            queue_wait_s=max(0.0, job.started - job.submitted),
+            steps=len(its),
+            stopped=bool(result.stopped),
+            style_cache_hit=bool(result.style_cache_hit),
+            work_size=[int(v) for v in result.work_size],
+            precision=result.precision,
+            first_step_s=float(its[0].elapsed_s) if its else 0.0,
+            step_s=float(sorted(steady)[len(steady) // 2]) if steady else 0.0,
+            loss=float(last.loss) if last else 0.0,
+            content=float(last.content) if last else 0.0,
+            style=float(last.style) if last else 0.0,
+            tv=float(last.tv) if last else 0.0,
+            device=self.engine.device,
+            weights=_weights_dict(self.engine),
+        )
 
     # -- periodic duties
     def _tick(self) -> None:

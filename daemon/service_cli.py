@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from neural_style.daemon.params import Iterate, StyleParams, StylizeResult
+from neural_style.daemon.params import StyleParams, StylizeResult
 from neural_style.daemon.server import (
     ServerConfig,
     array_from_image,
@@ -30,16 +30,17 @@ from neural_style.daemon.server import (
 )
 from neural_style.shared import connection, limits, protocol
 from neural_style.shared.client import (
-    Cancelled,
-    CancelledError,
     Client,
     Done,
+    Event,
+    Job,
     Preview,
     Progress,
     Unauthenticated,
     VersionMismatch,
 )
 from neural_style.shared.errors import NeuralStyleError
+from neural_style.shared.records import Step
 
 log = logging.getLogger("neural_style.daemon")
 
@@ -401,7 +402,7 @@ def stylize_remote(
     content: np.ndarray,
     styles: list[np.ndarray],
     params: StyleParams,
-    on_iterate: Callable[[Iterate], None] | None = None,
+    on_iterate: Callable[[Step], None] | None = None,
     mask: np.ndarray | None = None,
     *,
     timeout: float = 10.0,
@@ -436,61 +437,32 @@ def stylize_remote(
     return _to_result(done, content, daemon)
 
 
-def _follow(job: Any, on_iterate: Callable[[Iterate], None] | None) -> Done:
+def _follow(job: Job, on_iterate: Callable[[Step], None] | None) -> Done:
+    """Wait for the job; progress becomes ``Step`` records, with their previews attached."""
     previews: dict[int, np.ndarray] = {}
-    while True:
-        for event in job.poll(timeout_ms=250):
-            if isinstance(event, Done):
-                return event
-            if isinstance(event, Cancelled):
-                raise CancelledError(f"The daemon cancelled the job ({event.reason}).")
-            if isinstance(event, Preview):
-                previews[event.step] = array_from_image(event.image).astype(np.float32) / 255.0
-            elif isinstance(event, Progress) and on_iterate is not None:
-                on_iterate(_iterate(event, previews.pop(event.step, None)))
 
+    def on_event(event: Event) -> None:
+        if isinstance(event, Preview):
+            previews[event.step] = array_from_image(event.image).astype(np.float32) / 255.0
+        elif isinstance(event, Progress) and on_iterate is not None:
+            on_iterate(event.to_step(previews.pop(event.step, None)))
 
-def _iterate(p: Progress, preview: np.ndarray | None) -> Iterate:
-    return Iterate(
-        step=p.step,
-        total=p.total,
-        loss=p.loss,
-        content=p.content,
-        style=p.style,
-        tv=p.tv,
-        elapsed=p.elapsed_s,
-        scale=p.scale,
-        preview=preview,
-    )
+    return job.wait(on_event, poll_ms=250)
 
 
 def _to_result(done: Done, content: np.ndarray, daemon: DaemonInfo) -> RemoteStylizeResult:
     image = np.array(array_from_image(done.image))  # own the memory, writable
     if content.ndim == 2 and image.shape[2] == 1:
         image = image[:, :, 0]
-    iterates = [
-        Iterate(
-            step=int(row["step"]),
-            total=int(row["total"]),
-            loss=row["loss"],
-            content=row["content"],
-            style=row["style"],
-            tv=row["tv"],
-            elapsed=row["elapsed"],
-            scale=int(row["scale"]),
-        )
-        for row in done.iterates
-    ]
-    stats = done.stats
-    work = stats.get("work_size") or [0, 0]
+    stats = done.job_stats
     return RemoteStylizeResult(
         image=image,
-        iterates=iterates,
-        stopped=bool(stats.get("stopped", False)),
-        elapsed=float(stats.get("elapsed_s", 0.0)),
-        style_cache_hit=bool(stats.get("style_cache_hit", False)),
-        work_size=(int(work[0]), int(work[1])),
-        precision=str(stats.get("precision", "fp32")),
+        iterates=list(done.iterates),
+        stopped=stats.stopped,
+        elapsed=stats.elapsed_s,
+        style_cache_hit=stats.style_cache_hit,
+        work_size=(int(stats.work_size[0]), int(stats.work_size[1])),
+        precision=stats.precision,
         daemon=daemon,
     )
 

@@ -19,9 +19,9 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import zmq
 
@@ -30,6 +30,7 @@ from .defaults import PREVIEW_SIDE, START_COMMAND
 from .errors import ErrorCode, NeuralStyleError
 from .files import write_atomic
 from .protocol import ImageBuf, Message, ProtocolError
+from .records import EventKind, JobStats, Step
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,15 @@ __all__ = [
     "DaemonUnavailable",
     "Done",
     "Event",
+    "EventKind",
     "ImageBuf",
     "InternalError",
     "Job",
+    "JobStats",
     "OutOfMemory",
     "Preview",
     "Progress",
+    "Step",
     "Timeout",
     "TooLarge",
     "Unauthenticated",
@@ -104,6 +108,8 @@ class OutOfMemory(_CodedError):
 
 class CancelledError(_CodedError):
     CODE = ErrorCode.CANCELLED
+    #: The :class:`Cancelled` event, when :meth:`Job.wait` raised it.
+    event: Cancelled | None = None
 
 
 class InternalError(_CodedError):
@@ -168,11 +174,15 @@ class Accepted:
     Repeats with a smaller position while the job waits.
     """
 
+    KIND: ClassVar[EventKind] = EventKind.ACCEPTED
     position: int
 
 
 @dataclass
 class Progress:
+    """A :class:`Step`'s fields (same names) plus the daemon's estimate of the time left."""
+
+    KIND: ClassVar[EventKind] = EventKind.PROGRESS
     step: int
     total: int
     loss: float
@@ -183,11 +193,16 @@ class Progress:
     eta_s: float
     scale: int = 0
 
+    def to_step(self, preview: Any = None) -> Step:
+        """The step record this progress message carried."""
+        return Step.from_dict(asdict(self), preview)
+
 
 @dataclass
 class Preview:
     """A downscaled RGB u8 snapshot of the image being optimised."""
 
+    KIND: ClassVar[EventKind] = EventKind.PREVIEW
     image: ImageBuf
     step: int
 
@@ -196,16 +211,23 @@ class Preview:
 class Done:
     """The result: same size, channels and dtype as the content (unless keep_size=False)."""
 
+    KIND: ClassVar[EventKind] = EventKind.DONE
     image: ImageBuf
+    #: ``result.stats`` as sent (a plain map); :attr:`job_stats` is the typed record.
     stats: dict[str, Any]
-    #: Every step's record: dicts keyed by ``protocol.ITERATE_COLUMNS``.
-    iterates: list[dict[str, float]] = field(default_factory=list)
+    #: Every step's record.
+    iterates: list[Step] = field(default_factory=list)
+
+    @property
+    def job_stats(self) -> JobStats:
+        return JobStats.from_dict(self.stats)
 
 
 @dataclass
 class Cancelled:
     """The job ended early: ``reason`` is client, client_gone or shutdown."""
 
+    KIND: ClassVar[EventKind] = EventKind.CANCELLED
     reason: str = "client"
     #: Last step the engine ran, and the step it was at when the cancel arrived.
     step: int = 0
@@ -375,18 +397,7 @@ class Client:
             preview_every=preview_every,
             preview_max_side=preview_max_side,
         )
-        try:
-            while True:
-                for event in job.poll(timeout_ms=int(self.heartbeat_interval * 500)):
-                    if isinstance(event, Done):
-                        return event
-                    if isinstance(event, Cancelled):
-                        raise CancelledError(f"The job was cancelled ({event.reason}).")
-                    if _notify(event, on_progress, on_preview) == "stop":
-                        job.cancel()
-        except KeyboardInterrupt:
-            job.cancel_and_wait(timeout=5.0)
-            raise
+        return job.wait(lambda event: _notify(event, on_progress, on_preview))
 
     # -- plumbing used by Job
     def _request(self, msg: Message, expect: str, timeout: float | None = None) -> Message:
@@ -563,6 +574,36 @@ class Job:
             self._check_alive()
         return events
 
+    def wait(
+        self,
+        on_event: Callable[[Event], object] | None = None,
+        *,
+        poll_ms: int | None = None,
+    ) -> Done:
+        """Poll until the job ends and return its :class:`Done`: the one such loop.
+
+        ``on_event`` sees every other event (Accepted, Progress, Preview); returning
+        ``"stop"`` cancels the job. Raises :class:`CancelledError` (with ``.event``, the
+        :class:`Cancelled`) when the job was cancelled, the error's exception for an error
+        reply, and :class:`DaemonDied` when the daemon goes silent. Ctrl-C cancels the job
+        on the daemon first.
+        """
+        timeout_ms = int(self._client.heartbeat_interval * 500) if poll_ms is None else poll_ms
+        try:
+            while True:
+                for event in self.poll(timeout_ms=timeout_ms):
+                    if isinstance(event, Done):
+                        return event
+                    if isinstance(event, Cancelled):
+                        exc = CancelledError(f"The job was cancelled ({event.reason}).")
+                        exc.event = event
+                        raise exc
+                    if on_event is not None and on_event(event) == "stop":
+                        self.cancel()
+        except KeyboardInterrupt:
+            self.cancel_and_wait(timeout=5.0)
+            raise
+
     def cancel(self) -> None:
         """Ask the daemon to stop; a :class:`Cancelled` (or ``Done``) event follows."""
         if self.done or self._cancel_sent:
@@ -605,21 +646,12 @@ class Job:
         if msg.type == "accepted" or (msg.type == "heartbeat" and "position" in f):
             return self._position_event(f.get("position", 0))
         if msg.type == "progress":
-            return Progress(
-                f["step"],
-                f["total"],
-                f["loss"],
-                f["content"],
-                f["style"],
-                f["tv"],
-                f["elapsed_s"],
-                f["eta_s"],
-                f.get("scale", 0),
-            )
+            return Progress(**{k: v for k, v in f.items() if k in _PROGRESS_FIELDS})
         if msg.type == "preview":
             return Preview(f["image"], f["step"])
         if msg.type == "result":
-            self.result = Done(f["image"], f["stats"], protocol.unpack_iterates(f["iterates"]))
+            steps = [Step.from_dict(row) for row in protocol.unpack_iterates(f["iterates"])]
+            self.result = Done(f["image"], f["stats"], steps)
             self._finish()
             return self.result
         if msg.type == "cancelled":
@@ -636,6 +668,9 @@ class Job:
     def _finish(self) -> None:
         self.done = True
         self._client._forget(self)
+
+
+_PROGRESS_FIELDS = frozenset(Progress.__dataclass_fields__) - {"KIND"}
 
 
 def _notify(

@@ -50,6 +50,7 @@ from .defaults import DEFAULT_PORT as DEFAULT_PORT
 from .defaults import PROTOCOL_VERSION as PROTOCOL_VERSION
 from .defaults import START_COMMAND as START_COMMAND
 from .errors import UNSIGNED_ERRORS, ErrorCode, NeuralStyleError
+from .records import STEP_COLUMNS
 
 #: Frame 0 of every message (``b"NS1"``): ``defaults.PROTOCOL_VERSION`` is the one number.
 VERSION: bytes = defaults.VERSION_FRAME
@@ -73,10 +74,8 @@ _MID = r"[0-9a-f]{16,64}"
 MAX_PREVIEW_SIDE: int = 4096
 #: Rows of the per-step table sent with a result (coarse-to-fine may add steps).
 MAX_ITERATE_ROWS: int = 2 * limits.MAX_ITERATIONS
-#: Columns of that table (little-endian float64 each).
-ITERATE_COLUMNS: tuple[str, ...] = (
-    "step", "total", "loss", "content", "style", "tv", "elapsed", "scale",
-)  # fmt: skip
+#: Columns of that table (little-endian float64 each): the fields of ``records.Step``.
+ITERATE_COLUMNS: tuple[str, ...] = STEP_COLUMNS
 #: dtype code -> bytes per channel value.
 DTYPES: dict[str, int] = defaults.DTYPE_SIZES
 #: Most buffers one message can carry: content + styles + mask.

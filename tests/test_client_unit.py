@@ -133,8 +133,42 @@ def test_job_events_and_result(server):
     done = events[-1]
     assert isinstance(done, Done)
     assert (to_array(done.image) == 245).all()
-    assert [round(r["step"]) for r in done.iterates] == [1, 2, 3, 4, 5, 6]
+    assert [r.step for r in done.iterates] == [1, 2, 3, 4, 5, 6]
     assert done.stats["weights"]["synthetic"] is True and done.stats["steps"] == 6
+
+
+def test_remote_stylize_gives_the_engines_records(server, monkeypatch):
+    """The CLI's daemon path: Job.wait, progress as Step records with previews attached,
+    the result's table as Steps, the stats as JobStats (one record per concept)."""
+    from neural_style.daemon.params import StyleParams
+    from neural_style.daemon.service_cli import stylize_remote
+    from neural_style.shared import connection
+    from neural_style.shared.records import STEP_COLUMNS, JobStats, Step
+
+    srv = server()
+    monkeypatch.setenv(connection.ENV_FILE, str(srv.connection_path))
+    seen: list[Step] = []
+    params = StyleParams.from_dict({"size": 48, "iterations": 6, "preview_every": 3})
+    result = stylize_remote(srv.endpoint, rgb(48, 40), [rgb(8, 8)], params, seen.append)
+    assert seen[0].step == 1 and seen[-1].step == 6
+    assert all(isinstance(s, Step) and s.elapsed_s >= 0 for s in seen)
+    assert [s.step for s in seen if s.preview is not None] == [3, 6]
+    assert [s.step for s in result.iterates] == [1, 2, 3, 4, 5, 6]
+    assert list(result.iterates[0].to_dict()) == list(STEP_COLUMNS)
+    assert result.iterates[0].to_report()["total"] == result.iterates[0].loss  # report shape
+    assert result.work_size == (64, 48) and (result.image == 245).all()
+    assert result.daemon is not None
+    stats = JobStats.from_dict(result.daemon.stats)
+    assert stats.steps == 6 and stats.to_dict() == result.daemon.stats
+
+
+def test_cancel_raises_cancelled_error_with_the_event(server):
+    srv = server()
+    with client_for(srv) as c:
+        job = c.submit(image(rgb(48, 40)), [image(rgb(8, 8))], {"size": 48, "iterations": 500})
+        with pytest.raises(CancelledError) as info:
+            job.wait(lambda e: "stop" if isinstance(e, Progress) else None)
+    assert isinstance(info.value.event, Cancelled) and info.value.event.reason == "client"
 
 
 def test_out_of_memory_is_reported_and_the_daemon_goes_on(server):

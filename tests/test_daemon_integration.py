@@ -135,8 +135,8 @@ def test_job_with_progress_preview_and_result(daemon: Daemon):
     assert out.shape == content.shape and out.dtype == np.uint8
     assert (out[:, :, 3] == content[:, :, 3]).all()
     assert not np.array_equal(out[:, :, :3], content[:, :, :3])
-    assert [int(r["step"]) for r in done.iterates] == [1, 2, 3, 4, 5, 6]
-    assert done.iterates[-1]["loss"] < done.iterates[0]["loss"]
+    assert [r.step for r in done.iterates] == [1, 2, 3, 4, 5, 6]
+    assert done.iterates[-1].loss < done.iterates[0].loss
     assert done.stats["style_cache_hit"] is False and done.stats["work_size"] == [SIZE, 40]
     assert done.stats["precision"] == "fp32"
 
