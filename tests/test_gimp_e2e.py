@@ -726,3 +726,37 @@ def test_screenshots_for_the_docs(gimp_run: dict[str, Any]) -> None:
         w, h, _, _ = _png_header(src)
         assert w >= 64 and h >= 64, (name, w, h)
         shutil.copy(src, REPO / "docs" / f"plugin-{name.removeprefix('shot-')}")
+
+
+def test_timings_a_user_sees(gimp_run: dict[str, Any]) -> None:
+    """Menu -> dialog, OK -> first preview on the canvas, job: measured, bounded, printed."""
+    _ui(gimp_run, "keep_run")  # skips without Xvfb
+    ui = gimp_run["results"]["ui"]
+    log = gimp_run["log"]
+    rep = gimp_run["cases"]["repeat"]["repeat"]
+    first = log[rep["log_from"]]["t"]  # the plug-in process is up and has read its settings
+    previews = [e["t"] for e in log if e["event"] == "canvas_preview" and e["t"] > ui["t_ok"]]
+    timings = {
+        "plugin_start_s": round(first - rep["t_call"], 2),
+        "dialog_built_s": round(ui["t_dialog_visible"] - ui["t_dialog_call"], 2),
+        "ok_to_first_canvas_preview_s": round(previews[0] - ui["t_ok"], 2),
+        "showcase_job_s": round(ui["t_done"] - ui["t_ok"], 2),
+    }
+    (gimp_run["out"] / "user_timings.json").write_text(json.dumps(timings))
+    print(f"\n[gimp-e2e] what a user waits for: {timings}", file=sys.stderr)
+    assert 0 < timings["plugin_start_s"] < 10, timings
+    assert 0 < timings["dialog_built_s"] < 5, timings
+    assert 0 < timings["ok_to_first_canvas_preview_s"] < 15, timings
+
+
+def test_installed_plugin_ships_helpers_presets_and_help(gimp_run: dict[str, Any]) -> None:
+    pdir = gimp_run["profile"] / "plug-ins" / "neural_style"
+    for name in ("nsg_helpers.py", "nsg_windows.py", "presets.json", "help/en/gimp-help.xml",
+                 "help/en/plugin.html", "help/en/plugin-dialog.png"):  # fmt: skip
+        assert (pdir / name).is_file(), name
+    presets = json.loads((pdir / "presets.json").read_text())
+    assert {k: v["iterations"] for k, v in presets.items()} == {
+        k: v["iterations"] for k, v in PRESETS.items()
+    }
+    # the registered file is registration, run, GIMP reads/writes and the dialog
+    assert len((pdir / "neural_style.py").read_text().splitlines()) < 600

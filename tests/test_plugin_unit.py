@@ -228,19 +228,54 @@ def make_fake_gi() -> tuple[types.ModuleType, types.ModuleType]:
     return gi, repo
 
 
-@pytest.fixture
-def plugin(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
-    """plugin/neural_style.py imported against the fake gi."""
+class PluginView:
+    """The registered file and its bundled helper modules seen as one namespace: reading a
+    name finds it where it lives; setting one (monkeypatch) sets it in every module that
+    holds it, so the code calling it sees the stand-in wherever it was imported."""
+
+    __slots__ = ("_modules",)  # no __dict__: monkeypatch restores through setattr
+
+    def __init__(self, *modules: types.ModuleType) -> None:
+        object.__setattr__(self, "_modules", modules)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        for module in self._modules:
+            if hasattr(module, name):
+                return getattr(module, name)
+        raise AttributeError(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        owners = [m for m in self._modules if name in vars(m)] or self._modules[:1]
+        for module in owners:
+            setattr(module, name, value)
+
+
+HELPER_MODULES = ("nsg_helpers", "nsg_windows")
+
+
+def load_plugin(path: Path, monkeypatch: pytest.MonkeyPatch) -> PluginView:
+    """Import a neural_style.py (and the helpers beside it, freshly) against the fake gi."""
     gi, repo = make_fake_gi()
     monkeypatch.setitem(sys.modules, "gi", gi)
     monkeypatch.setitem(sys.modules, "gi.repository", repo)
-    FakeMainLoop.timeouts = []
-    FakeDialog.instances = []
-    spec = importlib.util.spec_from_file_location("nsg_plugin_under_test", PLUGIN_FILE)
+    for name in HELPER_MODULES:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    spec = importlib.util.spec_from_file_location(f"nsg_plugin_{abs(hash(path))}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module
+    return PluginView(module, *(sys.modules[name] for name in HELPER_MODULES))
+
+
+@pytest.fixture
+def plugin(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """plugin/neural_style.py imported against the fake gi."""
+    FakeMainLoop.timeouts = []
+    FakeDialog.instances = []
+    return load_plugin(PLUGIN_FILE, monkeypatch)
 
 
 def _ui(plugin: types.ModuleType) -> types.SimpleNamespace:
@@ -415,11 +450,13 @@ def test_errors_become_actionable_messages(
 def test_messages_name_the_endpoint_the_daemon_was_found_at(plugin: types.ModuleType) -> None:
     client = real_client.Client.__new__(real_client.Client)  # no socket needed
     client.endpoint = "tcp://127.0.0.1:6001"
-    assert plugin._shown_endpoint("", client) == "tcp://127.0.0.1:6001"
-    assert plugin._shown_endpoint("tcp://127.0.0.1:7", client) == "tcp://127.0.0.1:7"
-    client.endpoint = real_client.protocol.DEFAULT_ENDPOINT
-    assert plugin._shown_endpoint("", client) == ""  # plain `neural-style serve` finds it
-    assert plugin._shown_endpoint("", None) == ""
+    assert plugin._shown_endpoint("", client, real_client) == "tcp://127.0.0.1:6001"
+    assert plugin._shown_endpoint("tcp://127.0.0.1:7", client, real_client) == "tcp://127.0.0.1:7"
+    client.endpoint = real_client.protocol.DEFAULT_ENDPOINT  # plain `neural-style serve` finds it
+    assert (
+        plugin._shown_endpoint("", client, real_client) == ""
+    )  # plain `neural-style serve` finds it
+    assert plugin._shown_endpoint("", None, real_client) == ""
 
 
 def test_missing_pyzmq_says_how_to_reinstall(
@@ -1302,12 +1339,9 @@ def test_install_ships_help_page_presets_and_the_serve_command(
     }
     serve = json.loads((pdir / "INSTALLED.json").read_text())["serve_command"]
     assert serve[-1] == "serve" and Path(serve[0]).exists()
-    # the installed plug-in reads the bundled presets
-    monkeypatch.setitem(sys.modules, "gi", make_fake_gi()[0])
-    monkeypatch.setitem(sys.modules, "gi.repository", sys.modules["gi"].repository)
-    spec = importlib.util.spec_from_file_location("nsg_installed", pdir / "neural_style.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    # the installed plug-in reads the bundled presets, with its bundled helpers
+    module = load_plugin(pdir / "neural_style.py", monkeypatch)
+    assert Path(sys.modules["nsg_helpers"].__file__).parent == pdir
     assert presets == module.PRESET_VALUES
     module.NeuralStyle().do_query_procedures()
     assert (module.HELP_DOMAIN, str(pdir / "help")) in type(module.NeuralStyle()).help_domains

@@ -8,6 +8,7 @@
 import hashlib
 import json
 import os
+import sys
 import time
 import traceback
 
@@ -208,7 +209,7 @@ def _repeat(case, image, content):
     cfg.set_property("run-mode", Gimp.RunMode.WITH_LAST_VALS)
     cfg.set_property("image", image)
     cfg.set_core_object_array("drawables", [content])
-    rep = {"log_from": _log_lines()}
+    rep = {"log_from": _log_lines(), "t_call": time.time()}
     result = proc.run(cfg)
     rep["log_to"] = _log_lines()
     status = result.index(0)
@@ -294,6 +295,7 @@ def _ui_section():
                         win.get_property("config").set_property(prop, value)
                     if key == "dialog_showcase":
                         ui["shot_dialog"] = _shot(win, "shot-dialog.png")
+                        ui["t_dialog_visible"] = time.time()
                     ui[key] = {
                         "title": win.get_title(),
                         "labels": _labels(win),
@@ -432,7 +434,7 @@ def _ui_section():
         def handle(self, event):
             super().handle(event)
             if type(event).__name__ == "Preview" and self.cancel_requested_at is None:
-                self.dialog.response(m.RESPONSE_KEEP)
+                self.dialog.response(sys.modules["nsg_helpers"].RESPONSE_KEEP)
 
     m.ProgressWindow = KeepOnFirstPreview
     image, content, style = _build({"content": "chelsea_64", "style": "starry_night_64"})
@@ -452,8 +454,10 @@ def _ui_section():
     class Showcase(Recording):
         def handle(self, event):
             super().handle(event)
-            if type(event).__name__ == "Preview" and self.seen["Preview"] >= 6 and (
-                "shot_canvas" not in ui
+            if (
+                type(event).__name__ == "Preview"
+                and self.seen["Preview"] >= 6
+                and ("shot_canvas" not in ui)
             ):
                 ui["showcase_layers"] = [la.get_name() for la in image.get_layers()]
                 if m.PREVIEW_LAYER_NAME in ui["showcase_layers"]:  # the canvas, preview on top
@@ -465,11 +469,14 @@ def _ui_section():
                                     "canvas": [128, 128]})  # fmt: skip
     cfg = proc.create_config()
     press(Gtk.ResponseType.OK, "dialog_showcase", {"style-layer": style})
+    ui["t_dialog_call"] = time.time()
     m.show_dialog(proc, cfg)
     cfg.set_property("preset", "custom")
     cfg.set_property("iterations", 40)
     cfg.set_property("max-size", 128)
+    ui["t_ok"] = time.time()
     m.stylize(image, [content], cfg, True)
+    ui["t_done"] = time.time()
     ui["shot_result"] = _save_projection(image, "shot-result.png")
     image.delete()
     return ui

@@ -1,0 +1,321 @@
+"""Neural Style plug-in: its windows (progress with Cancel / Stop and keep, the offer to
+start the daemon and the wait for it) and the connection flow that uses them. GTK comes in
+through ``ui`` (GimpUi, Gtk, GLib, GdkPixbuf), so the unit tests hand in fakes."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from nsg_helpers import (
+    POLL_MS,
+    PREVIEW_SIDE,
+    PROC_NAME,
+    RESPONSE_KEEP,
+    PluginError,
+    StoppedAndKept,
+    UserCancelled,
+    fit_within,
+    log_event,
+    progress_note,
+    serve_command,
+    start_daemon,
+    to_rgb8,
+)  # fmt: skip
+
+
+def _is_unavailable(exc: BaseException, client_mod: Any) -> bool:
+    """Not running at all (as opposed to died mid-job, or any other error)."""
+    unavailable = getattr(client_mod, "DaemonUnavailable", None)
+    died = getattr(client_mod, "DaemonDied", None)
+    return (
+        unavailable is not None
+        and isinstance(exc, unavailable)
+        and not (died is not None and isinstance(exc, died))
+    )
+
+
+def connect(
+    client_mod: Any, endpoint: str, timeout: float, interactive: bool, ui: Any = None
+) -> tuple[Any, dict[str, Any]]:
+    """A connected client and the daemon's hello. When no daemon answers and a person is
+    there, offer to start it, wait for it to load its model, and go on with the job."""
+    try:
+        client = client_mod.Client(endpoint or None, timeout=timeout)
+        try:
+            return client, client.hello()
+        except BaseException:
+            client.close()
+            raise
+    except Exception as exc:
+        if not (interactive and _is_unavailable(exc, client_mod)):
+            raise
+        command = serve_command(endpoint)
+        ui = ui() if callable(ui) else ui  # a factory: GTK is only set up when needed
+        if not ask_to_start(ui, command):
+            log_event("autostart_declined")
+            raise
+    log_path = os.path.join(_log_dir(), "neural-style-daemon.log")
+    log_event("autostart", command=command, log=log_path)
+    proc = start_daemon(command, log_path)
+    wait_for_daemon(ui, client_mod, endpoint, proc, log_path)
+    client = client_mod.Client(endpoint or None, timeout=timeout)
+    return client, client.hello()
+
+
+def _log_dir() -> str:
+    import tempfile
+
+    return os.environ.get("XDG_STATE_HOME") or tempfile.gettempdir()
+
+
+#: How long a starting daemon may take to load TensorFlow and VGG-19 (seconds).
+START_TIMEOUT_S = 120.0
+
+
+def ask_to_start(ui: Any, command: list[str]) -> bool:
+    """'The Neural Style service is not running. Start it now?' (Start / Cancel)."""
+    Gtk = ui.Gtk
+    dialog = ui.GimpUi.Dialog(title="Neural Style", role=PROC_NAME, modal=True)
+    dialog.add_button("_Cancel", Gtk.ResponseType.CANCEL)
+    dialog.add_button("_Start it", Gtk.ResponseType.OK)
+    box = dialog.get_content_area()
+    box.set_border_width(12)
+    box.set_spacing(6)
+    label = Gtk.Label(label=(
+        "The Neural Style service is not running.\nStart it now? It keeps running in the "
+        f"background for the next pictures.\n\nCommand: {' '.join(command)}"
+    ))  # fmt: skip
+    label.set_xalign(0.0)
+    label.set_line_wrap(True)
+    box.pack_start(label, False, False, 0)
+    dialog.show_all()
+    answer = dialog.run()
+    dialog.destroy()
+    return answer == Gtk.ResponseType.OK
+
+
+def wait_for_daemon(
+    ui: Any, client_mod: Any, endpoint: str, proc: Any, log_path: str,
+    clock=time.monotonic,
+) -> None:  # fmt: skip
+    """'Starting… loading the model' until the new daemon answers (PluginError if it exits
+    or takes longer than START_TIMEOUT_S; UserCancelled on Cancel)."""
+    Gtk, GLib = ui.Gtk, ui.GLib
+    dialog = ui.GimpUi.Dialog(title="Neural Style", role=PROC_NAME, modal=True)
+    dialog.add_button("_Cancel", Gtk.ResponseType.CANCEL)
+    box = dialog.get_content_area()
+    box.set_border_width(12)
+    box.set_spacing(6)
+    label = Gtk.Label(label="Starting the Neural Style service… loading the model")
+    bar = Gtk.ProgressBar()
+    box.pack_start(label, False, False, 0)
+    box.pack_start(bar, False, False, 0)
+    state: dict[str, Any] = {"outcome": None}
+    loop = GLib.MainLoop()
+    started = clock()
+
+    def tick() -> bool:
+        bar.pulse()
+        if proc.poll() is not None:
+            state["outcome"] = "exited"
+        elif clock() - started > START_TIMEOUT_S:
+            state["outcome"] = "slow"
+        else:
+            try:
+                with client_mod.Client(endpoint or None, timeout=0.5) as probe:
+                    probe.ping()
+                state["outcome"] = "ready"
+            except Exception:
+                return True
+        loop.quit()
+        return False
+
+    def cancel(*_args: Any) -> bool:
+        state["outcome"] = "cancelled"
+        loop.quit()
+        return True
+
+    dialog.connect("response", cancel)
+    dialog.connect("delete-event", cancel)
+    dialog.show_all()
+    GLib.timeout_add(500, tick)
+    loop.run()
+    dialog.destroy()
+    log_event("autostart_result", outcome=state["outcome"])
+    if state["outcome"] == "cancelled":
+        raise UserCancelled()
+    if state["outcome"] != "ready":
+        what = "stopped" if state["outcome"] == "exited" else "did not answer in time"
+        raise PluginError(
+            f"The Neural Style service {what} while starting. Its messages are in {log_path}."
+        )
+
+
+class ProgressWindow:
+    """The interactive progress dialog: status, step x/y bar, ETA, preview, Cancel.
+
+    Polls the job from a GLib timeout on the main thread (the ZeroMQ socket is never touched
+    from another thread) and runs a nested main loop until the job ends. ``ui`` carries the
+    modules (GimpUi, Gtk, GLib, GdkPixbuf) so unit tests can hand in fakes.
+    """
+
+    CANCEL_GRACE_S = 5.0
+
+    def __init__(
+        self, ui: Any, job: Any, total: int, title: str = "Neural Style", on_preview: Any = None
+    ) -> None:
+        self.ui = ui
+        self.job = job
+        self.on_preview = on_preview  # e.g. the canvas preview layer
+        self.total = max(1, int(total))
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.cancelled = False
+        self.cancel_requested_at: float | None = None
+        self.loop: Any = None
+        self.source_id: int | None = None
+        Gtk = ui.Gtk
+        self.dialog = ui.GimpUi.Dialog(title=title, role=PROC_NAME, modal=True)
+        self.keep_requested = False
+        self.last_preview: Any = None
+        self.step = 0
+        self.dialog.add_button("_Stop and keep", RESPONSE_KEEP)
+        self.dialog.set_response_sensitive(RESPONSE_KEEP, False)  # until there is an image
+        self.dialog.add_button("_Cancel", Gtk.ResponseType.CANCEL)
+        self.dialog.set_default_size(360, -1)
+        box = self.dialog.get_content_area()
+        box.set_spacing(6)
+        box.set_border_width(12)
+        self.status = Gtk.Label(label="Connecting to the Neural Style daemon…")
+        self.status.set_xalign(0.0)
+        self.bar = Gtk.ProgressBar()
+        self.bar.set_show_text(True)
+        self.bar.set_text(f"Step 0 / {self.total}")
+        self.eta = Gtk.Label(label="")
+        self.eta.set_xalign(0.0)
+        self.preview = Gtk.Image()
+        self.preview.set_size_request(PREVIEW_SIDE, PREVIEW_SIDE)
+        for widget in (self.status, self.bar, self.eta, self.preview):
+            box.pack_start(widget, False, False, 0)
+        self.dialog.connect("response", self._on_response)
+        self.dialog.connect("delete-event", self._on_delete)
+
+    # -- events
+    def handle(self, event: Any) -> None:
+        kind = type(event).__name__
+        if kind == "Accepted":
+            position = getattr(event, "position", 0) or 0
+            self.status.set_text(
+                f"Waiting in the daemon's queue (position {position})…"
+                if position > 0
+                else "Stylizing…"
+            )
+        elif kind == "Progress":
+            step, total = int(event.step), int(event.total or self.total)
+            self.step = step
+            self.total = max(1, total)
+            self.bar.set_fraction(min(1.0, step / self.total))
+            self.bar.set_text(f"Step {step} / {self.total}")
+            if self.cancel_requested_at is None:
+                self.status.set_text("Stylizing…")
+            self.eta.set_text(progress_note(step, self.total, getattr(event, "eta_s", None)))
+        elif kind == "Preview":
+            self.last_preview = event.image
+            if self.cancel_requested_at is None:
+                self.dialog.set_response_sensitive(RESPONSE_KEEP, True)
+            self.show_preview(event.image)
+            if self.on_preview is not None:
+                try:
+                    self.on_preview(event.image)
+                except Exception as exc:  # a preview must never end the job
+                    log_event("canvas_preview_failed", error=repr(exc))
+        elif kind == "Done":
+            self.result = event
+            self.bar.set_fraction(1.0)
+            self.bar.set_text(f"Step {self.total} / {self.total}")
+            self.quit()
+        elif kind == "Cancelled":
+            self.cancelled = True
+            self.quit()
+
+    def show_preview(self, image: Any) -> None:
+        GdkPixbuf, GLib = self.ui.GdkPixbuf, self.ui.GLib
+        rgb = to_rgb8(image.width, image.height, image.channels, image.dtype, image.data)
+        pixbuf = GdkPixbuf.Pixbuf.new_from_bytes(
+            GLib.Bytes.new(rgb), GdkPixbuf.Colorspace.RGB, False, 8,
+            image.width, image.height, image.width * 3,
+        )  # fmt: skip
+        w, h = fit_within(image.width, image.height, PREVIEW_SIDE)
+        if (w, h) != (image.width, image.height):
+            pixbuf = pixbuf.scale_simple(w, h, GdkPixbuf.InterpType.BILINEAR)
+        self.preview.set_from_pixbuf(pixbuf)
+
+    # -- main loop plumbing
+    def tick(self) -> bool:
+        """GLib timeout callback: poll, dispatch; False removes the timeout."""
+        try:
+            for event in self.job.poll(timeout_ms=0):
+                self.handle(event)
+                if self.loop is None:
+                    return False
+        except Exception as exc:
+            self.error = exc
+            self.quit()
+            return False
+        if (
+            self.cancel_requested_at is not None
+            and time.monotonic() - self.cancel_requested_at > self.CANCEL_GRACE_S
+        ):
+            self.cancelled = True  # daemon never confirmed; stop waiting for it
+            self.quit()
+            return False
+        return self.loop is not None
+
+    def request_cancel(self) -> None:
+        if self.cancel_requested_at is not None:
+            return
+        self.cancel_requested_at = time.monotonic()
+        self.status.set_text("Stopping…" if self.keep_requested else "Cancelling…")
+        self.dialog.set_response_sensitive(self.ui.Gtk.ResponseType.CANCEL, False)
+        self.dialog.set_response_sensitive(RESPONSE_KEEP, False)
+        try:
+            self.job.cancel()
+        except Exception as exc:  # the daemon is gone: nothing left to cancel
+            log_event("cancel_failed", error=repr(exc))
+            self.cancelled = True
+            self.quit()
+
+    def _on_response(self, _dialog: Any, response: int) -> None:
+        if response == RESPONSE_KEEP and self.last_preview is not None:
+            self.keep_requested = True
+        self.request_cancel()
+
+    def _on_delete(self, *_args: Any) -> bool:
+        self.request_cancel()
+        return True  # keep the window until the daemon confirms
+
+    def quit(self) -> None:
+        loop, self.loop = self.loop, None
+        if loop is not None:
+            loop.quit()
+
+    def run(self) -> Any:
+        """Show the window until the job ends; returns Done, raises the error or UserCancelled."""
+        GLib = self.ui.GLib
+        self.loop = GLib.MainLoop()
+        self.dialog.show_all()
+        self.source_id = GLib.timeout_add(POLL_MS, self.tick)
+        try:
+            self.loop.run()
+        finally:
+            self.loop = None
+            self.dialog.destroy()
+        if self.error is not None:
+            raise self.error
+        if self.result is not None:
+            return self.result
+        if self.keep_requested and self.last_preview is not None:
+            raise StoppedAndKept(self.last_preview, self.step, self.total)
+        raise UserCancelled()
