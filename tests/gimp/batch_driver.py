@@ -456,7 +456,7 @@ def _ui_section():
             super().handle(event)
             if (
                 type(event).__name__ == "Preview"
-                and self.seen["Preview"] >= 6
+                and self.seen["Preview"] >= 25
                 and ("shot_canvas" not in ui)
             ):
                 ui["showcase_layers"] = [la.get_name() for la in image.get_layers()]
