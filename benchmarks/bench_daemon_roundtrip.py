@@ -26,12 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from neural_style.daemon.service.codec import image_from_array as image
+from neural_style.daemon.service.harness import Daemon, synthetic_weights
 from neural_style.shared import protocol
 from neural_style.shared.client import Done
 from neural_style.shared.protocol import Message
-from tests.daemon_helpers import Daemon, image, synthetic_weights
 
 
 def run_job(client, content, style, params, repeat: int = 1) -> list[dict]:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from neural_style.daemon.params import StyleParams, StylizeResult
-from neural_style.daemon.server import (
+from neural_style.daemon.service import (
     ServerConfig,
     array_from_image,
     image_from_array,
@@ -212,7 +212,7 @@ def cmd_client_key(args: argparse.Namespace) -> int:
 def cmd_authorize_key(args: argparse.Namespace) -> int:
     import re
 
-    from neural_style.daemon.server import default_authorized_keys
+    from neural_style.daemon.service import default_authorized_keys
     from neural_style.shared.client import _cert_text, _read_public_key
 
     text = args.key.strip()

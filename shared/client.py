@@ -240,17 +240,9 @@ Event = Accepted | Progress | Preview | Done | Cancelled
 # --------------------------------------------------------------------------- client
 
 
-class Client:
-    """A connection to one daemon.
-
-    ``endpoint=None`` finds a running daemon through its connection file (else the default
-    endpoint); with an explicit endpoint and no ``key`` the key is looked up in the
-    connection file whose endpoint matches. The connection file is read even when ``key``
-    is given, for the daemon's CURVE public key.
-
-    Never fail-open: without a key (no trusted connection file found) nothing is sent; the
-    first request raises :class:`Unauthenticated` saying where the file was looked for.
-    """
+class _Connection:
+    """The socket under a :class:`Client`: discovery, the key, sending, receiving and
+    routing replies and job messages (what :class:`Job` uses)."""
 
     def __init__(
         self,
@@ -294,112 +286,6 @@ class Client:
         sock.connect(self.endpoint)
         return sock
 
-    # -- context manager / lifetime
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the socket; open jobs are abandoned (the daemon cancels them)."""
-        if not self._socket.closed:
-            self._socket.close(linger=0)
-
-    # -- simple requests
-    def hello(self) -> dict[str, Any]:
-        """Handshake: protocol and server versions, device, model, limits, features."""
-        reply = self._request(
-            Message("hello", {"protocol": protocol.PROTOCOL_VERSION, "client": _client_name()}),
-            "welcome",
-        )
-        if reply.fields["protocol"] != protocol.PROTOCOL_VERSION:
-            raise VersionMismatch(
-                f"The daemon speaks protocol {reply.fields['protocol']}, this client "
-                f"{protocol.PROTOCOL_VERSION}.",
-                "Install the same neural-style version for the daemon and the plug-in.",
-            )
-        return dict(reply.fields)
-
-    def ping(self) -> float:
-        """Round-trip time in seconds."""
-        start = time.monotonic()
-        self._request(Message("ping", {"t": time.time()}), "pong")
-        return time.monotonic() - start
-
-    def status(self) -> dict[str, Any]:
-        """The daemon's state: versions, device, weights, queue, running job, counters."""
-        return dict(self._request(Message("status"), "status_reply").fields["info"])
-
-    def shutdown(self) -> None:
-        """Ask the daemon to cancel its jobs and exit (returns once it acknowledged)."""
-        self._request(Message("shutdown"), "shutdown_ack")
-
-    # -- jobs
-    def submit(
-        self,
-        content: ImageBuf,
-        styles: list[ImageBuf],
-        params: dict[str, Any],
-        *,
-        mask: ImageBuf | None = None,
-        preview_every: int = 0,
-        preview_max_side: int = PREVIEW_SIDE,
-    ) -> Job:
-        """Send a job and return at once; follow it with :meth:`Job.poll`."""
-        job_id = uuid.uuid4().hex[:16]
-        msg = Message(
-            "submit",
-            {
-                "job": job_id,
-                "params": dict(params),
-                "content": content,
-                "styles": list(styles),
-                "mask": mask,
-                "preview_every": int(preview_every),
-                "preview_max_side": int(preview_max_side),
-                "heartbeat_s": self.heartbeat_interval,
-            },
-        )
-        try:
-            protocol.validate(msg)
-        except ProtocolError as exc:
-            raise error_for(exc.code, exc.message, exc.hint) from None
-        self._raise_orphan()
-        job = Job(self, job_id)
-        self._jobs[job_id] = job
-        self._send(msg)
-        self.last_heard = time.monotonic()  # the silence clock starts now
-        return job
-
-    def stylize(
-        self,
-        content: ImageBuf,
-        styles: list[ImageBuf],
-        params: dict[str, Any],
-        *,
-        mask: ImageBuf | None = None,
-        on_progress: Callable[[Progress], object] | None = None,
-        on_preview: Callable[[Preview], object] | None = None,
-        preview_every: int = 0,
-        preview_max_side: int = PREVIEW_SIDE,
-    ) -> Done:
-        """Run a job to the end. A callback returning ``"stop"`` cancels the job.
-
-        Raises the error's exception, :class:`CancelledError` when cancelled, and
-        :class:`DaemonDied` when the daemon goes silent. Ctrl-C cancels the job first.
-        """
-        job = self.submit(
-            content,
-            styles,
-            params,
-            mask=mask,
-            preview_every=preview_every,
-            preview_max_side=preview_max_side,
-        )
-        return job.wait(lambda event: _notify(event, on_progress, on_preview))
-
-    # -- plumbing used by Job
     def _request(self, msg: Message, expect: str, timeout: float | None = None) -> Message:
         """Send a request and wait for its reply, storing other jobs' messages meanwhile."""
         self._raise_orphan()
@@ -536,6 +422,122 @@ class Client:
     def _forget(self, job: Job) -> None:
         self._jobs.pop(job.id, None)
 
+
+class Client(_Connection):
+    """A connection to one daemon.
+
+    ``endpoint=None`` finds a running daemon through its connection file (else the default
+    endpoint); with an explicit endpoint and no ``key`` the key is looked up in the
+    connection file whose endpoint matches. The connection file is read even when ``key``
+    is given, for the daemon's CURVE public key.
+
+    Never fail-open: without a key (no trusted connection file found) nothing is sent; the
+    first request raises :class:`Unauthenticated` saying where the file was looked for.
+    """
+    # -- context manager / lifetime
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the socket; open jobs are abandoned (the daemon cancels them)."""
+        if not self._socket.closed:
+            self._socket.close(linger=0)
+
+    # -- simple requests
+    def hello(self) -> dict[str, Any]:
+        """Handshake: protocol and server versions, device, model, limits, features."""
+        reply = self._request(
+            Message("hello", {"protocol": protocol.PROTOCOL_VERSION, "client": _client_name()}),
+            "welcome",
+        )
+        if reply.fields["protocol"] != protocol.PROTOCOL_VERSION:
+            raise VersionMismatch(
+                f"The daemon speaks protocol {reply.fields['protocol']}, this client "
+                f"{protocol.PROTOCOL_VERSION}.",
+                "Install the same neural-style version for the daemon and the plug-in.",
+            )
+        return dict(reply.fields)
+
+    def ping(self) -> float:
+        """Round-trip time in seconds."""
+        start = time.monotonic()
+        self._request(Message("ping", {"t": time.time()}), "pong")
+        return time.monotonic() - start
+
+    def status(self) -> dict[str, Any]:
+        """The daemon's state: versions, device, weights, queue, running job, counters."""
+        return dict(self._request(Message("status"), "status_reply").fields["info"])
+
+    def shutdown(self) -> None:
+        """Ask the daemon to cancel its jobs and exit (returns once it acknowledged)."""
+        self._request(Message("shutdown"), "shutdown_ack")
+
+    # -- jobs
+    def submit(
+        self,
+        content: ImageBuf,
+        styles: list[ImageBuf],
+        params: dict[str, Any],
+        *,
+        mask: ImageBuf | None = None,
+        preview_every: int = 0,
+        preview_max_side: int = PREVIEW_SIDE,
+    ) -> Job:
+        """Send a job and return at once; follow it with :meth:`Job.poll`."""
+        job_id = uuid.uuid4().hex[:16]
+        msg = Message(
+            "submit",
+            {
+                "job": job_id,
+                "params": dict(params),
+                "content": content,
+                "styles": list(styles),
+                "mask": mask,
+                "preview_every": int(preview_every),
+                "preview_max_side": int(preview_max_side),
+                "heartbeat_s": self.heartbeat_interval,
+            },
+        )
+        try:
+            protocol.validate(msg)
+        except ProtocolError as exc:
+            raise error_for(exc.code, exc.message, exc.hint) from None
+        self._raise_orphan()
+        job = Job(self, job_id)
+        self._jobs[job_id] = job
+        self._send(msg)
+        self.last_heard = time.monotonic()  # the silence clock starts now
+        return job
+
+    def stylize(
+        self,
+        content: ImageBuf,
+        styles: list[ImageBuf],
+        params: dict[str, Any],
+        *,
+        mask: ImageBuf | None = None,
+        on_progress: Callable[[Progress], object] | None = None,
+        on_preview: Callable[[Preview], object] | None = None,
+        preview_every: int = 0,
+        preview_max_side: int = PREVIEW_SIDE,
+    ) -> Done:
+        """Run a job to the end. A callback returning ``"stop"`` cancels the job.
+
+        Raises the error's exception, :class:`CancelledError` when cancelled, and
+        :class:`DaemonDied` when the daemon goes silent. Ctrl-C cancels the job first.
+        """
+        job = self.submit(
+            content,
+            styles,
+            params,
+            mask=mask,
+            preview_every=preview_every,
+            preview_max_side=preview_max_side,
+        )
+        return job.wait(lambda event: _notify(event, on_progress, on_preview))
 
 class Job:
     """One submitted job. Call :meth:`poll` regularly (at least once per heartbeat)."""

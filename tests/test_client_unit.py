@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from neural_style.daemon.params import STOP, Iterate, StylizeResult
-from neural_style.daemon.server import Server, ServerConfig, is_loopback_endpoint
+from neural_style.daemon.service import Server, ServerConfig, is_loopback_endpoint
 from neural_style.shared import protocol
 from neural_style.shared.client import (
     Accepted,
@@ -383,7 +383,7 @@ def test_explicit_key_still_reads_the_files_curve_key(tmp_path, monkeypatch):
 def test_ipc_endpoint_serves_and_a_second_daemon_is_refused(tmp_path):
     """The hardened local setup: ipc:// in a 0700 folder; libzmq would silently take over
     an existing ipc socket, so starting a second daemon there is refused first."""
-    from neural_style.daemon.server import running_daemon_problem
+    from neural_style.daemon.service import running_daemon_problem
 
     folder = tmp_path / "run"
     folder.mkdir(mode=0o700)

@@ -1,0 +1,87 @@
+"""What a job may cost before it is queued: working sizes VGG-19 can take, and a rough
+estimate of its peak memory (pure functions over the received arrays)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from neural_style.daemon.params import StyleParams
+from neural_style.shared import limits
+from neural_style.shared.errors import ErrorCode, NeuralStyleError
+
+#: Rough peak bytes per pixel, for the memory estimate at submit: a full-size content
+#: image becomes float copies (RGB, alpha, output) on the way in and out; a style image
+#: float RGB; one pixel of the working size costs VGG-19 activations and their gradients
+#: (measured: 4096 px work size, 4.31 GiB; 4096^2 grey content at a small size, +864 MiB).
+EST_CONTENT_BYTES_PER_PIXEL = 52
+EST_STYLE_BYTES_PER_PIXEL = 28
+EST_WORK_BYTES_PER_PIXEL = 400
+EST_BASE_BYTES = 64 * 2**20
+
+
+def check_work_sizes(
+    content: np.ndarray, styles: list[np.ndarray], params: StyleParams
+) -> tuple[int, int]:
+    """The working size; bad_request naming the minimum when any scale of the content or
+    a style would have a side under ``limits.MIN_WORK_SHORT_SIDE`` (VGG-19 would fail).
+
+    Mirrors the engine's ladder and style sizing (engine.StyleTransfer.stylize).
+    """
+    from neural_style.daemon.images import fit_long_side
+
+    least = limits.MIN_WORK_SHORT_SIDE
+    height, width = content.shape[:2]
+    ladder = sorted({min(side, max(width, height)) for side in params.ladder()})
+    sizes = [fit_long_side(width, height, side) for side in ladder]
+    for w, h in sizes:
+        if min(w, h) < least:
+            raise NeuralStyleError(
+                ErrorCode.BAD_REQUEST,
+                f"The content image ({width}x{height}) is too thin: at the working size "
+                f"{max(w, h)} it would be {w}x{h}, and every side must be at least {least} "
+                "pixels.",
+                f"Select an area at least {least} pixels high and wide (in proportion to the "
+                "size), raise the size parameter, or use fewer coarse scales.",
+            )
+    for i, style in enumerate(styles):
+        sh, sw = style.shape[:2]
+        for w, h in sizes:
+            side = round(max(w, h) * params.style_scale)
+            side = int(np.clip(side, 16, 2 * limits.MAX_WORK_SIDE))
+            tw, th = fit_long_side(sw, sh, side)
+            if min(tw, th) < least:
+                raise NeuralStyleError(
+                    ErrorCode.BAD_REQUEST,
+                    f"Style image {i + 1} ({sw}x{sh}) is too thin: at its working size it "
+                    f"would be {tw}x{th}, and every side must be at least {least} pixels.",
+                    "Use a less elongated style image, or a larger style scale.",
+                )
+    return sizes[-1]
+
+
+def estimate_job_bytes(
+    content: np.ndarray, styles: list[np.ndarray], work: tuple[int, int]
+) -> int:
+    """A job's rough peak memory: its full-size images as float copies plus the working
+    size's activations (see the EST_* constants)."""
+    content_px = content.shape[0] * content.shape[1]
+    style_px = sum(s.shape[0] * s.shape[1] for s in styles)
+    return (
+        EST_BASE_BYTES
+        + content_px * EST_CONTENT_BYTES_PER_PIXEL
+        + style_px * EST_STYLE_BYTES_PER_PIXEL
+        + work[0] * work[1] * EST_WORK_BYTES_PER_PIXEL
+    )
+
+
+def gib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.0f} MiB"
+
+
+def physical_memory() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30

@@ -1,0 +1,36 @@
+"""The daemon's settings (``neural-style serve`` options)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from neural_style.shared import limits
+from neural_style.shared.defaults import DEFAULT_ENDPOINT
+
+
+@dataclass
+class ServerConfig:
+    endpoint: str = DEFAULT_ENDPOINT
+    weights: str | None = None
+    device: str = "auto"
+    max_pixels: int = limits.MAX_IMAGE_PIXELS
+    queue_size: int = 8
+    #: None: ``NEURAL_STYLE_CONNECTION_FILE`` or the runtime dir's file for the endpoint.
+    connection_file: Path | None = None
+    curve_secret_key: Path | None = None
+    #: None: a fresh random key (written to the connection file).
+    key: bytes | None = None
+    log_file: Path | None = None
+    #: Folder of allowed CURVE client public keys (zmq.auth ``*.key`` files); None: the
+    #: default folder (``~/.config/neural-style/authorized_keys``). The daemon's own
+    #: user's client key is always allowed.
+    authorized_keys: Path | None = None
+    max_connections: int = limits.MAX_CONNECTIONS
+    max_jobs_per_client: int = limits.MAX_JOBS_PER_CLIENT
+    #: Largest estimated peak memory of one job, and bytes of received images that may
+    #: wait in the queue; None: sized from the machine's RAM (80 % and 25 %).
+    max_job_bytes: int | None = None
+    max_queue_bytes: int | None = None
+    #: A job running longer is stopped and answered ``timeout``; 0: no limit.
+    job_time_limit_s: float = 48 * 3600.0

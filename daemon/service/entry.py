@@ -1,0 +1,130 @@
+"""Starting the daemon in the foreground: refuse unsafe or clashing configurations, load
+the model, then bind (the port is taken only once the daemon can serve)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from neural_style.daemon.service.config import ServerConfig
+from neural_style.daemon.service.server import Server
+from neural_style.daemon.service.worker import Engine
+from neural_style.shared import connection
+from neural_style.shared.defaults import is_loopback_endpoint
+from neural_style.shared.errors import ErrorCode, NeuralStyleError
+
+log = logging.getLogger("neural_style.daemon.service")
+
+
+def serve(config: ServerConfig, engine_factory: Callable[[], Engine] | None = None) -> int:
+    """Start the daemon in the foreground; returns the process exit status.
+
+    2: refused configuration (non-loopback bind without CURVE); 1: could not start
+    (weights missing, port in use); 0: clean shutdown (SIGTERM, SIGINT or ``shutdown``).
+    """
+    if not is_loopback_endpoint(config.endpoint) and config.curve_secret_key is None:
+        print(
+            f"neural-style serve: refusing to bind {config.endpoint}: it is not a loopback "
+            "address, so anyone on the network could use this daemon.\n"
+            "Bind tcp://127.0.0.1:PORT, or configure CURVE encryption with "
+            "--curve-secret-key FILE.",
+            file=sys.stderr,
+        )
+        return 2
+    other = running_daemon_problem(config)
+    if other:
+        print(f"neural-style serve: {other}", file=sys.stderr)
+        return 1
+    _raise_fd_limit()
+    if config.device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = "-1"  # before TensorFlow is imported
+    try:
+        server = _start(config, engine_factory)
+    except NeuralStyleError as exc:
+        log.error("%s", exc)
+        print(f"neural-style serve: {exc}", file=sys.stderr)
+        return 1
+    previous = {
+        sig: signal.signal(sig, server._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        server.write_connection_file()
+        return server.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def running_daemon_problem(config: ServerConfig) -> str:
+    """Why this daemon must not start: the connection file it would write names a daemon
+    that still answers, or its ipc socket is already served. "" when free to start."""
+    path = Path(config.connection_file or connection.path_for(config.endpoint))
+    info = connection.read(path)
+    if info is not None and info.pid != os.getpid() and not connection.endpoint_refuses(
+        info.endpoint
+    ):
+        from neural_style.shared.client import Client
+
+        with (
+            contextlib.suppress(NeuralStyleError),
+            Client(info.endpoint, key=info.key, timeout=1.5) as client,
+        ):
+            client.ping()
+            return (
+                f"another daemon (pid {info.pid}) answers at {info.endpoint} and owns the "
+                f"connection file {path}; starting would take over that file and leave it "
+                "impossible to stop. Stop it first (neural-style stop), or pick another "
+                "--bind and --connection-file."
+            )
+    transport, _, address = config.endpoint.partition("://")
+    if (
+        transport == "ipc"
+        and os.path.exists(address)
+        and not connection.endpoint_refuses(config.endpoint)
+    ):
+        return (
+            f"another process already serves the ipc socket {address} (libzmq would "
+            "silently take it over). Stop that daemon first (neural-style stop)."
+        )
+    return ""
+
+
+def _raise_fd_limit() -> None:
+    """Raise the soft open-files limit to the hard one (each connection costs a descriptor),
+    so that the connection cap, not the fd limit, is what a flood of connections meets."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = hard if hard != resource.RLIM_INFINITY else 65536
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, 1 << 20), hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+def _start(config: ServerConfig, engine_factory: Callable[[], Engine] | None) -> Server:
+    """Load the model, then bind: the port is only taken once the daemon can serve."""
+    t0 = time.monotonic()
+    if engine_factory is None:
+        from neural_style.daemon.engine import StyleTransfer
+
+        def engine_factory() -> Engine:
+            return StyleTransfer.load(config.weights)
+
+    engine = engine_factory()
+    if config.device == "gpu" and "GPU" not in engine.device.upper():
+        raise NeuralStyleError(
+            ErrorCode.INTERNAL,
+            f"--device gpu was asked for, but TensorFlow sees no GPU (it would use "
+            f"{engine.device}).",
+            "Install the GPU build (pip install 'neural-style-gimp[gpu]') or use --device auto.",
+        )
+    log.info("model loaded in %.1f s on %s", time.monotonic() - t0, engine.device)
+    return Server(config, engine)
