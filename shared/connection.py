@@ -31,6 +31,7 @@ import stat
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,43 +183,42 @@ def file_problem(path: Path, *, follow: bool = False) -> str | None:
     The writer's rules: a regular file owned by this user, no group/other permission
     bits. ``follow`` accepts a symlink to such a file (for an explicitly named file).
     """
+    return _trust_problem(
+        path,
+        follow,
+        stat.S_ISREG,
+        "it is not a regular file",
+        "its mode is {mode:04o}; others could read or change it (the daemon writes 0600)",
+    )
+
+
+def dir_problem(path: Path) -> str | None:
+    """Why the folder ``path`` must not be trusted to hold connection files, or None."""
+    return _trust_problem(
+        path, False, stat.S_ISDIR, "it is not a directory", "its mode is {mode:04o}, not 0700"
+    )
+
+
+def _trust_problem(
+    path: Path, follow: bool, kind_ok: Callable[[int], bool], wrong_kind: str, loose_mode: str
+) -> str | None:
+    """The rules files and folders share: it exists, is no symlink, is of the right kind,
+    belongs to this user and has no group/other permission bits."""
     try:
         info = os.stat(path) if follow else os.lstat(path)
     except FileNotFoundError:
         return "it does not exist"
     except OSError as exc:
         return f"it cannot be read ({exc.strerror or exc})"
-    if not stat.S_ISLNK(info.st_mode) and not stat.S_ISREG(info.st_mode):
-        return "it is not a regular file"
-    return _owner_problem(
-        info,
-        f"its mode is {stat.S_IMODE(info.st_mode):04o}; others could read or change "
-        "it (the daemon writes 0600)",
-    )
-
-
-def dir_problem(path: Path) -> str | None:
-    """Why the folder ``path`` must not be trusted to hold connection files, or None."""
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        return "it does not exist"
-    except OSError as exc:
-        return f"it cannot be read ({exc.strerror or exc})"
-    if not stat.S_ISLNK(info.st_mode) and not stat.S_ISDIR(info.st_mode):
-        return "it is not a directory"
-    return _owner_problem(info, f"its mode is {stat.S_IMODE(info.st_mode):04o}, not 0700")
-
-
-def _owner_problem(info: os.stat_result, loose_mode: str) -> str | None:
-    """The checks files and folders share: no symlink, this user's, no group/other bits."""
     if stat.S_ISLNK(info.st_mode):
         return "it is a symbolic link"
+    if not kind_ok(info.st_mode):
+        return wrong_kind
     if hasattr(os, "getuid"):
         if info.st_uid != os.getuid():
             return f"it belongs to uid {info.st_uid}, not to this user (uid {os.getuid()})"
         if info.st_mode & 0o077:
-            return loose_mode
+            return loose_mode.format(mode=stat.S_IMODE(info.st_mode))
     return None
 
 

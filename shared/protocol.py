@@ -607,8 +607,8 @@ def _check_fields(
         out["req"] = _REQ(f"{msg_type}.req", header["req"])
     for name, value in header.items():
         check = schema.get(name, (None, False))[0]
-        if name != "req" and not isinstance(check, str):
-            out[name] = check(f"{msg_type}.{name}", value)  # type: ignore[misc]
+        if name != "req" and callable(check):  # not a buffer marker
+            out[name] = check(f"{msg_type}.{name}", value)
     pending = list(buffers)
     for name, (check, _) in schema.items():  # buffers in schema order
         if name not in header or not isinstance(check, str):

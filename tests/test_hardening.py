@@ -285,8 +285,8 @@ def curve_daemon(synthetic_weights: Path, tmp_path_factory: pytest.TempPathFacto
                "--authorized-keys", str(allowed), "--max-pixels", "1000000"))  # fmt: skip
     try:
         d.wait_ready()
-        d.public_file = public_file  # type: ignore[attr-defined]
-        d.allowed = allowed  # type: ignore[attr-defined]
+        d.public_file = public_file
+        d.allowed = allowed
         yield d
     finally:
         for k, v in old.items():

@@ -313,7 +313,7 @@ CASES[[c[0] for c in CASES].index("header not a map")] = (
     "header not a map",
     signed([1, 2]),
     "bad_request",
-    "header must be a map",  # type: ignore[arg-type]
+    "header must be a map",
 )  # fmt: skip
 
 
