@@ -434,6 +434,7 @@ class Client(_Connection):
     Never fail-open: without a key (no trusted connection file found) nothing is sent; the
     first request raises :class:`Unauthenticated` saying where the file was looked for.
     """
+
     # -- context manager / lifetime
     def __enter__(self) -> Client:
         return self
@@ -538,6 +539,7 @@ class Client(_Connection):
             preview_max_side=preview_max_side,
         )
         return job.wait(lambda event: _notify(event, on_progress, on_preview))
+
 
 class Job:
     """One submitted job. Call :meth:`poll` regularly (at least once per heartbeat)."""

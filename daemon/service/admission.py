@@ -61,9 +61,7 @@ def check_work_sizes(
     return sizes[-1]
 
 
-def estimate_job_bytes(
-    content: np.ndarray, styles: list[np.ndarray], work: tuple[int, int]
-) -> int:
+def estimate_job_bytes(content: np.ndarray, styles: list[np.ndarray], work: tuple[int, int]) -> int:
     """A job's rough peak memory: its full-size images as float copies plus the working
     size's activations (see the EST_* constants)."""
     content_px = content.shape[0] * content.shape[1]

@@ -66,8 +66,10 @@ def running_daemon_problem(config: ServerConfig) -> str:
     that still answers, or its ipc socket is already served. "" when free to start."""
     path = Path(config.connection_file or connection.path_for(config.endpoint))
     info = connection.read(path)
-    if info is not None and info.pid != os.getpid() and not connection.endpoint_refuses(
-        info.endpoint
+    if (
+        info is not None
+        and info.pid != os.getpid()
+        and not connection.endpoint_refuses(info.endpoint)
     ):
         from neural_style.shared.client import Client
 
