@@ -403,3 +403,15 @@ def test_ipc_endpoint_serves_and_a_second_daemon_is_refused(tmp_path):
     finally:
         srv.request_stop()
         thread.join(10)
+
+
+def test_progress_names_are_the_step_records():
+    """Progress keeps its positional order (the plug-in's callers), but its field names are
+    Step's (plus eta_s): one naming from the engine's callback to the GIMP dialog."""
+    from dataclasses import fields
+
+    from neural_style.shared.records import STEP_COLUMNS
+
+    assert set(f.name for f in fields(Progress)) == set(STEP_COLUMNS) | {"eta_s"}
+    assert set(protocol.SCHEMAS["progress"]) == set(STEP_COLUMNS) | {"job", "eta_s"}
+    assert protocol.ITERATE_COLUMNS == STEP_COLUMNS
