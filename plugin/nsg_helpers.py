@@ -601,11 +601,15 @@ def check_size(width: int, height: int, hello: dict[str, Any] | None) -> None:
     max_pixels = int(limits.get("max_pixels") or 0)
     if max_pixels and width * height > max_pixels:
         side = int(max_pixels**0.5)
+
+        def amount(n: int) -> str:
+            return f"{n / 1e6:.1f} megapixels" if n >= 1_000_000 else f"{n:,} pixels"
+
         raise PluginError(
-            f"The area is {width}x{height} pixels ({width * height / 1e6:.1f} megapixels); the "
-            f"Neural Style daemon takes at most {max_pixels / 1e6:.1f} megapixels (about "
-            f"{side}x{side}). Select a smaller area or scale the image down (Image ▸ Scale "
-            "Image); the result is painted at Max size anyway."
+            f"The area is {width}x{height} ({amount(width * height)}); the Neural Style daemon "
+            f"takes at most {amount(max_pixels)} (about {side}x{side}). Select a smaller area "
+            "or scale the image down (Image ▸ Scale Image); the result is painted at Max size "
+            "anyway."
         )
 
 

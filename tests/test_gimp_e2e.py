@@ -40,6 +40,8 @@ assert _spec.loader is not None
 sys.modules[_spec.name] = harness  # dataclasses look their module up there
 _spec.loader.exec_module(harness)
 
+#: the e2e daemon's --max-pixels: above every case's area except "too_large"
+MAX_PIXELS = 40_000
 #: iterations of the job during which the daemon gets killed
 KILL_MARK = 397
 IMAGES = (
@@ -98,12 +100,16 @@ CASES: list[dict[str, Any]] = [
     {"name": "style_file", "content": "chelsea_64", "style": "starry_night_64",
      "no_style_arg": True, "style_file": "great_wave_64.png", "format": "R'G'B'A u8",
      "args": {"iterations": 6, "max-size": 48}},
+    # bigger than the daemon's max_pixels: refused before any pixel is read
+    {"name": "too_large", "content": "chelsea_128", "style": "starry_night_64",
+     "canvas": [256, 200], "content_size": [256, 200], "format": "R'G'B'A u8",
+     "args": {"iterations": 5, "max-size": 64}},
     # the fixture SIGKILLs the daemon at this job's first progress report (marked by its
     # iteration count); runs last in the batch
     {"name": "daemon_dies", "content": "chelsea_64", "style": "starry_night_64", "last": True,
      "format": "R'G'B'A u8", "args": {"iterations": KILL_MARK, "max-size": 64}},
 ]  # fmt: skip
-FAILING_CASES = ("no_daemon", "daemon_dies")
+FAILING_CASES = ("no_daemon", "daemon_dies", "too_large")
 SUCCESS_CASES = [c["name"] for c in CASES if c["name"] not in FAILING_CASES]
 CASE_BY_NAME = {c["name"]: c for c in CASES}
 
@@ -153,7 +159,8 @@ class Daemon:
         self.killed_at: float | None = None
         self.log = open(self.log_path, "w")  # noqa: SIM115 - lives as long as the daemon
         self.proc = subprocess.Popen(
-            _cli("serve", "--bind", self.endpoint, "--weights", str(weights_path)),
+            _cli("serve", "--bind", self.endpoint, "--weights", str(weights_path),
+                 "--max-pixels", str(MAX_PIXELS)),
             env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
 
@@ -760,3 +767,15 @@ def test_installed_plugin_ships_helpers_presets_and_help(gimp_run: dict[str, Any
     }
     # the registered file is registration, run, GIMP reads/writes and the dialog
     assert len((pdir / "neural_style.py").read_text().splitlines()) < 600
+
+
+def test_area_above_the_daemons_max_pixels_is_refused_before_reading(
+    gimp_run: dict[str, Any],
+) -> None:
+    rec = _case(gimp_run, "too_large")
+    assert rec["status"] == "execution-error"
+    assert "The area is 256x200 (51,200 pixels)" in rec["error"]
+    assert "at most 40,000 pixels" in rec["error"]
+    kinds = [e["event"] for e in _events(gimp_run, rec)]
+    assert "hello" in kinds and "submitted" not in kinds  # asked the daemon, sent nothing
+    assert rec["layers_after"] == rec["layers_before"]

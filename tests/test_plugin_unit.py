@@ -1366,9 +1366,11 @@ def test_area_over_the_daemons_max_pixels_is_refused_before_reading(
 ) -> None:
     hello = {"limits": {"max_pixels": 1000}}
     plugin.check_size(40, 25, hello)  # exactly the limit
-    with pytest.raises(plugin.PluginError, match=r"41x25 pixels.*at most 0\.0 megapixels"):
+    with pytest.raises(plugin.PluginError, match=r"41x25 \(1,025 pixels\).*at most 1,000 pixels"):
         plugin.check_size(41, 25, hello)
     plugin.check_size(10**5, 10**5, {})  # an older daemon: no limit told, none applied
+    with pytest.raises(plugin.PluginError, match=r"\(64\.0 megapixels\).*at most 16\.0 mega"):
+        plugin.check_size(8000, 8000, {"limits": {"max_pixels": 16_000_000}})
 
 
 class _FakeClientModule:
