@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -46,14 +47,19 @@ def main() -> int:
     for text in args.configs:
         cfg = json.loads(text)
         name = cfg.pop("name")
+        env = cfg.pop("env", {})  # experiment switches read by the engine, if any
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
         cfg.setdefault("size", args.size)
         params = StyleParams.from_dict(cfg)
         marks = {100, 200, 300, 400, 500, 600, 700, 800, 900, 1000}
         curve: list[list[float]] = []
 
-        def cb(it, curve=curve, marks=marks):  # type: ignore[no-untyped-def]
+        def cb(it, curve=curve, marks=marks, name=name):  # type: ignore[no-untyped-def]
             if it.step in marks or it.step == it.total:
                 curve.append([it.step, round(it.loss), round(it.elapsed, 1), it.scale])
+            if it.step % 50 == 0:
+                print(f"{name} {it.step}: {it.loss:.4g} {it.elapsed:.0f} s", file=sys.stderr)
 
         t0 = time.perf_counter()
         run = engine.stylize(content, [style], params, cb)
@@ -62,9 +68,14 @@ def main() -> int:
         loss = fp32_loss(engine, img, content, style)
         q = quality.assess(img, content, style_f, meter)
         images.save_image(images.from_float(img, np.dtype(np.uint8)), out / f"{name}.png")
-        row = {"name": name, "time_s": round(took, 1), "fp32_loss": round(loss),
+        row = {"name": name, "env": env, "time_s": round(took, 1), "fp32_loss": round(loss),
                "quality": q.to_dict(), "curve": curve, "params": cfg}  # fmt: skip
         print(json.dumps(row), flush=True)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return 0
 
 

@@ -69,6 +69,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         "run at its last size given the same wall time",
     )
     p.add_argument("--ladder-iterations", type=int, default=90, help="steps of the ladder run")
+    p.add_argument("--content", type=Path, default=SAMPLES / "chelsea.jpg", help="content photo")
+    p.add_argument("--style", type=Path, default=SAMPLES / "starry_night.jpg", help="style image")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="folder for the tutorial baseline's result, reused for the same pair, size, steps "
+        "and weights file (default: the user cache folder; '' = no cache)",
+    )
     p.add_argument("--weights", help="VGG-19 weights (as for stylize)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_bench)
@@ -176,7 +185,7 @@ def fp32_loss(engine: Any, image: np.ndarray, content: np.ndarray, style: np.nda
 
 def _time_presets(
     engine: Any, content: np.ndarray, style: np.ndarray, names: list[str], args: argparse.Namespace
-) -> list[dict[str, Any]]:
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Time-to-quality: each preset's wall time against the loss that TensorFlow's tutorial
     loop (Adam lr 0.02, β1 0.99, ε 0.1 from the content image, fp32) reaches after
     ``--baseline-steps`` steps at ``--preset-size``.
@@ -186,7 +195,7 @@ def _time_presets(
     own loss values are bf16 estimates, so "reached" is decided in fp32 only. The preset's
     time is the whole job (targets, every scale), not the moment it crossed the target.
     """
-    from neural_style.daemon import images
+    from neural_style.daemon import images, quality
     from neural_style.daemon.engine import resolve_precision
     from neural_style.daemon.params import Precision, StyleParams
 
@@ -194,31 +203,37 @@ def _time_presets(
     # float32 content: results come back unquantised (uint8 rounding would add TV noise)
     content = images.to_float(_at_size(content, size))
 
-    def progress(it: Any) -> None:
-        if it.step % 100 == 0:
-            _say(args, f"  baseline step {it.step}: loss {it.loss:.4g} at {it.elapsed:.0f} s")
+    base = baseline(engine, content, style, size, args)
+    target, curve, baseline_time = base["loss"], base["curve"], base["time_s"]
+    meter = quality.TextureMeter(engine._conv_weights) if engine._conv_weights else None
+    style_rgb = images.split_alpha(images.to_float(style))[0]
 
-    baseline = engine.stylize(
-        content,
-        [style],
-        StyleParams(
-            size=size, iterations=args.baseline_steps, learning_rate=0.02, precision="fp32"
-        ),
-        progress,
-    )
-    target = min(it.loss for it in baseline.iterates)
-    # (step, loss, seconds) every 100 steps: how fast the yardstick itself converges
-    curve = [[i.step, i.loss, round(i.elapsed, 1)] for i in baseline.iterates if i.step % 100 == 0]
-    baseline_time = baseline.iterates[-1].elapsed
+    def measures(image: np.ndarray) -> dict[str, float]:
+        return quality.assess(image, content, style_rgb, meter).to_dict()
+
+    base_quality = measures(base["image"])
     _say(
         args,
         f"baseline: tutorial Adam, {args.baseline_steps} steps at {size} px: "
-        f"loss {target:.4g} in {baseline_time:.1f} s",
+        f"loss {target:.4g} in {baseline_time:.1f} s{' (cached)' if base['cached'] else ''}; "
+        f"quality {base_quality}",
     )
+    tutorial = {
+        "name": "tutorial",
+        "size": size,
+        "precision": "fp32",
+        "steps": args.baseline_steps,
+        "time_s": round(baseline_time, 2),
+        "final_loss": target,
+        "quality": base_quality,
+        "cached": base["cached"],
+        "curve": curve,
+    }
+    rows: list[dict[str, Any]] = []
     precisions = _precisions()
-    rows = []
     for name in names:
-        own = resolve_precision(StyleParams.from_dict({"preset": name}).precision).value
+        own_params = StyleParams.from_dict({"preset": name})
+        own = resolve_precision(own_params.precision, own_params.optimizer).value
         fp32_final: float | None = None
         for precision in precisions:
             params = StyleParams.from_dict({"preset": name, "size": size, "precision": precision})
@@ -237,9 +252,9 @@ def _time_presets(
                 "reached": final <= target,
                 "final_loss": final,
                 "target_loss": target,
+                "quality": measures(np.clip(run.image, 0.0, 1.0)),
                 "gap_vs_fp32": None if fp32_final is None else round(final / fp32_final - 1, 5),
                 "steps_per_scale": _steps_per_scale(run),
-                "baseline_curve": curve,
             }
             rows.append(row)
             verdict = "reached" if row["reached"] else "did NOT reach"
@@ -248,9 +263,68 @@ def _time_presets(
                 args,
                 f"preset {name} ({precision}{', auto' if row['auto'] else ''}): {verdict} the "
                 f"target in {run.elapsed:.1f} s (ratio {row['ratio']:.3f}; final fp32 loss "
-                f"{final:.5g} vs {target:.5g}{gap})",
+                f"{final:.5g} vs {target:.5g}{gap}); quality {row['quality']}",
             )
-    return rows
+    return tutorial, rows
+
+
+def baseline(
+    engine: Any, content: np.ndarray, style: np.ndarray, size: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    """TensorFlow's tutorial loop (Adam lr 0.02, β1 0.99, ε 0.1, fp32, from the content) for
+    ``--baseline-steps`` steps: {"loss", "curve", "time_s", "image", "cached"}.
+
+    It takes ~25-30 min at 512 px on a 2-core CPU, so its result is kept in ``--cache``,
+    keyed by the content and style pixels, the size, the steps and the weights file's
+    digest; a cached run reports the time it took when it ran.
+    """
+    import hashlib
+
+    from neural_style.daemon.params import StyleParams
+
+    key = hashlib.sha256()
+    for part in (content.tobytes(), style.tobytes(), repr((content.shape, style.shape)).encode(),
+                 f"{size}/{args.baseline_steps}/{engine.weights.sha256}/v1".encode()):  # fmt: skip
+        key.update(part)
+    folder = _cache_folder(args)
+    stem = folder / f"baseline-{key.hexdigest()[:24]}" if folder else None
+    if stem is not None and stem.with_suffix(".json").is_file():
+        meta = json.loads(stem.with_suffix(".json").read_text())
+        meta["image"] = np.load(stem.with_suffix(".npy"))
+        meta["cached"] = True
+        return meta
+
+    def progress(it: Any) -> None:
+        if it.step % 100 == 0:
+            _say(args, f"  baseline step {it.step}: loss {it.loss:.4g} at {it.elapsed:.0f} s")
+
+    params = StyleParams(
+        size=size, iterations=args.baseline_steps, learning_rate=0.02, precision="fp32"
+    )
+    run = engine.stylize(content, [style], params, progress)
+    meta = {
+        "loss": min(it.loss for it in run.iterates),
+        # (step, loss, seconds) every 100 steps: how fast the yardstick itself converges
+        "curve": [[i.step, i.loss, round(i.elapsed, 1)] for i in run.iterates if i.step % 100 == 0],
+        "time_s": run.iterates[-1].elapsed,
+    }
+    image = np.clip(run.image, 0.0, 1.0).astype(np.float32)
+    if stem is not None:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        np.save(stem.with_suffix(".npy"), image)
+        tmp = stem.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(meta))
+        tmp.replace(stem.with_suffix(".json"))  # the JSON last: it marks a complete entry
+    return {**meta, "image": image, "cached": False}
+
+
+def _cache_folder(args: argparse.Namespace) -> Path | None:
+    cache = getattr(args, "cache", None)
+    if cache is not None:
+        return None if str(cache) in ("", ".") else Path(cache)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("neural-style")) / "bench"
 
 
 def _steps_per_scale(run: Any) -> dict[str, int]:
@@ -310,8 +384,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(
             SYNTHETIC_WARNING + " (timings are the same as with the real weights)", file=sys.stderr
         )
-    content = images.load_image(SAMPLES / "chelsea.jpg")
-    style = images.load_image(SAMPLES / "starry_night.jpg")
+    content = images.load_image(args.content, "content image")
+    style = images.load_image(args.style, "style image")
     precisions = _precisions()
     rows = []
     for size in args.sizes:
@@ -339,7 +413,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 f"step {step:.3f} s  floor {floor:.3f} s  ratio {step / floor:.3f}",
             )
     presets = [name for name in args.presets.split(",") if name.strip()]
-    preset_rows = _time_presets(engine, content, style, presets, args) if presets else []
+    tutorial, preset_rows = (
+        _time_presets(engine, content, style, presets, args) if presets else (None, [])
+    )
     ladder = _ladder_vs_single(engine, content, style, args) if args.ladder else None
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     report = {
@@ -347,6 +423,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         "device": engine.device,
         "peak_rss_mb": round(peak_mb, 1),
         "sizes": rows,
+        "content": args.content.name,
+        "style": args.style.name,
+        **({"tutorial": tutorial} if tutorial else {}),
         "presets": preset_rows,
         **({"ladder": ladder} if ladder else {}),
     }

@@ -112,17 +112,25 @@ def _cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_precision(precision: Precision) -> Precision:
-    """``auto`` -> bf16 where it has been validated: CPUs with native bf16 kernels
+def resolve_precision(precision: Precision, optimizer: Optimizer = Optimizer.ADAM) -> Precision:
+    """``auto`` -> bf16 where it has been validated: Adam on CPUs with native bf16 kernels
     (AVX512_BF16 / AMX), where the bench measured bf16 convolutions (first layer and all
-    Grams and losses in fp32) ~1.8x faster per step and the balanced preset's final fp32
-    loss within 2 % of an fp32 run (README, Performance). Everywhere else, GPUs included
-    (not measured yet), fp32. Explicit choices are kept."""
+    Grams and losses in fp32) ~1.8x faster per step and the final fp32 loss within 2 % of
+    an fp32 run (docs/performance.md). Everywhere else fp32: GPUs (not measured yet) and
+    L-BFGS, whose line search trusts exact gradients and which has not been measured in
+    bf16. Explicit choices are kept."""
     if precision is not Precision.AUTO:
         return precision
+    if optimizer is not Optimizer.ADAM:
+        return Precision.FP32
     if not tf.config.list_physical_devices("GPU") and _cpu_has_bf16():
         return Precision.BF16
     return Precision.FP32
+
+
+def job_precision(params: StyleParams) -> Precision:
+    """What this job's convolutions run in (``auto`` resolved for its optimiser here)."""
+    return resolve_precision(params.precision, params.optimizer)
 
 
 def enable_memory_growth() -> None:
@@ -266,7 +274,7 @@ class StyleTransfer:
 
     def functions(self, params: StyleParams) -> _Functions:
         """The traced functions for the job's network variant (built once, then reused)."""
-        precision = resolve_precision(params.precision)
+        precision = job_precision(params)
         key = (params.pooling.value, params.padding.value, precision.value)
         if key not in self._variants:
             self._variants[key] = _Functions(self._features_for(precision), *key[:2])
@@ -284,7 +292,7 @@ class StyleTransfer:
         if tile is None:
             return fns.extract(tf.constant(image[None]))  # type: ignore[no-any-return]
         return tiling.tiled_extract(
-            self._features_for(resolve_precision(params.precision)), image[None], tile,
+            self._features_for(job_precision(params)), image[None], tile,
             pooling=params.pooling.value, padding=params.padding.value,
         )  # fmt: skip
 
@@ -293,7 +301,7 @@ class StyleTransfer:
         if tile is None:
             return fns.loss_and_grad(x, content_target, grams, weights)
         return tiling.tiled_loss_and_grad(
-            self._features_for(resolve_precision(params.precision)), x, content_target, grams,
+            self._features_for(job_precision(params)), x, content_target, grams,
             weights, tile, pooling=params.pooling.value, padding=params.padding.value,
         )  # fmt: skip
 
@@ -356,7 +364,7 @@ class StyleTransfer:
         """
         params = params or StyleParams()
         fns = self.functions(params)
-        precision = resolve_precision(params.precision)
+        precision = job_precision(params)
         variant = (params.pooling.value, params.padding.value, precision.value)
         content_feats = None if defer_content else self._extract_any(fns, params, content_rgb)[0]
         blended: list[tf.Tensor] | None = None
@@ -409,10 +417,11 @@ class StyleTransfer:
 
         target_rgb, style_rgbs = self._color_inputs(params.preserve_color, rgb, style_rgbs)
         run = _Run(params, callback, start)
-        budgets = split_iterations(params.iterations, len(sizes))
+        budgets = split_iterations(params.iterations, len(sizes), FINE_SHARE[params.optimizer])
         x: np.ndarray | None = None
         state: _AdamState | None = None
         cache_hit = True
+        coarse_content = target_rgb  # the previous scale's content (set at each scale)
         for size, steps in zip(sizes, budgets, strict=True):
             content_k = images.resize(target_rgb, size)
             style_side = int(
@@ -425,11 +434,15 @@ class StyleTransfer:
             cache_hit = cache_hit and hit
             if x is None:
                 x = self._initial_image(params, content_k, style_rgbs[0])
-            else:
+            elif os.environ.get("NS_PLAIN_UPSAMPLE"):
                 x = images.resize(x, size)
+                state = None
+            else:
+                x = upsample_result(x, coarse_content, content_k)
                 # Adam starts afresh at each scale: carrying its moments over (resized)
                 # measured worse, 2.6e7 vs 1.5e7 at 64 -> 128 px in the same time.
                 state = None
+            coarse_content = content_k
             run.scale = max(size)
             if params.optimizer is Optimizer.ADAM:
                 x, state = self._run_adam(x, state, targets, params, steps, run)
@@ -456,7 +469,7 @@ class StyleTransfer:
             elapsed=time.perf_counter() - start,
             style_cache_hit=cache_hit,
             work_size=work,
-            precision=resolve_precision(params.precision).value,
+            precision=job_precision(params).value,
         )
 
     @staticmethod
@@ -642,6 +655,18 @@ def _content_target(
     return tf.zeros((1, 1, 1, 1), tf.float32), weights * tf.constant([0.0, 1.0, 1.0])
 
 
+def upsample_result(
+    x: np.ndarray, coarse_content: np.ndarray, fine_content: np.ndarray
+) -> np.ndarray:
+    """The start of a finer scale: the finer content plus the coarse scale's *change* to its
+    content, upsampled. Plain upsampling blurs away the photo's fine detail, which the
+    content term must then rebuild at full cost (on a trained VGG the upsampled coarse
+    result started the finer scale with a higher loss than the photo itself)."""
+    h, w = fine_content.shape[:2]
+    delta = images.resize_signed(x - coarse_content, (w, h))
+    return np.clip(fine_content + delta, 0.0, 1.0).astype(np.float32)
+
+
 def adam_schedule(lr: float, schedule: Schedule, steps: int) -> list[float]:
     """Adam's step size for each of ``steps`` steps. ``cosine`` anneals from ``lr`` towards 0
     (half a cosine, ending one step short of 0): the L1 total-variation term keeps a
@@ -655,15 +680,19 @@ def _loss_weights(params: StyleParams) -> tf.Tensor:
     return tf.constant([params.content_weight, params.style_weight, params.tv_weight], tf.float32)
 
 
-def split_iterations(total: int, scales: int) -> list[int]:
-    """Steps per scale, coarse to fine: 60 % at the finest, the rest shared equally by the
-    coarser scales (remainder to the coarsest). Measured (Adam, cosine, 128 px, synthetic
-    weights): the loss at the finest scale depends on its own step count far more than on
-    the coarse ones (150 or 300 coarse steps: 1.759e6 vs 1.756e6), and a fine step costs 4x
-    a coarse one."""
+#: Share of a coarse-to-fine job's steps that the finest scale gets, per optimiser. A coarse
+#: step costs 1/4 of the next finer one. Adam (random weights, 128 px): the final loss hangs
+#: on the finest scale's step count far more than on the coarse ones'. L-BFGS on the trained
+#: stand-in (docs/performance.md): half the evaluations at the coarse scales.
+FINE_SHARE = {Optimizer.ADAM: 0.6, Optimizer.LBFGS: 0.5}
+
+
+def split_iterations(total: int, scales: int, fine_share: float = 0.6) -> list[int]:
+    """Steps per scale, coarse to fine: ``fine_share`` at the finest, the rest shared
+    equally by the coarser scales (remainder to the coarsest)."""
     if scales == 1:
         return [total]
-    fine = max(1, round(total * 0.6))
+    fine = max(1, round(total * fine_share))
     base, extra = divmod(total - fine, scales - 1)
     return [base + (1 if k < extra else 0) for k in range(scales - 1)] + [fine]
 

@@ -144,6 +144,11 @@ def fit_long_side(width: int, height: int, long_side: int) -> tuple[int, int]:
 
 def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize HxWxC float32 to (width, height) with Lanczos per channel (clipped to [0,1])."""
+    return np.clip(resize_signed(image, size), 0.0, 1.0)
+
+
+def resize_signed(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """:func:`resize` without the clip (for differences of images)."""
     width, height = size
     if image.shape[1] == width and image.shape[0] == height:
         return image
@@ -151,7 +156,7 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     for c in range(image.shape[2]):
         channel = Image.fromarray(np.ascontiguousarray(image[:, :, c], dtype=np.float32), "F")
         out[:, :, c] = np.asarray(channel.resize((width, height), Image.Resampling.LANCZOS))
-    return np.clip(out, 0.0, 1.0)
+    return out
 
 
 def check_writable(path: str | os.PathLike[str]) -> Path:

@@ -259,28 +259,19 @@ def auto_ladder(size: int, smallest: int = 256) -> tuple[int, ...]:
     return tuple(sides)
 
 
-#: The presets' optimiser: Adam with β1 0.9 and a cosine-annealed step from 0.1, over the
-#: automatic coarse-to-fine ladder. Measured against the tutorial's constant-step Adam (lr
-#: 0.02, β1 0.99) and L-BFGS-B at 128 px: 250 steps reach 1.82e6 (tutorial Adam 2.11e6,
-#: L-BFGS 2.02e6), and with a 64 px rung first, 1.76e6 = tutorial Adam after 1000 steps.
-#: L-BFGS stalls on the L1 total-variation term, whose kinks break its quadratic model.
-#: ``precision: auto`` = bf16 convolutions where the CPU has bf16 kernels: at 512 px the
-#: balanced preset took 222 s instead of 392 s, final fp32 loss +0.18 % (README).
-_ANNEALED_ADAM = {
-    "optimizer": "adam",
-    "learning_rate": 0.1,
-    "adam_beta1": 0.9,
-    "lr_schedule": "cosine",
-    "scales": [],
-    "precision": "auto",
-}
-#: Presets: what each one sets (explicit parameters override). Times on the build machine
-#: are in README.md. ``balanced`` has 400 steps (160 + 240 at 512 px): 300 ended 1.1 % above
-#: the tutorial loop's 1000-step loss, 400 end below it (0.153 of its time in bf16).
+#: The presets' optimiser: L-BFGS-B over the automatic coarse-to-fine ladder (half the
+#: evaluations at the coarser scales, each finer scale starting from the photo plus the
+#: coarser result's change to it). Chosen on the trained stand-in (docs/performance.md): at
+#: 128 px, 300 L-BFGS evaluations reach 5.81e6 with the photo's layout kept (structure
+#: 0.96), where Adam β1 0.9 with a cosine step from 0.02 reaches 7.47e6 and the tutorial's
+#: Adam needs ~900 steps; the former presets (Adam, cosine from 0.1) made coloured confetti.
+#: ``precision: auto`` keeps fp32 for L-BFGS (see engine.resolve_precision).
+_LBFGS_LADDER = {"optimizer": "lbfgs", "scales": [], "precision": "auto"}
+#: Presets: what each one sets (explicit parameters override). Times are in README.md.
 PRESETS: dict[str, dict[str, Any]] = {
-    "fast": {"size": 384, "iterations": 120, **_ANNEALED_ADAM},
-    "balanced": {"size": 512, "iterations": 400, **_ANNEALED_ADAM},
-    "quality": {"size": 1024, "iterations": 600, **_ANNEALED_ADAM},
+    "fast": {"size": 384, "iterations": 100, **_LBFGS_LADDER},
+    "balanced": {"size": 512, "iterations": 360, **_LBFGS_LADDER},
+    "quality": {"size": 1024, "iterations": 800, **_LBFGS_LADDER},
 }
 
 

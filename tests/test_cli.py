@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from neural_style.daemon.params import PRESETS
+
 DATA = Path(__file__).resolve().parent / "data"
 CONTENT = DATA / "chelsea_128.png"
 STYLE = DATA / "starry_night_128.png"
@@ -200,10 +202,15 @@ def test_bench_json_has_the_documented_fields(synthetic_weights: Path, tmp_path:
         "bench", "--json", "--sizes", "64", "--steps", "2", "--warmup", "1",
         "--presets", "fast", "--preset-size", "64", "--baseline-steps", "15",
         "--ladder", "32,64", "--ladder-iterations", "6",
-        "--weights", str(synthetic_weights), tmp_path=tmp_path, timeout=600,
+        "--weights", str(synthetic_weights), "--cache", str(tmp_path / "cache"),
+        tmp_path=tmp_path, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
+    tutorial = report["tutorial"]
+    assert (tutorial["steps"], tutorial["precision"], tutorial["cached"]) == (15, "fp32", False)
+    assert set(tutorial["quality"]) == {"structure", "texture", "color", "noise"}
+    assert len(list((tmp_path / "cache").glob("baseline-*.npy"))) == 1  # kept for next time
     assert report["synthetic"] is True and report["device"].startswith(("CPU", "GPU"))
     assert report["peak_rss_mb"] > 100
     # one fp32 row per size and optimiser; a bf16 row too where the CPU has bf16 kernels
@@ -221,10 +228,30 @@ def test_bench_json_has_the_documented_fields(synthetic_weights: Path, tmp_path:
         assert isinstance(preset["reached"], bool) and preset["baseline_time_s"] > 0
         assert preset["reached"] == (preset["final_loss"] <= preset["target_loss"])
         assert preset["ratio"] == pytest.approx(preset["time_s"] / preset["baseline_time_s"], 0.01)
-        assert sum(preset["steps_per_scale"].values()) == 120  # the preset's steps, all run
+        steps = PRESETS["fast"]["iterations"]
+        assert sum(preset["steps_per_scale"].values()) == steps  # the preset's steps, all run
+        assert preset["target_loss"] == tutorial["final_loss"]
+        assert -1.0 <= preset["quality"]["structure"] <= 1.0 and preset["quality"]["noise"] > 0
     assert presets[0]["gap_vs_fp32"] == 0.0
     for preset in presets[1:]:
         gap = preset["final_loss"] / presets[0]["final_loss"] - 1
         assert preset["gap_vs_fp32"] == pytest.approx(gap, abs=1e-4)
     assert report["ladder"]["scales"] == [32, 64]
     assert "synthetic" in proc.stderr
+
+
+def test_bench_baseline_is_cached_per_pair_size_and_weights(engine, chelsea64, starry64, tmp_path):  # type: ignore[no-untyped-def]
+    """The tutorial baseline (~30 min at 512 px) is computed once per pair, size, steps and
+    weights file, then read back with the time it took."""
+    import argparse
+
+    from neural_style.daemon.bench import baseline
+
+    args = argparse.Namespace(baseline_steps=4, cache=tmp_path, json=True)
+    first = baseline(engine, chelsea64, starry64, 48, args)
+    again = baseline(engine, chelsea64, starry64, 48, args)
+    assert (first["cached"], again["cached"]) == (False, True)
+    assert again["loss"] == first["loss"] and again["time_s"] == first["time_s"]
+    np.testing.assert_array_equal(again["image"], first["image"])
+    other = baseline(engine, chelsea64, starry64, 40, args)  # another size: another entry
+    assert other["cached"] is False and len(list(tmp_path.glob("baseline-*.json"))) == 2
