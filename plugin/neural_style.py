@@ -56,7 +56,7 @@ from nsg_helpers import (  # noqa: E402
     load_settings, log_event, measured_speed, pick_style_layer, pixel_format, remembered_style,
     restore_alpha, result_name, run_job_blocking, save_settings, style_file_of, to_rgb8,
 )
-from nsg_windows import ProgressWindow, connect  # noqa: E402
+from nsg_windows import ProgressWindow, connect, service_status  # noqa: E402
 import gi  # noqa: E402
 
 gi.require_version("Gimp", "3.0")
@@ -435,7 +435,7 @@ def has_display() -> bool:
 #: new arguments are appended there so positional callers keep working).
 DIALOG_FIELDS = [
     "preset", "estimate", "style-layer", "style-file", "style-strength", "preserve-color",
-    "color-mode", "style-layer-2", "style-blend", "style-scale", "advanced",
+    "color-mode", "style-layer-2", "style-blend", "style-scale", "service", "advanced",
 ]  # fmt: skip
 ADVANCED_FIELDS = ["iterations", "max-size", "endpoint"]
 
@@ -460,6 +460,7 @@ def show_dialog(procedure: Any, config: Any, speed: float | None = None) -> bool
                              int(config.get_property("iterations")), speed)  # fmt: skip
 
     label = dialog.get_label("estimate", estimate(), False, False)
+    service = dialog.get_label("service", "Neural Style service: checking…", False, False)
     dialog.get_label("advanced-title", "Advanced", False, False)
     dialog.fill_box("advanced-box", list(ADVANCED_FIELDS))
     dialog.fill_expander("advanced", "advanced-title", False, "advanced-box")
@@ -480,6 +481,18 @@ def show_dialog(procedure: Any, config: Any, speed: float | None = None) -> bool
     for prop in ("preset", "max-size", "iterations", "style-layer-2"):
         config.connect(f"notify::{prop}", refresh)
     refresh()
+
+    def check_service() -> bool:  # once the dialog shows: a missing daemon costs 0.5 s
+        try:
+            text = service_status(load_client(), (config.get_property("endpoint") or "").strip())
+        except Exception as exc:  # the client itself is missing: run() will say how to fix
+            text = f"Neural Style service: cannot check ({exc})"
+        with contextlib.suppress(Exception):
+            service.set_text(text)
+        log_event("service_status", text=text)
+        return False
+
+    GLib.timeout_add(100, check_service)
     ok = dialog.run()
     dialog.destroy()
     return bool(ok)

@@ -64,6 +64,18 @@ def connect(
     return client, client.hello()
 
 
+def service_status(client_mod: Any, endpoint: str, timeout: float = 0.5) -> str:
+    """The dialog's line on the daemon: running (on what), or not and what OK will do."""
+    try:
+        with client_mod.Client(endpoint or None, timeout=timeout) as client:
+            device = client.hello().get("device") or ""
+    except Exception as exc:
+        if _is_unavailable(exc, client_mod):
+            return "Neural Style service: not running; OK offers to start it"
+        return f"Neural Style service: not reachable ({getattr(exc, 'message', exc)})"
+    return "Neural Style service: running" + (f" on {device}" if device else "")
+
+
 def _log_dir() -> str:
     import tempfile
 

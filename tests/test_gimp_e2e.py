@@ -651,6 +651,9 @@ def test_settings_dialog_for_real(gimp_run: dict[str, Any]) -> None:
     for label in ("Style layer", "Iterations", "Max size", "Style strength", "Daemon endpoint"):
         assert label in seen["labels"], seen["labels"]
     assert "Preserve colors" in seen["labels"]
+    assert any(t.startswith("Neural Style service: ") for t in seen["labels"]), seen["labels"]
+    checks = [e["text"] for e in gimp_run["log"] if e["event"] == "service_status"]
+    assert checks and all(t.startswith("Neural Style service: running on ") for t in checks)
     for label in ("Second style layer", "Style blend", "Style scale", "Preset", "Color mode"):
         assert label in seen["labels"], seen["labels"]
     # default preset "fast": it sets the steps; Preserve colors off: no colour mode

@@ -783,6 +783,7 @@ def test_settings_dialog_presets_first_advanced_collapsed(plugin: types.ModuleTy
     )  # collapsed: engine settings and the daemon's address
     assert dialog.props["estimate"].startswith("Expected time: about ")
     assert dialog.props["advanced-title"] == "Advanced"
+    assert fields[-2] == "service" and dialog.props["service"].endswith("checking…")
     # Iterations only counts with the "custom" preset; the colour mode only with preserve-color
     prop, _config_arg, other, values, in_values = dialog.last("set_sensitive_if_in")
     assert (prop, other, list(values), in_values) == ("iterations", "preset", ["custom"], True)
@@ -1454,3 +1455,10 @@ def test_daemon_exiting_while_starting_names_its_log(
     monkeypatch.setattr(plugin, "start_daemon", lambda cmd, log: proc)
     with pytest.raises(plugin.PluginError, match=r"stopped while starting.*neural-style-daemon"):
         plugin.connect(_FakeClientModule(99), "", 5.0, True, _start_ui(-5))
+
+
+def test_dialog_says_whether_the_service_runs(plugin: Any) -> None:
+    running = plugin.service_status(_FakeClientModule(down_for=0), "")
+    assert running == "Neural Style service: running"
+    down = plugin.service_status(_FakeClientModule(down_for=1), "tcp://127.0.0.1:9")
+    assert down == "Neural Style service: not running; OK offers to start it"
