@@ -434,9 +434,6 @@ class StyleTransfer:
             cache_hit = cache_hit and hit
             if x is None:
                 x = self._initial_image(params, content_k, style_rgbs[0])
-            elif os.environ.get("NS_PLAIN_UPSAMPLE"):
-                x = images.resize(x, size)
-                state = None
             else:
                 x = upsample_result(x, coarse_content, content_k)
                 # Adam starts afresh at each scale: carrying its moments over (resized)

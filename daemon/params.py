@@ -248,10 +248,11 @@ _ENUM_FIELDS: dict[str, type[Enum]] = {
 }
 
 
-def auto_ladder(size: int, smallest: int = 256) -> tuple[int, ...]:
+def auto_ladder(size: int, smallest: int = 128) -> tuple[int, ...]:
     """Coarse-to-fine long sides: halve from ``size`` while the next stays >= ``smallest``.
 
-    512 -> (256, 512); 2048 -> (256, 512, 1024, 2048); sizes below 2 x smallest: (size,).
+    512 -> (128, 256, 512); 384 -> (192, 384); sizes below 2 x smallest: (size,). A coarse
+    scale costs 1/4 of the next finer one and gives it a start closer to the goal.
     """
     sides = [size]
     while sides[0] // 2 >= max(smallest, limits.MIN_WORK_SIDE):

@@ -184,10 +184,11 @@ def test_coarse_to_fine_beats_one_scale_in_equal_wall_time(engine) -> None:  # t
 
 
 def test_auto_ladder_and_presets() -> None:
-    assert auto_ladder(512) == (256, 512)
-    assert auto_ladder(2048) == (256, 512, 1024, 2048)
-    assert auto_ladder(300) == (300,)
-    assert StyleParams(size=512, scales=()).ladder() == (256, 512)
+    assert auto_ladder(512) == (128, 256, 512)
+    assert auto_ladder(384) == (192, 384)
+    assert auto_ladder(2048) == (128, 256, 512, 1024, 2048)
+    assert auto_ladder(250) == (250,)
+    assert StyleParams(size=512, scales=()).ladder() == (128, 256, 512)
     for name in ("fast", "balanced", "quality"):
         p = StyleParams.from_dict({"preset": name})
         assert p.size == preset_values(name)["size"]
