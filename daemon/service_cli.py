@@ -422,11 +422,7 @@ def stylize_remote(
             preview_every=params.preview_every,
             preview_max_side=protocol.MAX_PREVIEW_SIDE,
         )
-        try:
-            done = _follow(job, on_iterate)
-        except KeyboardInterrupt:
-            job.cancel_and_wait(timeout=5.0)
-            raise
+        done = _follow(job, on_iterate)  # Ctrl-C: Job.wait cancels the job first
         daemon = DaemonInfo(
             endpoint=client.endpoint,
             device=str(welcome.get("device", "")),
