@@ -102,8 +102,8 @@ def test_controls_from_the_command_line(synthetic_weights: Path, tmp_path: Path)
     assert proc.returncode == 0, proc.stderr
     r = json.loads(report.read_text())
     p = r["params"]
-    assert (p["optimizer"], p["lr_schedule"], p["learning_rate"]) == ("adam", "cosine", 0.1)
-    assert p["adam_beta1"] == 0.8  # the flag beats the preset's 0.9
+    assert (p["optimizer"], p["precision"]) == ("lbfgs", "auto")  # the preset's
+    assert p["adam_beta1"] == 0.8  # a flag is kept (unused by L-BFGS)
     assert (p["size"], p["scales"], p["iterations"]) == (64, [32, 64], 4)  # flags win
     assert p["preserve_color"] == "luminance" and p["style_blend"] == [0.7, 0.3]
     assert [i["scale"] for i in r["iterations"]] == [32, 32, 64, 64]
