@@ -387,6 +387,7 @@ class StyleTransfer:
         params: StyleParams,
         callback: Callback | None = None,
         mask: np.ndarray | None = None,
+        init: np.ndarray | None = None,
     ) -> StylizeResult:
         """Stylize ``content`` (HxW or HxWxC, C in 1..4; uint8/uint16/float32) after ``styles``.
 
@@ -394,6 +395,8 @@ class StyleTransfer:
         content's dtype and channels; its size is the content's when ``params.keep_size``,
         else the working size. ``mask`` (HxW, 1 = stylize, fractions blend) composites the
         result over the content, so where it is 0 the content is returned unchanged.
+        ``init`` (the content's size; e.g. an earlier result, to refine it) is the starting
+        image instead of ``params.init``: the first scale starts from it, resized.
         """
         start = time.perf_counter()
         content = images.as_hwc(content, "content image")
@@ -416,6 +419,7 @@ class StyleTransfer:
         work = sizes[-1]
 
         target_rgb, style_rgbs = self._color_inputs(params.preserve_color, rgb, style_rgbs)
+        init_rgb = self._init_input(init, params.preserve_color, (width, height))
         run = _Run(params, callback, start)
         budgets = split_iterations(params.iterations, len(sizes), FINE_SHARE[params.optimizer])
         x: np.ndarray | None = None
@@ -427,12 +431,14 @@ class StyleTransfer:
             style_side = int(
                 np.clip(round(max(size) * params.style_scale), 16, 2 * limits.MAX_WORK_SIDE)
             )
-            first_from_content = x is None and params.init is Init.CONTENT
+            first_from_content = x is None and init_rgb is None and params.init is Init.CONTENT
             targets, hit = self.targets(
                 content_k, style_rgbs, blend, style_side, params, defer_content=first_from_content
             )
             cache_hit = cache_hit and hit
-            if x is None:
+            if x is None and init_rgb is not None:
+                x = images.resize(init_rgb, size)
+            elif x is None:
                 x = self._initial_image(params, content_k, style_rgbs[0])
             else:
                 x = upsample_result(x, coarse_content, content_k)
@@ -484,6 +490,24 @@ class StyleTransfer:
             ]
             return color.gray_rgb(content_y), styles
         return content_rgb, style_rgbs
+
+    @staticmethod
+    def _init_input(
+        init: np.ndarray | None, mode: ColorMode, size: tuple[int, int]
+    ) -> np.ndarray | None:
+        """The starting image as the optimisation sees it (RGB, luminance when that mode)."""
+        if init is None:
+            return None
+        init = images.as_hwc(init, "init image")
+        if (init.shape[1], init.shape[0]) != size:
+            raise images.bad(
+                f"The init image is {init.shape[1]}x{init.shape[0]}; it must have the "
+                f"content's size {size[0]}x{size[1]}."
+            )
+        init_rgb = images.split_alpha(images.to_float(init))[0]
+        if mode is ColorMode.LUMINANCE:
+            return color.gray_rgb(color.luminance(init_rgb))
+        return init_rgb
 
     @staticmethod
     def _blend(params: StyleParams, count: int) -> list[float]:

@@ -484,6 +484,7 @@ class Client(_Connection):
         params: dict[str, Any],
         *,
         mask: ImageBuf | None = None,
+        init: ImageBuf | None = None,
         preview_every: int = 0,
         preview_max_side: int = PREVIEW_SIDE,
     ) -> Job:
@@ -497,6 +498,7 @@ class Client(_Connection):
                 "content": content,
                 "styles": list(styles),
                 "mask": mask,
+                "init": init,
                 "preview_every": int(preview_every),
                 "preview_max_side": int(preview_max_side),
                 "heartbeat_s": self.heartbeat_interval,
@@ -520,6 +522,7 @@ class Client(_Connection):
         params: dict[str, Any],
         *,
         mask: ImageBuf | None = None,
+        init: ImageBuf | None = None,
         on_progress: Callable[[Progress], object] | None = None,
         on_preview: Callable[[Preview], object] | None = None,
         preview_every: int = 0,
@@ -535,6 +538,7 @@ class Client(_Connection):
             styles,
             params,
             mask=mask,
+            init=init,
             preview_every=preview_every,
             preview_max_side=preview_max_side,
         )

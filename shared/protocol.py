@@ -78,10 +78,10 @@ MAX_ITERATE_ROWS: int = 2 * limits.MAX_ITERATIONS
 ITERATE_COLUMNS: tuple[str, ...] = STEP_COLUMNS
 #: dtype code -> bytes per channel value.
 DTYPES: dict[str, int] = defaults.DTYPE_SIZES
-#: Most buffers one message can carry: content + styles + mask.
-MAX_BUFFERS: int = 2 + limits.MAX_STYLES
+#: Most buffers one message can carry: content + styles + mask + init.
+MAX_BUFFERS: int = 3 + limits.MAX_STYLES
 FEATURES: tuple[str, ...] = (
-    "preview", "mask", "cancel", "heartbeat", "style_cache", "iterates", "curve",
+    "preview", "mask", "cancel", "heartbeat", "style_cache", "iterates", "curve", "init",
 )  # fmt: skip
 
 
@@ -310,6 +310,8 @@ SCHEMAS: dict[str, dict[str, tuple[Validator | str, bool]]] = {
         "content": (_IMAGE, True),
         "styles": (_IMAGES, True),
         "mask": (_IMAGE, False),
+        # The starting image instead of the content (refine an earlier result).
+        "init": (_IMAGE, False),
         "preview_every": (_int(0, limits.MAX_ITERATIONS), False),
         "preview_max_side": (_int(16, MAX_PREVIEW_SIDE), False),
         "heartbeat_s": (_num(0.05, 60.0), False),
@@ -657,6 +659,13 @@ def _check_cross_fields(msg_type: str, fields: dict[str, Any]) -> None:
             raise _bad(
                 f"submit.mask: must be one channel at the content's size "
                 f"{content.width}x{content.height}, got {mask.width}x{mask.height}x{mask.channels}"
+            )
+    if msg_type == "submit" and "init" in fields:
+        init, content = fields["init"], fields["content"]
+        if (init.width, init.height) != (content.width, content.height):
+            raise _bad(
+                f"submit.init: must have the content's size {content.width}x{content.height}, "
+                f"got {init.width}x{init.height}"
             )
     if msg_type == "progress" and fields["step"] > fields["total"]:
         raise _bad(f"progress.step: {fields['step']} exceeds total {fields['total']}")

@@ -151,6 +151,19 @@ def test_second_job_with_same_style_hits_the_cache(daemon: Daemon):
     assert second.stats["first_step_s"] < first.stats["first_step_s"]
 
 
+def test_refine_job_starts_from_the_init_image(daemon: Daemon):
+    """A submit with ``init``: the first step's content loss is that of the init, not 0,
+    and the style targets come from the cache (a refine reuses them)."""
+    content, style = rand_image(SIZE, SIZE, seed=6), rand_image(30, 30, seed=7)
+    with daemon.client() as c:
+        first = run(c, content, style)[1][-1]
+        refined = run(c, content, style, init=first.image)[1][-1]
+    assert isinstance(refined, Done)
+    assert first.iterates[0].content == 0.0
+    assert refined.iterates[0].content > 0.0
+    assert refined.stats["style_cache_hit"] is True
+
+
 def test_four_concurrent_clients_get_their_own_results(daemon: Daemon):
     sizes = [(40, 36), (44, 38), (48, 34), (36, 46)]
     results: dict[int, object] = {}

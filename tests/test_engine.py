@@ -249,3 +249,24 @@ def test_tiled_run_equals_the_whole_image_run(engine, chelsea64, starry64, optim
         [i.loss for i in whole.iterates], rel=1e-4
     )
     assert np.abs(tiled.image.astype(int) - whole.image).max() <= 1
+
+
+def test_init_image_is_the_start(engine, chelsea64, starry64) -> None:  # type: ignore[no-untyped-def]
+    """Refine: one step from an init image stays near it, far from the content."""
+    first = engine.stylize(chelsea64, [starry64], StyleParams(iterations=20, **SMALL))
+    init = first.image
+    again = engine.stylize(chelsea64, [starry64], StyleParams(iterations=1, **SMALL), init=init)
+    assert again.iterates[0].content > 0.0  # the start is not the content
+    near_init = np.abs(again.image.astype(int) - init).mean()
+    near_content = np.abs(again.image.astype(int) - chelsea64).mean()
+    assert near_init < near_content / 2
+    plain = engine.stylize(chelsea64, [starry64], StyleParams(iterations=1, **SMALL))
+    assert np.abs(plain.image.astype(int) - chelsea64).mean() < near_content
+
+
+def test_init_image_of_another_size_is_refused(engine, chelsea64, starry64) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(NeuralStyleError) as err:
+        engine.stylize(
+            chelsea64, [starry64], StyleParams(iterations=1, **SMALL), init=chelsea64[:32]
+        )
+    assert err.value.code is ErrorCode.BAD_REQUEST

@@ -41,6 +41,7 @@ SAMPLES: dict[str, dict] = {
         "content": img(5, 4, 4, "u16"),
         "styles": [img(3, 3, 3), img(2, 2, 1, "f32")],
         "mask": img(5, 4, 1, "u8"),
+        "init": img(5, 4, 4, "u16"),
         "preview_every": 2,
         "preview_max_side": 128,
         "heartbeat_s": 0.5,
@@ -298,6 +299,11 @@ CASES = [
      bytes(12), *[bytes(3)] * 9), "bad_request", "expected a list of 1 to 8"),
     ("mask size mismatch", signed(submit_header(mask={"w": 1, "h": 1, "c": 1, "dtype": "u8"}),
      *GOOD_BUFFERS, bytes(1)), "bad_request", "submit.mask: must be one channel"),
+    ("init size mismatch", signed(submit_header(init={"w": 1, "h": 2, "c": 3, "dtype": "u8"}),
+     *GOOD_BUFFERS, bytes(6)), "bad_request", "submit.init: must have the content's size"),
+    ("init over the pixel limit", signed(submit_header(
+        init={"w": 16384, "h": 16384, "c": 4, "dtype": "f32"}), *GOOD_BUFFERS),
+     "too_large", "submit.init: 16384x16384"),
     ("mask with 3 channels", signed(submit_header(mask={"w": 2, "h": 2, "c": 3, "dtype": "u8"}),
      *GOOD_BUFFERS, bytes(12)), "bad_request", "submit.mask"),
     ("bad signature", signed({"type": "ping"}, key=b"other"), "unauthenticated", "signature"),
@@ -510,3 +516,18 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_submit_init_round_trips_after_the_mask():
+    fields = dict(SAMPLES["submit"])
+    fields["init"] = ImageBuf(5, 4, 4, "u16", bytes(range(160)))
+    out = roundtrip(Message("submit", fields))
+    assert out.fields["init"].describe() == fields["init"].describe()
+    assert bytes(out.fields["init"].data) == bytes(range(160))
+    assert out.fields["mask"].channels == 1
+
+
+def test_client_refuses_a_wrong_size_init_locally():
+    bad = Message("submit", {**SAMPLES["submit"], "init": img(4, 4, 4, "u16")})
+    with pytest.raises(ProtocolError, match=r"submit\.init"):
+        protocol.validate(bad)

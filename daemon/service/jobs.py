@@ -50,6 +50,8 @@ class ServiceJob:
     styles: list[np.ndarray]
     mask: np.ndarray | None
     params: StyleParams
+    #: The starting image (refine an earlier result), or None: the content.
+    init: np.ndarray | None
     preview_max_side: int
     heartbeat_s: float
     submitted: float = field(default_factory=time.monotonic)
@@ -88,9 +90,11 @@ class ServiceJob:
         content = checked_array("content", f["content"])
         styles = [checked_array(f"styles[{i}]", s) for i, s in enumerate(f["styles"])]
         mask = checked_array("mask", f["mask"]) if "mask" in f else None
+        init = checked_array("init", f["init"]) if "init" in f else None
         work = admission.check_work_sizes(content, styles, params)
         nbytes = content.nbytes + sum(s.nbytes for s in styles)
         nbytes += mask.nbytes if mask is not None else 0
+        nbytes += init.nbytes if init is not None else 0
         return cls(
             ident=ident,
             job_id=f["job"],
@@ -98,6 +102,7 @@ class ServiceJob:
             styles=styles,
             mask=mask,
             params=params,
+            init=init,
             preview_max_side=f.get("preview_max_side", defaults.PREVIEW_SIDE),
             heartbeat_s=f.get("heartbeat_s", protocol.DEFAULT_HEARTBEAT_S),
             nbytes=nbytes,

@@ -46,6 +46,7 @@ class Engine(Protocol):
         params: StyleParams,
         callback: Callable[[Step], str | None] | None = None,
         mask: Any = None,
+        init: Any = None,
     ) -> StylizeResult: ...
 
 
@@ -97,6 +98,8 @@ class Worker(threading.Thread):
             return (WorkerEvent.CANCELLED, job, 0)
         try:
             kwargs = {"mask": job.mask} if job.mask is not None else {}
+            if job.init is not None:
+                kwargs["init"] = job.init
             result = self.engine.stylize(
                 job.content, job.styles, job.params, self._callback(job), **kwargs
             )
