@@ -34,3 +34,21 @@ MIN_WORK_SHORT_SIDE: int = 16
 MAX_CONNECTIONS: int = 256
 #: Jobs (running + queued) one connection may have open at once.
 MAX_JOBS_PER_CLIENT: int = 4
+#: Seeds are unsigned 32-bit integers.
+MAX_SEED: int = 2**32 - 1
+#: A preview every N-th step, N at most this (0 = never).
+MAX_PREVIEW_EVERY: int = 1_000_000
+#: Style image's long side relative to the working long side.
+MIN_STYLE_SCALE: float = 0.05
+MAX_STYLE_SCALE: float = 8.0
+#: Decays (iterate averaging, Adam's β1) lie in [0, MAX_DECAY].
+MAX_DECAY: float = 0.999
+#: At most this many rungs in a coarse-to-fine ladder.
+MAX_SCALES: int = 8
+#: Each relative style weight lies in [0, MAX_BLEND_WEIGHT].
+MAX_BLEND_WEIGHT: float = 1e6
+#: The plug-in dialog's narrower ranges (what a slider offers; the engine accepts more).
+UI_MIN_STYLE_SCALE: float = 0.1
+UI_MAX_STYLE_SCALE: float = 4.0
+#: The plug-in's style strength (a multiplier of the default style weight) lies in [0, this].
+UI_MAX_STYLE_STRENGTH: float = 100.0
