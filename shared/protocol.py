@@ -42,7 +42,7 @@ from typing import Any
 
 import msgpack
 
-from . import __version__, defaults, limits
+from . import __version__, defaults, limits, schema
 
 # Re-exported: clients and the daemon have always read these from the protocol module.
 from .defaults import DEFAULT_ENDPOINT as DEFAULT_ENDPOINT
@@ -252,6 +252,18 @@ def _plain(max_depth: int = 3) -> Validator:
     return check
 
 
+def _params(where: str, value: Any) -> dict:
+    """A submit's job parameters: a shallow map whose keys, types and bounds are the
+    parameter schema's (shared/schema.py); combinations are checked once merged."""
+    _plain(2)(where, value)
+    try:
+        schema.check(value)
+    except schema.ParamError as exc:
+        # The daemon's own wording (as StyleParams says it), then the field's path.
+        raise _bad(f"{exc.message.rstrip('.')} ({where}.{exc.field})") from None
+    return value
+
+
 def _image_desc(where: str, value: Any, max_pixels: int = limits.MAX_IMAGE_PIXELS) -> ImageBuf:
     """Check an image descriptor ``{w, h, c, dtype}``; the data is attached later."""
     if not isinstance(value, dict):
@@ -306,7 +318,7 @@ SCHEMAS: dict[str, dict[str, tuple[Validator | str, bool]]] = {
     "shutdown": {},
     "submit": {
         "job": (_JOB, True),
-        "params": (_plain(2), True),
+        "params": (_params, True),
         "content": (_IMAGE, True),
         "styles": (_IMAGES, True),
         "mask": (_IMAGE, False),
