@@ -52,7 +52,8 @@ from nsg_helpers import (  # noqa: E402
     ARGUMENTS, HELP_DOMAIN, MAX_MAX_SIZE, PREVIEW_LAYER_NAME, PREVIEW_SIDE, PROC_NAME,
     RESULT_SUFFIX, SAVED_KEYS, SETTINGS_FILE, PluginError, StoppedAndKept, StyleFile, Throttle,
     UserCancelled, babl_format_for, canvas_preview_side, check_size, describe_error,
-    estimate_text, fit_within, format_eta, is_opaque_mask, job_settings, load_client,
+    estimate_text, find_refine_source, fit_within, format_eta, is_opaque_mask, job_settings,
+    load_client, refine_source_name,
     load_settings, log_event, measured_speed, pick_style_layer, pixel_format, remembered_style,
     restore_alpha, result_name, run_job_blocking, save_settings, style_file_of, to_rgb8,
 )
@@ -106,6 +107,19 @@ class ContentArea:
         self.data = _read(drawable, self.x, self.y, self.w, self.h, self.fmt)
         if self.has_selection:
             self.mask = read_selection_mask(image, *self.offsets, self.w, self.h)
+
+    def refine_from(self, source: Any) -> bytes:
+        """Refine: the pixels read (a result layer's) become the job's start, and the content
+        is the original layer's over the same area when it covers it (else the result).
+        Returns the start's pixels."""
+        start = self.data
+        if source is not None:
+            _, sx, sy = source.get_offsets()
+            x, y = self.offsets[0] - sx, self.offsets[1] - sy
+            fits = x + self.w <= source.get_width() and y + self.h <= source.get_height()
+            if x >= 0 and y >= 0 and fits:
+                self.data = _read(source, x, y, self.w, self.h, self.fmt)
+        return start
 
 
 def read_selection_mask(image: Any, x: int, y: int, w: int, h: int) -> bytes | None:
@@ -259,6 +273,7 @@ def stylize(image: Any, drawables: list[Any], config: Any, interactive: bool) ->
               styles=len(style_layers))  # fmt: skip
 
     area = ContentArea(image, drawable)  # geometry only: nothing read yet
+    refine = refinable(drawable) and bool(config.get_property("refine"))
     client_mod = load_client(setup_import_path())
     timeout = float(os.environ.get("NEURAL_STYLE_TIMEOUT", "10") or 10)
     if not interactive:
@@ -271,6 +286,13 @@ def stylize(image: Any, drawables: list[Any], config: Any, interactive: bool) ->
             check_size(area.w, area.h, hello)  # before reading: 8192² float RGBA is 1 GiB
             area.read(image, drawable)
             ImageBuf = client_mod.ImageBuf
+            init = None
+            if refine:  # content: the original layer if found; start: the result
+                source = find_refine_source(list(image.get_layers()), drawable)
+                start = area.refine_from(source)
+                init = ImageBuf(area.w, area.h, area.channels, area.dtype, start)
+                log_event("refine", result=drawable.get_name(),
+                          source=source.get_name() if source is not None else None)  # fmt: skip
             content = ImageBuf(area.w, area.h, area.channels, area.dtype, area.data)
             styles = []
             for layer in style_layers:
@@ -281,13 +303,14 @@ def stylize(image: Any, drawables: list[Any], config: Any, interactive: bool) ->
                 styles.append(ImageBuf(sw, sh, 3, "u8", data))
             mask = None if area.mask is None else ImageBuf(area.w, area.h, 1, "u8", area.mask)
             job_handle = client.submit(
-                content, styles, params, mask=mask,
+                content, styles, params, mask=mask, init=init,
                 preview_every=max(1, iterations // 30) if interactive else 0,
                 preview_max_side=canvas_preview_side(area.w, area.h),
             )  # fmt: skip
             log_event("submitted", content=[area.w, area.h, area.channels, area.dtype],
                       styles=[[s.width, s.height] for s in styles],
-                      mask=[area.w, area.h] if mask is not None else None)  # fmt: skip
+                      mask=[area.w, area.h] if mask is not None else None,
+                      init=init is not None)  # fmt: skip
             if interactive:
                 canvas = CanvasPreview(image, area)
                 try:
@@ -315,7 +338,10 @@ def stylize(image: Any, drawables: list[Any], config: Any, interactive: bool) ->
     log_event("done", stats=getattr(done, "stats", None), kept=isinstance(done, StoppedAndKept))
     global LAST_SPEED
     LAST_SPEED = measured_speed(getattr(done, "stats", None))
-    name = result_name(drawable.get_name(), [la.get_name() for la in style_layers])
+    content_name = drawable.get_name()
+    if refine:  # a refined result is named like the first one
+        content_name = refine_source_name(content_name) or content_name
+    name = result_name(content_name, [la.get_name() for la in style_layers])
     if isinstance(done, StoppedAndKept):
         name = name.replace(RESULT_SUFFIX, f" (stopped at step {done.step}){RESULT_SUFFIX}")
         layer = insert_kept(image, area, name, done.preview)
@@ -324,6 +350,14 @@ def stylize(image: Any, drawables: list[Any], config: Any, interactive: bool) ->
         layer = insert_result(image, drawable, area, name, done)
     Gimp.displays_flush()
     return layer
+
+
+def refinable(drawable: Any) -> bool:
+    """Whether the layer is a Neural Style result (which the refine argument continues)."""
+    try:
+        return refine_source_name(drawable.get_name()) is not None
+    except Exception:
+        return False
 
 
 def _shown_endpoint(endpoint: str, client: Any, client_mod: Any) -> str:
@@ -435,12 +469,15 @@ def has_display() -> bool:
 #: new arguments are appended there so positional callers keep working).
 DIALOG_FIELDS = [
     "preset", "estimate", "style-layer", "style-file", "style-strength", "preserve-color",
-    "color-mode", "style-layer-2", "style-blend", "style-scale", "service", "advanced",
+    "color-mode", "style-layer-2", "style-blend", "style-scale", "refine", "service",
+    "advanced",
 ]  # fmt: skip
 ADVANCED_FIELDS = ["iterations", "max-size", "endpoint"]
 
 
-def show_dialog(procedure: Any, config: Any, speed: float | None = None) -> bool:
+def show_dialog(
+    procedure: Any, config: Any, speed: float | None = None, refine_ok: bool = False
+) -> bool:
     """The settings dialog (GimpUi.ProcedureDialog: values are remembered by GIMP).
 
     The expected time follows the preset; Iterations is greyed out unless the preset is
@@ -470,6 +507,7 @@ def show_dialog(procedure: Any, config: Any, speed: float | None = None) -> bool
     dialog.set_sensitive_if_in("iterations", None, "preset", custom, True)
     # set_sensitive binds to the property only when given the config (None: a fixed value)
     dialog.set_sensitive("color-mode", True, config, "preserve-color", False)
+    dialog.set_sensitive("refine", refine_ok, None, None, False)  # only on a result layer
     blend = dialog.get_widget("style-blend", GObject.TYPE_NONE)
 
     def refresh(*_args: Any) -> None:
@@ -554,7 +592,8 @@ class NeuralStyle(Gimp.PlugIn):
         try:
             settings = prepare_rerun(image, list(drawables), config) if rerun else None
             speed = (settings or {}).get("speed")
-            if interactive and not show_dialog(procedure, config, speed):
+            refine_ok = len(drawables) == 1 and refinable(drawables[0])
+            if interactive and not show_dialog(procedure, config, speed, refine_ok):
                 return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
             if settings is not None:
                 remember(settings, image, config)  # whatever the outcome of the job

@@ -535,6 +535,27 @@ def pick_style_layer(
     return None, ""
 
 
+def refine_source_name(name: str) -> str | None:
+    """The content layer's name in a result's name ('chelsea' from 'chelsea in the style of
+    starry (Neural Style)'), or None when the layer is not a Neural Style result. GIMP adds
+    ' #1' to a name already in the image: that is still a result."""
+    head, sep, tail = name.rpartition(" #")
+    name = head if sep and tail.isdigit() else name
+    if not name.endswith(RESULT_SUFFIX):
+        return None
+    content, sep, _ = name.partition(" in the style of ")
+    return content if sep and content else None
+
+
+def find_refine_source(layers: list[Any], result: Any) -> Any:
+    """The original content layer of a result layer (by name, not the result itself), or None."""
+    name = refine_source_name(result.get_name())
+    for layer in layers:
+        if name is not None and layer.get_name() == name and not _same(layer, result):
+            return layer
+    return None
+
+
 # --------------------------------------------------------------------------- errors -> messages
 
 
@@ -695,6 +716,8 @@ ARGUMENTS: list[tuple[Any, ...]] = [
     ], "luminance"),
     ("file", "style-file", "Or open _painting…", "A painting (any image file) to take the "
      "style from, when no style layer is chosen", True, None),
+    ("boolean", "refine", "Re_fine this result", "When the selected layer is a Neural Style "
+     "result: carry on painting from it (your original picture stays the content)", True),
 ]  # fmt: skip
 
 

@@ -100,6 +100,10 @@ CASES: list[dict[str, Any]] = [
     {"name": "style_file", "content": "chelsea_64", "style": "starry_night_64",
      "no_style_arg": True, "style_file": "great_wave_64.png", "format": "R'G'B'A u8",
      "args": {"iterations": 6, "max-size": 48}},
+    # refine: the filter on its own result starts from it (1 step stays near the result)
+    {"name": "refine", "content": "chelsea_64", "style": "starry_night_64",
+     "format": "R'G'B'A u8", "args": {"iterations": 10, "max-size": 64, "style-strength": 3.0},
+     "refine": {"iterations": 1, "preset": "custom", "max-size": 64}},
     # bigger than the daemon's max_pixels: refused before any pixel is read
     {"name": "too_large", "content": "chelsea_128", "style": "starry_night_64",
      "canvas": [256, 200], "content_size": [256, 200], "format": "R'G'B'A u8",
@@ -236,6 +240,9 @@ def gimp_run(tmp_path_factory: pytest.TempPathFactory, synthetic_weights: Path) 
         timings["daemon_start_s"] = round(time.monotonic() - t, 1)
         shutil.copy(conn, work / "connection.json")
         cases = json.loads(json.dumps(CASES))
+        only = os.environ.get("NSG_E2E_ONLY", "")  # a quick run of some cases, without the UI
+        if only:
+            cases = [c for c in cases if c["name"] in only.split(",")]
         for case in cases:
             if case["args"].get("endpoint") == "DEAD":
                 case["args"]["endpoint"] = f"tcp://127.0.0.1:{_free_port()}"
@@ -243,7 +250,7 @@ def gimp_run(tmp_path_factory: pytest.TempPathFactory, synthetic_weights: Path) 
         (work / "cases.json").write_text(
             json.dumps(
                 {"out_dir": str(out), "data_dir": str(data), "cases": cases,
-                 "plugin_dir": str(plugin_dir)}
+                 "plugin_dir": str(plugin_dir), "no_ui": bool(only)}
             )
         )  # fmt: skip
         plugin_log = work / "plugin.log"
@@ -348,6 +355,7 @@ def test_procedure_registered_with_fixed_arguments(gimp_run: dict[str, Any]) -> 
     assert res["arguments"][3:] == [
         "style-layer", "iterations", "max-size", "style-strength", "preserve-color", "endpoint",
         "style-layer-2", "style-blend", "style-scale", "preset", "color-mode", "style-file",
+        "refine",
     ]  # fmt: skip
     assert res["return_values"] == ["new-layer"]
     assert "RGB" in res["image_types"] and "GRAY" in res["image_types"]
@@ -619,6 +627,27 @@ def test_batch_20_iterations_max_size_128_returns_content_size(gimp_run: dict[st
     assert steps and steps[-1]["total"] == 20
     w, h, depth, ctype = _png_header(gimp_run["out"] / "batch128.png")
     assert (w, h, depth, ctype) == (160, 120, 8, 6)
+
+
+def test_refine_starts_from_the_result_layer(gimp_run: dict[str, Any]) -> None:
+    rec = _ok(gimp_run, "refine")
+    rep = rec["refine"]
+    assert rep["status"] == "success", rep.get("error")
+    # named like the first result (after the original layer), on top
+    # (GIMP adds " #1": the first result has that name)
+    name = "chelsea_64 in the style of starry_night_64 (Neural Style) #1"
+    assert rep["layer"]["name"] == name, rep["layers_after"]
+    assert rep["layer"]["position"] == 0 and rep["layer"]["size"] == rec["content_size"]
+    events = gimp_run["log"][rep["log_from"] : rep["log_to"]]
+    refine = [e for e in events if e["event"] == "refine"]
+    assert refine and refine[0]["source"] == "chelsea_64", events
+    assert [e["init"] for e in events if e["event"] == "submitted"] == [True]
+    w, h = rec["content_size"]
+    content = _raw(gimp_run, "refine", "content", w, h)[..., :3].astype(int)
+    first = _raw(gimp_run, "refine", "result", w, h)[..., :3].astype(int)
+    refined = _raw(gimp_run, "refine", "refined", w, h)[..., :3].astype(int)
+    from_first, from_content = np.abs(refined - first).mean(), np.abs(refined - content).mean()
+    assert from_first < 0.75 * from_content, (from_first, from_content)  # 1 step from the result
 
 
 def test_daemon_not_running_is_an_execution_error_naming_the_start_command(

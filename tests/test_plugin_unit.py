@@ -721,6 +721,7 @@ def test_procedure_arguments_keep_the_old_ones_first(plugin: types.ModuleType) -
     assert names == [
         "style-layer", "iterations", "max-size", "style-strength", "preserve-color", "endpoint",
         "style-layer-2", "style-blend", "style-scale", "preset", "color-mode", "style-file",
+        "refine",
     ]  # fmt: skip
     by_name = {args[0]: (kind, args) for kind, args in added}
     kind, args = by_name["style-file"]
@@ -787,7 +788,10 @@ def test_settings_dialog_presets_first_advanced_collapsed(plugin: types.ModuleTy
     # Iterations only counts with the "custom" preset; the colour mode only with preserve-color
     prop, _config_arg, other, values, in_values = dialog.last("set_sensitive_if_in")
     assert (prop, other, list(values), in_values) == ("iterations", "preset", ["custom"], True)
-    assert dialog.last("set_sensitive") == ("color-mode", True, config, "preserve-color", False)
+    sensitive = [args for call, args in dialog.calls if call == "set_sensitive"]
+    assert ("color-mode", True, config, "preserve-color", False) in sensitive
+    # Refine only on a Neural Style result layer (show_dialog was not told it is one)
+    assert ("refine", False, None, None, False) in sensitive
     assert dialog.calls[-1] == ("destroy", ())
 
 
@@ -1462,3 +1466,19 @@ def test_dialog_says_whether_the_service_runs(plugin: Any) -> None:
     assert running == "Neural Style service: running"
     down = plugin.service_status(_FakeClientModule(down_for=1), "tcp://127.0.0.1:9")
     assert down == "Neural Style service: not running; OK offers to start it"
+
+
+def test_refine_finds_the_original_content_layer_of_a_result(plugin: types.ModuleType) -> None:
+    content, starry = FakeItem("chelsea"), FakeItem("starry")
+    result = FakeItem("chelsea in the style of starry (Neural Style)")
+    stopped = FakeItem("chelsea in the style of starry (stopped at step 9) (Neural Style)")
+    image = FakeStack(stopped, result, starry, content)
+    assert plugin.refine_source_name(result.get_name()) == "chelsea"
+    assert plugin.refine_source_name(stopped.get_name()) == "chelsea"
+    assert plugin.refine_source_name(result.get_name() + " #1") == "chelsea"  # GIMP's rename
+    assert plugin.refine_source_name("chelsea") is None  # not a result: no refine
+    assert plugin.refinable(result) and not plugin.refinable(content)
+    assert plugin.find_refine_source(image.get_layers(), result) is content
+    content.name = "renamed"  # not findable: the result itself is the content
+    assert plugin.find_refine_source(image.get_layers(), result) is None
+    assert any(a[1] == "refine" and a[0] == "boolean" for a in plugin.ARGUMENTS)

@@ -175,6 +175,8 @@ def _run_case(case):
         with open(os.path.join(_out_dir, name + ".mask.raw"), "wb") as fh:
             fh.write(_pixels(mask, "Y u8"))
     rec["exported"] = _export(layer, os.path.join(_out_dir, name + ".png"))
+    if case.get("refine"):
+        rec["refine"] = _refine(case, image, layer, style, fmt)
     if case.get("repeat"):
         rec["repeat"] = _repeat(case, image, content)
     image.delete()
@@ -221,6 +223,34 @@ def _repeat(case, image, content):
         layer = result.index(1)
         rep["layer"] = {"name": layer.get_name(), "position": image.get_item_position(layer),
                         "visible": layer.get_visible()}  # fmt: skip
+    rep["layers_after"] = [la.get_name() for la in image.get_layers()]
+    return rep
+
+
+def _refine(case, image, result, style, fmt):
+    """The filter run again on its own result layer with refine on (the default)."""
+    proc = Gimp.get_pdb().lookup_procedure(PROC)
+    cfg = proc.create_config()
+    cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    cfg.set_property("image", image)
+    cfg.set_core_object_array("drawables", [result])
+    cfg.set_property("style-layer", style)
+    for key, value in case["refine"].items():
+        cfg.set_property(key, value)
+    rep = {"log_from": _log_lines()}
+    out = proc.run(cfg)
+    rep["log_to"] = _log_lines()
+    status = out.index(0)
+    rep["status"] = status.value_nick if hasattr(status, "value_nick") else str(status)
+    if status != Gimp.PDBStatusType.SUCCESS:
+        err = out.index(1) if out.length() > 1 else None
+        rep["error"] = err if isinstance(err, str) else getattr(err, "message", None) or str(err)
+        return rep
+    layer = out.index(1)
+    rep["layer"] = {"name": layer.get_name(), "size": [layer.get_width(), layer.get_height()],
+                    "position": image.get_item_position(layer)}  # fmt: skip
+    with open(os.path.join(_out_dir, case["name"] + ".refined.raw"), "wb") as fh:
+        fh.write(_pixels(layer, fmt))
     rep["layers_after"] = [la.get_name() for la in image.get_layers()]
     return rep
 
@@ -505,7 +535,7 @@ if _proc is not None:
 
     # "last" cases kill the daemon: everything that needs it runs first
     _run_all([c for c in _cfg["cases"] if not c.get("last")])
-    if os.environ.get("DISPLAY"):
+    if os.environ.get("DISPLAY") and not _cfg.get("no_ui"):
         _t0 = time.monotonic()
         try:
             _results["ui"] = _ui_section()
