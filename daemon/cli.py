@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from neural_style.shared import __version__
+from neural_style.shared import __version__, schema
 from neural_style.shared.errors import ErrorCode, NeuralStyleError
 
 if TYPE_CHECKING:
@@ -103,19 +103,7 @@ def _blend(text: str) -> tuple[float, ...]:
 
 # --------------------------------------------------------------------------- stylize
 def add_stylize(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from neural_style.daemon.params import (
-        PRESETS,
-        ColorMode,
-        Init,
-        Optimizer,
-        Padding,
-        Pooling,
-        Precision,
-        Schedule,
-        StyleParams,
-    )
-
-    d = StyleParams()
+    PRESETS = schema.PRESETS
     unset = argparse.SUPPRESS  # only flags actually given override the preset/defaults
     p = sub.add_parser(
         "stylize",
@@ -134,74 +122,9 @@ def add_stylize(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         f"flags override it; default {DEFAULT_PRESET}); '{NO_PRESET}': the plain method with "
         "the defaults below (TensorFlow tutorial's Adam); see README for times",
     )
-    p.add_argument(
-        "--size",
-        type=_positive_int,
-        help=f"long side in px the optimisation works at (default {d.size})",
-    )
-    p.add_argument(
-        "--iterations", type=_positive_int, help=f"optimiser steps (default {d.iterations})"
-    )
-    p.add_argument(
-        "--optimizer", choices=[o.value for o in Optimizer], help=f"default {d.optimizer.value}"
-    )
-    p.add_argument("--content-weight", type=_float, help=f"α (default {d.content_weight:g})")
-    p.add_argument("--style-weight", type=_float, help=f"β (default {d.style_weight:g})")
-    p.add_argument("--tv-weight", type=_float, help=f"default {d.tv_weight:g}")
-    p.add_argument(
-        "--learning-rate", type=_float, help=f"Adam step size (default {d.learning_rate})"
-    )
-    p.add_argument(
-        "--adam-beta1",
-        type=_float,
-        help=f"Adam's first-moment decay (default {d.adam_beta1}, the tutorial's)",
-    )
-    p.add_argument(
-        "--lr-schedule",
-        choices=[x.value for x in Schedule],
-        help="Adam's step size over each scale: constant (default) or cosine (annealed to 0)",
-    )
-    p.add_argument("--init", choices=[i.value for i in Init], help=f"default {d.init.value}")
-    p.add_argument("--seed", type=_positive_int)
-    p.add_argument("--style-blend", type=_blend, help="weights of several styles, e.g. 0.7,0.3")
-    p.add_argument(
-        "--preserve-color",
-        nargs="?",
-        const=ColorMode.LUMINANCE.value,
-        choices=[c.value for c in ColorMode],
-        help="keep the content's colours: luminance (default when given) transfers on "
-        "luminance only; histogram matches the style's colours to the content first",
-    )
+    _add_param_flags(p)
     p.add_argument(
         "--mask", help="grayscale image: white = stylize, black = keep the content, gray blends"
-    )
-    p.add_argument(
-        "--style-scale",
-        type=_float,
-        help="style size relative to the working size (default 1; 2 = bigger strokes)",
-    )
-    p.add_argument(
-        "--scales",
-        type=_scales,
-        help="coarse-to-fine long sides, e.g. 256,512 ('auto' = halving ladder; "
-        "default: one scale)",
-    )
-    p.add_argument(
-        "--precision",
-        choices=[x.value for x in Precision],
-        help="convolution precision: fp32 (default), bf16 (first layer, Grams and losses "
-        "stay fp32), auto (bf16 on CPUs with bf16 kernels, where it was validated; else fp32; "
-        "what the presets use)",
-    )
-    p.add_argument("--pooling", choices=[x.value for x in Pooling], help="default max")
-    p.add_argument("--padding", choices=[x.value for x in Padding], help="default zero")
-    p.add_argument(
-        "--ema", type=_float, help="iterate averaging decay for Adam, e.g. 0.9 (default off)"
-    )
-    p.add_argument(
-        "--keep-size",
-        action=argparse.BooleanOptionalAction,
-        help="resize the result back to the content's size when --size is smaller (default on)",
     )
     p.add_argument(
         "--weights", help="VGG-19 weights file (else $NEURAL_STYLE_WEIGHTS, else Keras' cache)"
@@ -222,12 +145,41 @@ def add_stylize(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     )
 
 
-#: stylize flags that are job parameters (argparse dest -> StyleParams field).
-PARAM_FLAGS = (
-    "preset", "size", "iterations", "optimizer", "content_weight", "style_weight", "tv_weight",
-    "learning_rate", "init", "seed", "style_blend", "preserve_color", "style_scale", "scales",
-    "pooling", "padding", "ema", "keep_size", "precision", "adam_beta1", "lr_schedule",
-)  # fmt: skip
+#: Job parameters that are no stylize flag (the CLI shows no previews).
+NOT_FLAGS = ("preview_every",)
+#: stylize flags that are job parameters (argparse dest = the schema's field name).
+PARAM_FLAGS = ("preset", *(f.name for f in schema.FIELDS if f.name not in NOT_FLAGS))
+#: What the bare flag means, where it may be given without a value.
+FLAG_CONST = {"preserve_color": "luminance"}
+
+
+def _show_default(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _add_param_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per job parameter, with its type, choices and help from shared/schema.py."""
+    parsers = {schema.INT: _positive_int, schema.FLOAT: _float, schema.FLOATS: _blend,
+               schema.INTS: _scales}  # fmt: skip
+    for field in schema.FIELDS:
+        if field.name in NOT_FLAGS:
+            continue
+        kw: dict[str, Any] = {}
+        help_text = field.help
+        if field.kind == schema.ENUM:
+            kw["choices"] = list(field.choices)
+        elif field.kind == schema.BOOL:
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kw["type"] = parsers[field.kind]
+        if field.name in FLAG_CONST:
+            kw.update(nargs="?", const=FLAG_CONST[field.name])
+            help_text += f"; given alone: {FLAG_CONST[field.name]}"
+        if field.default is not None:
+            help_text += f" (default {_show_default(field.default)})"
+        p.add_argument("--" + field.name.replace("_", "-"), help=help_text, **kw)
 
 
 def _scales(text: str) -> tuple[int, ...]:

@@ -57,7 +57,7 @@ _WEIGHT: dict[str, Any] = {"kind": FLOAT, "lo": 0.0, "hi": limits.MAX_WEIGHT}
 FIELDS: tuple[Param, ...] = (
     Param("size", INT, 512, "long side in px the optimisation works at",
           limits.MIN_WORK_SIDE, limits.MAX_WORK_SIDE),
-    Param("iterations", INT, 300, "optimiser steps (Adam updates or L-BFGS evaluations)",
+    Param("iterations", INT, 300, "optimiser steps: Adam updates or L-BFGS evaluations",
           limits.MIN_ITERATIONS, limits.MAX_ITERATIONS),
     Param("optimizer", ENUM, "adam", "optimiser", choices=("adam", "lbfgs")),
     Param("content_weight", default=1e4, help="α, the content loss's weight", **_WEIGHT),
@@ -69,7 +69,7 @@ FIELDS: tuple[Param, ...] = (
     Param("learning_rate", FLOAT, 0.02, "Adam step size in [0, 1] pixel units",
           limits.MIN_LEARNING_RATE, limits.MAX_LEARNING_RATE),
     Param("keep_size", BOOL, True,
-          "resize the result back to the content's size when --size is smaller"),
+          "resize the result back to the content's size when the working size is smaller"),
     Param("style_blend", FLOATS, None, "weights of several styles, e.g. 0.7,0.3 "
           "(normalised; default equal)", 0.0, limits.MAX_BLEND_WEIGHT, optional=True,
           min_len=1, max_len=limits.MAX_STYLES),
@@ -78,8 +78,8 @@ FIELDS: tuple[Param, ...] = (
     Param("preserve_color", ENUM, "none", "keep the content's colours: luminance transfers "
           "on luminance only; histogram matches the style's colours to the content first",
           choices=("none", "luminance", "histogram")),
-    Param("style_scale", FLOAT, 1.0, "style size relative to the working size "
-          "(2 = bigger strokes)", limits.MIN_STYLE_SCALE, limits.MAX_STYLE_SCALE),
+    Param("style_scale", FLOAT, 1.0, "style size relative to the working size; "
+          "2 = bigger strokes", limits.MIN_STYLE_SCALE, limits.MAX_STYLE_SCALE),
     Param("scales", INTS, None, "coarse-to-fine long sides ending at size, e.g. 256,512 "
           "('auto' or [] = halving ladder; default: one scale)",
           limits.MIN_WORK_SIDE, limits.MAX_WORK_SIDE, optional=True, max_len=limits.MAX_SCALES),
@@ -88,12 +88,12 @@ FIELDS: tuple[Param, ...] = (
     Param("precision", ENUM, "fp32", "convolution precision: bf16 (first layer, Grams and "
           "losses stay fp32), auto (bf16 on CPUs with bf16 kernels, where it was validated; "
           "else fp32; what the presets use)", choices=("fp32", "bf16", "auto")),
-    Param("ema", FLOAT, 0.0, "iterate averaging decay, e.g. 0.9 (0 = off)",
+    Param("ema", FLOAT, 0.0, "iterate averaging decay, e.g. 0.9; 0 = off",
           0.0, limits.MAX_DECAY),
-    Param("adam_beta1", FLOAT, 0.99, "Adam's first-moment decay (the tutorial's)",
+    Param("adam_beta1", FLOAT, 0.99, "Adam's first-moment decay; the default is the tutorial's",
           0.0, limits.MAX_DECAY),
     Param("lr_schedule", ENUM, "constant", "Adam's step size over each scale: constant or "
-          "cosine (annealed to 0)", choices=("constant", "cosine")),
+          "cosine, annealed to 0", choices=("constant", "cosine")),
 )  # fmt: skip
 BY_NAME: dict[str, Param] = {p.name: p for p in FIELDS}
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from neural_style.daemon.params import PRESETS
+from neural_style.daemon.params import PRESETS, StyleParams
 
 DATA = Path(__file__).resolve().parent / "data"
 CONTENT = DATA / "chelsea_128.png"
@@ -255,3 +255,43 @@ def test_bench_baseline_is_cached_per_pair_size_and_weights(engine, chelsea64, s
     np.testing.assert_array_equal(again["image"], first["image"])
     other = baseline(engine, chelsea64, starry64, 40, args)  # another size: another entry
     assert other["cached"] is False and len(list(tmp_path.glob("baseline-*.json"))) == 2
+
+
+def _stylize_parser():  # type: ignore[no-untyped-def]
+    import argparse
+
+    from neural_style.daemon import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_stylize(parser.add_subparsers())
+    return parser
+
+
+def test_stylize_flags_come_from_the_parameter_schema() -> None:
+    from neural_style.daemon import cli
+    from neural_style.shared import schema
+
+    parser = _stylize_parser()
+    stylize = parser._subparsers._group_actions[0].choices["stylize"]  # type: ignore[union-attr]
+    by_dest = {a.dest: a for a in stylize._actions}
+    for field in schema.FIELDS:
+        if field.name in cli.NOT_FLAGS:
+            assert field.name not in by_dest
+            continue
+        action = by_dest[field.name]
+        assert action.option_strings[0] == "--" + field.name.replace("_", "-")
+        assert field.help in (action.help or "")
+        if field.default is not None:
+            assert f"(default {cli._show_default(field.default)})" in (action.help or "")
+        if field.choices:
+            assert list(action.choices or ()) == list(field.choices)
+
+    def params(*argv: str):  # type: ignore[no-untyped-def]
+        return cli.params_from_args(parser.parse_args(["stylize", "c", "s", "-o", "o", *argv]))
+
+    assert params() == StyleParams.from_dict({"preset": "balanced"})
+    assert params("--preset", "none") == StyleParams()
+    assert params("--preset", "fast", "--size", "256").size == 256
+    assert params("--preserve-color").preserve_color.value == "luminance"
+    assert params("--scales", "64,128", "--preset", "none").size == 128
+    assert params("--no-keep-size").keep_size is False
