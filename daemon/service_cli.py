@@ -308,6 +308,11 @@ def format_status(info: dict[str, Any]) -> str:
         f"{jobs.get('failed', 0)} failed, {jobs.get('busy', 0)} refused (busy); "
         f"{jobs.get('style_cache_hits', 0)} style cache hits",
     ]
+    if info.get("step_s_per_mpx"):
+        by_side = (info.get("step_s_by_side") or {}).items()
+        sides = ", ".join(f"{s} s at {k} px" for k, s in by_side)
+        rate = info["step_s_per_mpx"]
+        lines.append(f"  step time: {rate:.3g} s per step per megapixel ({sides})")
     if info.get("rss_bytes"):
         lines.append(f"  memory:    {info['rss_bytes'] / 2**20:.0f} MiB resident")
     if info.get("connection_file"):

@@ -51,11 +51,11 @@ setup_import_path()  # the bundled helpers, client and vendored pyzmq/msgpack co
 from nsg_helpers import (  # noqa: E402
     ARGUMENTS, HELP_DOMAIN, MAX_MAX_SIZE, PREVIEW_LAYER_NAME, PREVIEW_SIDE, PROC_NAME,
     RESULT_SUFFIX, SAVED_KEYS, SETTINGS_FILE, PluginError, StoppedAndKept, StyleFile, Throttle,
-    UserCancelled, babl_format_for, canvas_preview_side, check_size, describe_error,
-    estimate_text, find_refine_source, fit_within, format_eta, is_opaque_mask, job_settings,
-    load_client, refine_source_name,
-    load_settings, log_event, measured_speed, pick_style_layer, pixel_format, remembered_style,
-    restore_alpha, result_name, run_job_blocking, save_settings, style_file_of, to_rgb8,
+    UserCancelled, babl_format_for, canvas_preview_side, check_size, daemon_speed,
+    describe_error, estimate_text, find_refine_source, fit_within, format_eta, is_opaque_mask,
+    job_settings, load_client, load_settings, log_event, measured_speed, pick_style_layer,
+    pixel_format, refine_source_name, remembered_style, restore_alpha, result_name,
+    run_job_blocking, save_settings, style_file_of, to_rgb8,
 )
 from nsg_windows import ProgressWindow, connect, service_status  # noqa: E402
 import gi  # noqa: E402
@@ -491,10 +491,13 @@ def show_dialog(
     _UI_READY = True
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style")
 
+    measured = {"speed": speed}  # this computer's last job, then the daemon's own measure
+
     def estimate() -> str:
         return estimate_text(str(config.get_property("preset")),
                              int(config.get_property("max-size")),
-                             int(config.get_property("iterations")), speed)  # fmt: skip
+                             int(config.get_property("iterations")),
+                             measured["speed"])  # fmt: skip
 
     label = dialog.get_label("estimate", estimate(), False, False)
     service = dialog.get_label("service", "Neural Style service: checking…", False, False)
@@ -520,9 +523,15 @@ def show_dialog(
         config.connect(f"notify::{prop}", refresh)
     refresh()
 
+    def on_hello(hello: dict[str, Any]) -> None:
+        if daemon_speed(hello):
+            measured["speed"] = daemon_speed(hello)
+            refresh()
+
     def check_service() -> bool:  # once the dialog shows: a missing daemon costs 0.5 s
         try:
-            text = service_status(load_client(), (config.get_property("endpoint") or "").strip())
+            endpoint = (config.get_property("endpoint") or "").strip()
+            text = service_status(load_client(), endpoint, on_hello=on_hello)
         except Exception as exc:  # the client itself is missing: run() will say how to fix
             text = f"Neural Style service: cannot check ({exc})"
         with contextlib.suppress(Exception):

@@ -98,6 +98,16 @@ def estimate_text(preset: str, max_size: int, iterations: int, speed: float | No
     return f"Expected time: {about(estimate_seconds(preset, max_size, iterations, speed))} ({when})"
 
 
+def daemon_speed(hello: dict[str, Any] | None) -> float | None:
+    """The daemon's own measure of seconds per step per megapixel (welcome's
+    ``step_s_per_mpx``, once it has finished a job), or None."""
+    try:
+        value = float((hello or {})["step_s_per_mpx"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return value if value == value and value > 0 else None
+
+
 def measured_speed(stats: dict[str, Any] | None) -> float | None:
     """Seconds per step per megapixel from a finished job's statistics (None if unknown)."""
     try:

@@ -64,11 +64,17 @@ def connect(
     return client, client.hello()
 
 
-def service_status(client_mod: Any, endpoint: str, timeout: float = 0.5) -> str:
-    """The dialog's line on the daemon: running (on what), or not and what OK will do."""
+def service_status(
+    client_mod: Any, endpoint: str, timeout: float = 0.5, on_hello: Any = None
+) -> str:
+    """The dialog's line on the daemon: running (on what), or not and what OK will do.
+    ``on_hello`` receives the daemon's welcome (its measured step time, for the estimate)."""
     try:
         with client_mod.Client(endpoint or None, timeout=timeout) as client:
-            device = client.hello().get("device") or ""
+            hello = client.hello()
+            device = hello.get("device") or ""
+        if on_hello is not None:
+            on_hello(hello)
     except Exception as exc:
         if _is_unavailable(exc, client_mod):
             return "Neural Style service: not running; OK offers to start it"

@@ -345,6 +345,9 @@ SCHEMAS: dict[str, dict[str, tuple[Validator | str, bool]]] = {
         "limits": (_plain(2), True),
         "features": (_list(_str(64), 0, 64), True),
         "heartbeat_s": (_num(0.05, 60.0), True),
+        # measured once a job has finished (see daemon/service/speed.py)
+        "step_s_per_mpx": (_num(0.0), False),
+        "step_s_by_side": (_plain(1), False),
     },
     "pong": {"t": (_num(), False), "server_time": (_num(), True)},
     "status_reply": {"info": (_plain(4), True)},

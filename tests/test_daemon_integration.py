@@ -164,6 +164,37 @@ def test_refine_job_starts_from_the_init_image(daemon: Daemon):
     assert refined.stats["style_cache_hit"] is True
 
 
+def test_step_times_per_size_from_iterates():
+    from neural_style.daemon.service.speed import StepTimes
+    from neural_style.shared.records import Step
+
+    times = StepTimes()
+    assert times.report() == {}
+    # a 64 px scale (1 s first step, then 0.1 s) and a 128 px scale (0.4 s per step) of 128x96
+    steps = [Step(1, 6, 0, 0, 0, 0, 1.0, 64), Step(2, 6, 0, 0, 0, 0, 1.1, 64),
+             Step(3, 6, 0, 0, 0, 0, 1.2, 64), Step(4, 6, 0, 0, 0, 0, 2.0, 128),
+             Step(5, 6, 0, 0, 0, 0, 2.4, 128), Step(6, 6, 0, 0, 0, 0, 2.8, 128)]  # fmt: skip
+    times.record(steps, [128, 96])
+    report = times.report()
+    assert report["step_s_by_side"] == pytest.approx({"64": 0.1, "128": 0.4})
+    mpx = (64 * 48 + 128 * 96) / 1e6
+    assert report["step_s_per_mpx"] == pytest.approx(0.5 / mpx, rel=1e-3)
+
+
+def test_welcome_and_status_report_the_measured_step_time(daemon: Daemon):
+    with daemon.client() as c:
+        run(c, rand_image(SIZE, SIZE, seed=8), rand_image(30, 30, seed=9))
+        welcome = c.hello()
+    assert welcome["step_s_per_mpx"] > 0
+    assert welcome["step_s_by_side"][str(SIZE)] > 0
+    out = cli("status", "--endpoint", daemon.endpoint, "--json",
+              env=daemon_env(daemon.runtime_dir))  # fmt: skip
+    info = json.loads(out.stdout)
+    assert info["step_s_per_mpx"] > 0 and str(SIZE) in info["step_s_by_side"]
+    human = cli("status", "--endpoint", daemon.endpoint, env=daemon_env(daemon.runtime_dir))
+    assert "step time:" in human.stdout
+
+
 def test_four_concurrent_clients_get_their_own_results(daemon: Daemon):
     sizes = [(40, 36), (44, 38), (48, 34), (36, 46)]
     results: dict[int, object] = {}

@@ -1482,3 +1482,15 @@ def test_refine_finds_the_original_content_layer_of_a_result(plugin: types.Modul
     content.name = "renamed"  # not findable: the result itself is the content
     assert plugin.find_refine_source(image.get_layers(), result) is None
     assert any(a[1] == "refine" and a[0] == "boolean" for a in plugin.ARGUMENTS)
+
+
+def test_dialog_estimate_uses_the_daemons_measured_step_time(plugin: Any) -> None:
+    assert plugin.daemon_speed({"step_s_per_mpx": 0.5}) == 0.5
+    assert plugin.daemon_speed({"device": "CPU"}) is None  # nothing measured there yet
+    assert plugin.daemon_speed(None) is None
+    seen: list[dict[str, Any]] = []
+    plugin.service_status(_FakeClientModule(down_for=0), "", on_hello=seen.append)
+    assert len(seen) == 1
+    slow = plugin.estimate_text("fast", 512, 0, 10.0)
+    quick = plugin.estimate_text("fast", 512, 0, plugin.daemon_speed({"step_s_per_mpx": 0.1}))
+    assert slow != quick and "on this computer" in quick

@@ -20,6 +20,7 @@ from neural_style.daemon.service.config import ServerConfig
 from neural_style.daemon.service.gatekeeper import Gatekeeper
 from neural_style.daemon.service.jobs import JobQueue, ServiceJob
 from neural_style.daemon.service.outbox import Outbox
+from neural_style.daemon.service.speed import StepTimes
 from neural_style.daemon.service.worker import Engine
 from neural_style.shared import __version__, limits, protocol
 from neural_style.shared.errors import ErrorCode, NeuralStyleError
@@ -38,6 +39,7 @@ class Handlers:
     outbox: Outbox
     gate: Gatekeeper
     counters: dict[str, int]
+    step_times: StepTimes
     endpoint: str
     started: float
     curve_public: str
@@ -89,6 +91,7 @@ class Handlers:
         self.queue.end(job)
         self.counters["done"] += 1
         self.counters["style_cache_hits"] += bool(result.style_cache_hit)
+        self.step_times.record(result.iterates, result.work_size)
         log.info(
             "job %s: done in %.2f s (%d steps, style cache %s)",
             job.job_id, result.elapsed, len(result.iterates),
@@ -182,6 +185,7 @@ class Handlers:
             },
             "features": list(protocol.FEATURES),
             "heartbeat_s": protocol.DEFAULT_HEARTBEAT_S,
+            **self.step_times.report(),  # once a job has finished here
         }
 
     def status_info(self) -> dict[str, Any]:
@@ -208,6 +212,9 @@ class Handlers:
             "queue_bytes": self.queue.queue_bytes,
             "max_queue_bytes": self.queue.max_queue_bytes,
             "wedged": self.queue.wedged,
+            "step_s_per_mpx": None,
+            "step_s_by_side": {},
+            **self.step_times.report(),
         }
         if running is not None:
             info["running"] = {

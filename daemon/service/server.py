@@ -24,6 +24,7 @@ from neural_style.daemon.service.gatekeeper import ZAP_DOMAIN, Gatekeeper, load_
 from neural_style.daemon.service.handlers import Handlers
 from neural_style.daemon.service.jobs import SHUTDOWN_GRACE_S, JobQueue
 from neural_style.daemon.service.outbox import Outbox, RateLimit
+from neural_style.daemon.service.speed import StepTimes
 from neural_style.daemon.service.worker import TERMINAL_EVENTS, Engine, Worker, job_error
 from neural_style.shared import __version__, connection, protocol
 from neural_style.shared.errors import UNSIGNED_ERRORS, ErrorCode, NeuralStyleError
@@ -48,6 +49,7 @@ class Server(Handlers):
         self.engine = engine
         self.key = config.key or connection.new_key()
         self.counters = dict.fromkeys(COUNTERS, 0)
+        self.step_times = StepTimes()
         self._error_replies = RateLimit(ERROR_REPLIES_PER_S)
         self.context = zmq.Context()
         self.gate = Gatekeeper(self.context, config, self.counters, self._error_replies)
