@@ -412,15 +412,7 @@ def target_can_import(target: TargetPython) -> bool:
     return True
 
 
-PRESETS_NAME = "presets.json"
 HELP_ID = "python-fu-neural-style"
-
-
-def write_presets(path: Path) -> None:
-    """The daemon's presets (daemon/params.py PRESETS) for the dialog's names and times."""
-    from neural_style.daemon.params import PRESETS
-
-    path.write_text(json.dumps(PRESETS, indent=1, default=str))
 
 
 def serve_command() -> list[str]:
@@ -572,7 +564,6 @@ def install_into(
         for helper in sorted(plugin_source().parent.glob("nsg_*.py")):  # the bundled helpers
             shutil.copy2(helper, staging / helper.name)
         _copy_package(shared_source(), staging / SHARED_NAME)
-        write_presets(staging / PRESETS_NAME)
         write_help(staging / "help")
         vendor_root = staging / "vendor"
         vendor_root.mkdir()

@@ -23,43 +23,47 @@ REINSTALL_COMMAND = "neural-style install-plugin"
 START_COMMAND = "neural-style serve"
 FETCH_WEIGHTS_COMMAND = "neural-style fetch-weights"
 
-#: Engine defaults (daemon/params.py): content 1e4, style 1e-2. style-strength multiplies the
-#: style weight, so the style/content ratio is strength x 1e-6.
-BASE_CONTENT_WEIGHT = 1e4
-BASE_STYLE_WEIGHT = 1e-2
 
-DEFAULT_ITERATIONS = 300
-DEFAULT_MAX_SIZE = 512
+
+def _load_schema() -> Any:
+    """The job-parameter schema (shared/schema.py): the bundled copy install-plugin writes
+    beside this file (``nsg_shared``), else a checkout's own (tests, a development tree).
+    Standard library only, so it loads before pyzmq and msgpack are checked."""
+    errors = []
+    for name in (f"{SHARED_PACKAGE}.schema", "neural_style.shared.schema"):
+        try:
+            return importlib.import_module(name)
+        except ImportError as exc:
+            errors.append(f"{name}: {exc}")
+    raise ImportError(
+        f"Neural Style's parameter schema is missing ({'; '.join(errors)}); reinstall the "
+        f"plug-in with: {REINSTALL_COMMAND}"
+    )
+
+
+#: Every range, default and preset figure below comes from the bundled schema (and its
+#: limits), so the dialog offers what the daemon accepts.
+schema = _load_schema()
+_FIELD = schema.BY_NAME
+#: Engine defaults: content 1e4, style 1e-2. style-strength multiplies the style weight,
+#: so the style/content ratio is strength x 1e-6.
+BASE_CONTENT_WEIGHT = float(_FIELD["content_weight"].default)
+BASE_STYLE_WEIGHT = float(_FIELD["style_weight"].default)
+
+DEFAULT_ITERATIONS = int(_FIELD["iterations"].default)
+MIN_ITERATIONS, MAX_ITERATIONS = int(_FIELD["iterations"].lo), int(_FIELD["iterations"].hi)
+DEFAULT_MAX_SIZE = int(_FIELD["size"].default)
+MIN_MAX_SIZE, MAX_MAX_SIZE = int(_FIELD["size"].lo), int(_FIELD["size"].hi)
 DEFAULT_STRENGTH = 1.0
-MIN_MAX_SIZE, MAX_MAX_SIZE = 32, 4096
-MAX_STRENGTH = 100.0
+MAX_STRENGTH = schema.limits.UI_MAX_STYLE_STRENGTH
 DEFAULT_BLEND = 0.5
-DEFAULT_STYLE_SCALE = 1.0
-MIN_STYLE_SCALE, MAX_STYLE_SCALE = 0.1, 4.0
-#: preset -> the iteration count the daemon's preset sets (daemon/params.py PRESETS; a unit
-#: test keeps them equal). The daemon applies the preset; the plug-in only needs the count for
-#: its progress bar and preview rate. "custom" sends no preset: iterations as given.
-PRESETS_FILE = "presets.json"  # written by install-plugin from daemon/params.py PRESETS
-
-
-def load_presets(base: str = PLUGIN_DIR) -> dict[str, dict[str, Any]]:
-    """The daemon's presets: the copy install-plugin bundled, else the daemon's own module
-    (a checkout), else the figures this file was written with."""
-    with contextlib.suppress(OSError, ValueError):
-        with open(os.path.join(base, PRESETS_FILE), encoding="utf-8") as fh:
-            data = json.load(fh)
-        if isinstance(data, dict) and all(isinstance(v, dict) for v in data.values()):
-            return data
-    try:
-        from neural_style.daemon.params import PRESETS as daemon_presets
-
-        return {k: dict(v) for k, v in daemon_presets.items()}
-    except Exception:
-        return {"fast": {"iterations": 120}, "balanced": {"iterations": 400},
-                "quality": {"iterations": 600}}  # fmt: skip
-
-
-PRESET_VALUES = load_presets()
+DEFAULT_STYLE_SCALE = float(_FIELD["style_scale"].default)
+MIN_STYLE_SCALE = schema.limits.UI_MIN_STYLE_SCALE
+MAX_STYLE_SCALE = schema.limits.UI_MAX_STYLE_SCALE
+#: preset -> what the daemon's preset sets (the schema's PRESETS). The daemon applies the
+#: preset; the plug-in only needs the iteration count for its progress bar, preview rate and
+#: time estimates. "custom" sends no preset: iterations as given.
+PRESET_VALUES: dict[str, dict[str, Any]] = {k: dict(v) for k, v in schema.PRESETS.items()}
 PRESET_ITERATIONS = {k: int(v.get("iterations", DEFAULT_ITERATIONS)) for k, v in
                      PRESET_VALUES.items()}  # fmt: skip
 #: Seconds per optimiser step per megapixel of working size (fp32, 2 CPU cores: 0.74 s per
@@ -121,7 +125,7 @@ def measured_speed(stats: dict[str, Any] | None) -> float | None:
 PRESETS = ("custom", *PRESET_ITERATIONS)
 #: What a first OK runs: the quickest preset (minutes, not tens of minutes, on a laptop CPU).
 DEFAULT_PRESET = "fast"
-COLOR_MODES = ("luminance", "histogram")
+COLOR_MODES = tuple(c for c in _FIELD["preserve_color"].choices if c != "none")
 PREVIEW_SIDE = 256
 CANVAS_PREVIEW_MAX = 1024
 #: Poll period of the interactive progress window (ms); the client's heartbeats ride on it.
@@ -240,6 +244,15 @@ def build_params(
     return params
 
 
+def check_params(params: dict[str, Any]) -> None:
+    """Refuse, before anything is sent, what the daemon would refuse: the schema's names,
+    types, bounds and combinations (a preset's values under the given ones)."""
+    try:
+        schema.from_dict(params)
+    except schema.ParamError as exc:
+        raise PluginError(exc.message) from None
+
+
 def effective_iterations(params: dict[str, Any]) -> int:
     """Steps the daemon will run: explicit iterations, else the preset's."""
     if "iterations" in params:
@@ -281,6 +294,7 @@ def job_settings(config: Any) -> dict[str, Any]:
         blend=blend if len(styles) == 2 else None,
     )
     params.update(extra_params())
+    check_params(params)
     return {
         "params": params,
         "styles": styles,
@@ -575,55 +589,26 @@ def start_command(endpoint: str) -> str:
 
 
 def describe_error(exc: BaseException, endpoint: str = "", client_mod: Any = None) -> str:
-    """Turn a client/daemon exception into a message that says what to do next."""
+    """Turn a client/daemon exception into a message that says what to do next. The texts
+    are shared/errors.py's USER_TEXTS (bundled as nsg_shared), worded once with the CLI."""
     code = getattr(getattr(exc, "code", None), "value", getattr(exc, "code", None))
     message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     hint = getattr(exc, "hint", "") or ""
     died = getattr(client_mod, "DaemonDied", None)
-    start = start_command(endpoint)
-    if isinstance(exc, died) if died is not None else type(exc).__name__ == "DaemonDied":
-        text = (
-            "The Neural Style daemon stopped answering in the middle of the job (it crashed or "
-            f"was stopped). Restart it with:\n    {start}\nthen run the filter again."
-        )
-    elif code == "daemon_unavailable":
-        where = f" at {endpoint}" if endpoint else ""
-        text = f"The Neural Style daemon is not running{where}. Start it with:\n    {start}"
-    elif code == "weights_missing":
-        text = (
-            "The Neural Style daemon has no VGG-19 weights. Download them with:\n    "
-            f"{FETCH_WEIGHTS_COMMAND}\nthen restart the daemon ({START_COMMAND})."
-        )
-    elif code == "too_large":
-        text = (
-            "The image is too large for the daemon. Lower 'Max size', select a smaller area, "
-            "or scale the image down."
-        )
-    elif code == "version_mismatch":
-        text = (
-            "The plug-in and the daemon are different versions. Reinstall the plug-in from "
-            f"the daemon's installation with:\n    {REINSTALL_COMMAND}\nand restart the daemon."
-        )
-    elif code == "out_of_memory":
-        text = "The daemon ran out of memory. Lower 'Max size' and try again."
-    elif code == "busy":
-        text = "The daemon is busy with other jobs (its queue is full). Try again shortly."
-    elif code == "unauthenticated":
-        text = (
-            "The daemon refused the plug-in's key. Restart the daemon, and make sure GIMP sees "
-            "its connection file (set NEURAL_STYLE_CONNECTION_FILE for GIMP if it runs "
-            "sandboxed)."
-        )
-    elif code == "timeout":
-        text = (
-            "The daemon did not answer in time. Check it with 'neural-style status', or "
-            f"restart it:\n    {start}"
-        )
-    else:
-        text = "Neural Style failed."
-        if hint and hint not in message:
-            message = f"{message}\n{hint}"
-    return f"{text}\nDetails: {message}"
+    gone = isinstance(exc, died) if died is not None else type(exc).__name__ == "DaemonDied"
+    return _shared_errors().user_message(
+        code, message, hint, died=gone, endpoint=endpoint, start=start_command(endpoint),
+        client="plug-in", size="'Max size'", fetch=FETCH_WEIGHTS_COMMAND,
+        reinstall=REINSTALL_COMMAND,
+    )  # fmt: skip
+
+
+def _shared_errors() -> Any:
+    """shared/errors.py: the bundled copy (nsg_shared), else a checkout's own."""
+    for name in (f"{SHARED_PACKAGE}.errors", "neural_style.shared.errors"):
+        with contextlib.suppress(ImportError):
+            return importlib.import_module(name)
+    raise PluginError(f"The plug-in's bundled package is missing; reinstall: {REINSTALL_COMMAND}")
 
 
 def check_size(width: int, height: int, hello: dict[str, Any] | None) -> None:
@@ -695,7 +680,8 @@ ARGUMENTS: list[tuple[Any, ...]] = [
     ("layer", "style-layer", "St_yle layer",
      "The painting whose style you want: any layer of any open image", True),
     ("int", "iterations", "_Iterations", "How long to work on the picture (only with the "
-     "Custom preset): more is stronger and slower", 1, 100000, DEFAULT_ITERATIONS),
+     "Custom preset): more is stronger and slower", MIN_ITERATIONS, MAX_ITERATIONS,
+     DEFAULT_ITERATIONS),
     ("int", "max-size", "_Max size", "Size the picture is painted at (long side, in "
      "pixels); the result is scaled back to the layer. Bigger shows finer strokes but takes "
      "longer", MIN_MAX_SIZE, MAX_MAX_SIZE, DEFAULT_MAX_SIZE),

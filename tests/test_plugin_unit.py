@@ -810,12 +810,34 @@ def test_expected_time_follows_preset_size_and_measured_speed(plugin: types.Modu
     assert plugin.measured_speed({"steps": 0}) is None
 
 
-def test_presets_come_from_the_bundled_copy_of_the_daemons(
-    plugin: types.ModuleType, tmp_path: Path
+def test_ranges_defaults_and_presets_come_from_the_schema(plugin: types.ModuleType) -> None:
+    from neural_style.shared import limits, schema
+
+    assert plugin.PRESET_VALUES == schema.PRESETS
+    size, iterations = schema.BY_NAME["size"], schema.BY_NAME["iterations"]
+    assert (plugin.MIN_MAX_SIZE, plugin.MAX_MAX_SIZE) == (size.lo, size.hi) == (32, 4096)
+    assert (plugin.DEFAULT_MAX_SIZE, plugin.DEFAULT_ITERATIONS) == (512, 300)
+    assert (size.default, iterations.default) == (512, 300)
+    assert (plugin.BASE_CONTENT_WEIGHT, plugin.BASE_STYLE_WEIGHT) == (1e4, 1e-2)
+    assert (plugin.MIN_STYLE_SCALE, plugin.MAX_STYLE_SCALE) == (
+        limits.UI_MIN_STYLE_SCALE, limits.UI_MAX_STYLE_SCALE)  # fmt: skip
+    assert plugin.COLOR_MODES == ("luminance", "histogram")
+    ranges = {arg[1]: arg[4:] for arg in plugin.ARGUMENTS if arg[0] in ("int", "double")}
+    assert ranges["iterations"] == (limits.MIN_ITERATIONS, limits.MAX_ITERATIONS, 300)
+    assert ranges["max-size"] == (limits.MIN_WORK_SIDE, limits.MAX_WORK_SIDE, 512)
+    assert ranges["style-strength"][1] == limits.UI_MAX_STYLE_STRENGTH
+
+
+def test_parameters_are_checked_before_sending(
+    plugin: types.ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert plugin.load_presets(str(tmp_path)) == {k: dict(v) for k, v in PRESETS.items()}
-    (tmp_path / plugin.PRESETS_FILE).write_text(json.dumps({"fast": {"iterations": 77}}))
-    assert plugin.load_presets(str(tmp_path)) == {"fast": {"iterations": 77}}
+    plugin.check_params(plugin.build_params(7, 96, 1.0, preset="fast"))
+    with pytest.raises(plugin.PluginError, match="Unknown parameter"):
+        plugin.check_params({"sise": 3})
+    with pytest.raises(plugin.PluginError, match="Invalid parameter seed"):
+        plugin.check_params({"seed": -1})
+    with pytest.raises(plugin.PluginError, match="one step per scale"):
+        plugin.check_params({"size": 512, "scales": [256, 512], "iterations": 1})
 
 
 def test_interactive_run_cancelled_in_dialog_does_nothing(
@@ -1338,16 +1360,18 @@ def test_install_ships_help_page_presets_and_the_serve_command(
     assert "<h2>" in page and "Neural Style" in page and "<table" in page
     for pic in re.findall(r'src="([^"]+\.png)"', page):
         assert (pdir / "help" / "en" / pic).is_file(), pic  # the screenshots travel along
-    presets = json.loads((pdir / "presets.json").read_text())
-    assert {k: v["iterations"] for k, v in presets.items()} == {
-        k: v["iterations"] for k, v in PRESETS.items()
-    }
+    assert not (pdir / "presets.json").exists()  # the bundled schema carries the presets
+    assert (pdir / "nsg_shared" / "schema.py").is_file()
     serve = json.loads((pdir / "INSTALLED.json").read_text())["serve_command"]
     assert serve[-1] == "serve" and Path(serve[0]).exists()
-    # the installed plug-in reads the bundled presets, with its bundled helpers
+    # the installed plug-in reads the bundled schema's presets, with its bundled helpers
+    for name in [m for m in sys.modules if m == "nsg_shared" or m.startswith("nsg_shared.")]:
+        monkeypatch.delitem(sys.modules, name)
     module = load_plugin(pdir / "neural_style.py", monkeypatch)
-    assert Path(sys.modules["nsg_helpers"].__file__).parent == pdir
-    assert presets == module.PRESET_VALUES
+    helpers = sys.modules["nsg_helpers"]
+    assert Path(helpers.__file__).parent == pdir
+    assert Path(helpers.schema.__file__) == pdir / "nsg_shared" / "schema.py"
+    assert module.PRESET_VALUES == PRESETS
     module.NeuralStyle().do_query_procedures()
     assert (module.HELP_DOMAIN, str(pdir / "help")) in type(module.NeuralStyle()).help_domains
 
