@@ -31,6 +31,7 @@ from neural_style.daemon.service import (
 from neural_style.shared import connection, limits, protocol
 from neural_style.shared.client import (
     Client,
+    DaemonDied,
     Done,
     Event,
     Job,
@@ -39,7 +40,7 @@ from neural_style.shared.client import (
     Unauthenticated,
     VersionMismatch,
 )
-from neural_style.shared.errors import NeuralStyleError
+from neural_style.shared.errors import NeuralStyleError, user_message
 from neural_style.shared.records import Step
 
 log = logging.getLogger("neural_style.daemon")
@@ -236,8 +237,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         with Client(args.endpoint, timeout=args.timeout) as client:
             info = client.status()
     except NeuralStyleError as exc:
-        where = args.endpoint or "the default endpoint or connection file"
-        print(f"No neural-style daemon answers at {where}.\n{exc}", file=sys.stderr)
+        print(daemon_error_text(exc, args.endpoint), file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True))
@@ -252,8 +252,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
             info = client.status()
             client.shutdown()
     except NeuralStyleError as exc:
-        where = args.endpoint or "the default endpoint or connection file"
-        print(f"No neural-style daemon answers at {where}.\n{exc}", file=sys.stderr)
+        print(daemon_error_text(exc, args.endpoint), file=sys.stderr)
         return 1
     pid, conn_file = int(info.get("pid", 0)), info.get("connection_file") or ""
     if _wait_gone(pid, Path(conn_file) if conn_file else None, args.wait):
@@ -261,6 +260,15 @@ def cmd_stop(args: argparse.Namespace) -> int:
         return 0
     print(f"The daemon (pid {pid}) acknowledged but has not exited after {args.wait:g} s.")
     return 1
+
+
+def daemon_error_text(exc: NeuralStyleError, endpoint: str | None) -> str:
+    """A daemon's (or the client's) error as the CLI says it: shared/errors.py's texts, the
+    same ones the GIMP plug-in shows."""
+    return user_message(
+        exc.code, exc.message, exc.hint, died=isinstance(exc, DaemonDied),
+        endpoint=endpoint or "", client="command", size="--size",
+    )  # fmt: skip
 
 
 def _wait_gone(pid: int, conn_file: Path | None, wait: float) -> bool:
@@ -417,6 +425,17 @@ def stylize_remote(
     ``on_iterate`` sees the (throttled) progress messages, with the preview attached on
     preview steps; ``result.iterates`` has every step. Ctrl-C cancels the job on the daemon.
     """
+    try:
+        return _stylize_remote(endpoint, content, styles, params, on_iterate, mask, timeout)
+    except NeuralStyleError as exc:  # same type, worded as the plug-in words it
+        exc.message, exc.hint = daemon_error_text(exc, endpoint), ""
+        exc.args = (exc.message,)
+        raise
+
+
+def _stylize_remote(  # type: ignore[no-untyped-def]
+    endpoint, content, styles, params, on_iterate, mask, timeout
+) -> RemoteStylizeResult:
     with Client(endpoint, timeout=timeout) as client:
         welcome = client.hello()
         job = client.submit(

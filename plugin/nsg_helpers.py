@@ -589,55 +589,26 @@ def start_command(endpoint: str) -> str:
 
 
 def describe_error(exc: BaseException, endpoint: str = "", client_mod: Any = None) -> str:
-    """Turn a client/daemon exception into a message that says what to do next."""
+    """Turn a client/daemon exception into a message that says what to do next. The texts
+    are shared/errors.py's USER_TEXTS (bundled as nsg_shared), worded once with the CLI."""
     code = getattr(getattr(exc, "code", None), "value", getattr(exc, "code", None))
     message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     hint = getattr(exc, "hint", "") or ""
     died = getattr(client_mod, "DaemonDied", None)
-    start = start_command(endpoint)
-    if isinstance(exc, died) if died is not None else type(exc).__name__ == "DaemonDied":
-        text = (
-            "The Neural Style daemon stopped answering in the middle of the job (it crashed or "
-            f"was stopped). Restart it with:\n    {start}\nthen run the filter again."
-        )
-    elif code == "daemon_unavailable":
-        where = f" at {endpoint}" if endpoint else ""
-        text = f"The Neural Style daemon is not running{where}. Start it with:\n    {start}"
-    elif code == "weights_missing":
-        text = (
-            "The Neural Style daemon has no VGG-19 weights. Download them with:\n    "
-            f"{FETCH_WEIGHTS_COMMAND}\nthen restart the daemon ({START_COMMAND})."
-        )
-    elif code == "too_large":
-        text = (
-            "The image is too large for the daemon. Lower 'Max size', select a smaller area, "
-            "or scale the image down."
-        )
-    elif code == "version_mismatch":
-        text = (
-            "The plug-in and the daemon are different versions. Reinstall the plug-in from "
-            f"the daemon's installation with:\n    {REINSTALL_COMMAND}\nand restart the daemon."
-        )
-    elif code == "out_of_memory":
-        text = "The daemon ran out of memory. Lower 'Max size' and try again."
-    elif code == "busy":
-        text = "The daemon is busy with other jobs (its queue is full). Try again shortly."
-    elif code == "unauthenticated":
-        text = (
-            "The daemon refused the plug-in's key. Restart the daemon, and make sure GIMP sees "
-            "its connection file (set NEURAL_STYLE_CONNECTION_FILE for GIMP if it runs "
-            "sandboxed)."
-        )
-    elif code == "timeout":
-        text = (
-            "The daemon did not answer in time. Check it with 'neural-style status', or "
-            f"restart it:\n    {start}"
-        )
-    else:
-        text = "Neural Style failed."
-        if hint and hint not in message:
-            message = f"{message}\n{hint}"
-    return f"{text}\nDetails: {message}"
+    gone = isinstance(exc, died) if died is not None else type(exc).__name__ == "DaemonDied"
+    return _shared_errors().user_message(
+        code, message, hint, died=gone, endpoint=endpoint, start=start_command(endpoint),
+        client="plug-in", size="'Max size'", fetch=FETCH_WEIGHTS_COMMAND,
+        reinstall=REINSTALL_COMMAND,
+    )  # fmt: skip
+
+
+def _shared_errors() -> Any:
+    """shared/errors.py: the bundled copy (nsg_shared), else a checkout's own."""
+    for name in (f"{SHARED_PACKAGE}.errors", "neural_style.shared.errors"):
+        with contextlib.suppress(ImportError):
+            return importlib.import_module(name)
+    raise PluginError(f"The plug-in's bundled package is missing; reinstall: {REINSTALL_COMMAND}")
 
 
 def check_size(width: int, height: int, hello: dict[str, Any] | None) -> None:

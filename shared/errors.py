@@ -49,3 +49,88 @@ class NeuralStyleError(Exception):
 
     def __repr__(self) -> str:
         return f"NeuralStyleError({self.code.value!r}, {self.message!r}, {self.hint!r})"
+
+
+# --------------------------------------------------------------------------- what users read
+
+#: What a person is told for each code, worded once for the CLI and the GIMP plug-in. The
+#: placeholders are filled by :func:`user_message`: ``{where}`` (" at ENDPOINT" or ""),
+#: ``{start}`` (the command that starts the daemon at that endpoint), ``{fetch}``,
+#: ``{reinstall}``, ``{client}`` ("plug-in", "command") and ``{size}`` (the setting to lower:
+#: 'Max size' in GIMP, --size in the CLI). Codes without an entry fall back to the message.
+USER_TEXTS: dict[ErrorCode, str] = {
+    ErrorCode.DAEMON_UNAVAILABLE: (
+        "The Neural Style daemon is not running{where}. Start it with:\n    {start}"
+    ),
+    ErrorCode.WEIGHTS_MISSING: (
+        "The Neural Style daemon has no VGG-19 weights. Download them with:\n    {fetch}\n"
+        "then restart the daemon ({start})."
+    ),
+    ErrorCode.TOO_LARGE: (
+        "The image is too large for the daemon. Lower {size}, use a smaller area, or scale the "
+        "image down."
+    ),
+    ErrorCode.VERSION_MISMATCH: (
+        "The {client} and the daemon are different versions. Reinstall the plug-in from the "
+        "daemon's installation with:\n    {reinstall}\nand restart the daemon."
+    ),
+    ErrorCode.OUT_OF_MEMORY: "The daemon ran out of memory. Lower {size} and try again.",
+    ErrorCode.BUSY: "The daemon is busy with other jobs (its queue is full). Try again shortly.",
+    ErrorCode.UNAUTHENTICATED: (
+        "The daemon refused the {client}'s key. Restart the daemon, and make sure the {client} "
+        "sees its connection file (set NEURAL_STYLE_CONNECTION_FILE, e.g. when GIMP runs "
+        "sandboxed)."
+    ),
+    ErrorCode.CANCELLED: "The job was cancelled before it finished.",
+    ErrorCode.TIMEOUT: (
+        "The daemon did not answer in time. Check it with 'neural-style status', or restart "
+        "it:\n    {start}"
+    ),
+}
+#: The daemon went silent while a job was open (the client's DaemonDied, code
+#: daemon_unavailable).
+DAEMON_DIED_TEXT = (
+    "The Neural Style daemon stopped answering in the middle of the job (it crashed or was "
+    "stopped). Restart it with:\n    {start}\nthen run it again."
+)
+#: What fills the placeholders unless the caller says otherwise.
+TEXT_DEFAULTS: dict[str, str] = {
+    "where": "",
+    "start": "neural-style serve",
+    "fetch": "neural-style fetch-weights",
+    "reinstall": "neural-style install-plugin",
+    "client": "command",
+    "size": "the size",
+}
+
+
+def user_message(
+    code: ErrorCode | str | None,
+    message: str,
+    hint: str = "",
+    *,
+    died: bool = False,
+    endpoint: str = "",
+    **context: str,
+) -> str:
+    """The text a person reads for an error: what happened and what to do, then the details.
+
+    ``endpoint``: the one in use ("" = the default), named in "not running" and in the start
+    command; ``context`` overrides :data:`TEXT_DEFAULTS` (``start`` is derived from the
+    endpoint unless given).
+    """
+    values = {**TEXT_DEFAULTS, **context}
+    if endpoint:
+        values["where"] = f" at {endpoint}"
+        if "start" not in context:
+            values["start"] = f"{TEXT_DEFAULTS['start']} --bind {endpoint}"
+    try:
+        known = ErrorCode(code) if code is not None else None
+    except ValueError:
+        known = None
+    template = DAEMON_DIED_TEXT if died else USER_TEXTS.get(known) if known else None
+    if template is None:
+        if hint and hint not in message:
+            message = f"{message}\n{hint}"
+        return f"Neural Style failed.\nDetails: {message}"
+    return f"{template.format(**values)}\nDetails: {message}"

@@ -105,6 +105,18 @@ def test_status_cli_finds_key_by_endpoint(daemon: Daemon):
     assert nobody.returncode == 1 and "neural-style serve" in nobody.stderr
 
 
+def test_cli_words_daemon_errors_with_the_shared_table(daemon: Daemon):
+    from neural_style.shared.errors import USER_TEXTS, ErrorCode
+
+    nowhere = f"tcp://127.0.0.1:{free_port()}"
+    out = cli("status", "--endpoint", nowhere, "--timeout", "1",
+              env=daemon_env(daemon.runtime_dir))  # fmt: skip
+    assert out.returncode == 1
+    first = USER_TEXTS[ErrorCode.DAEMON_UNAVAILABLE].split("{")[0]
+    assert f"{first} at {nowhere}" in out.stderr  # as the plug-in says it
+    assert f"neural-style serve --bind {nowhere}" in out.stderr
+
+
 def test_wrong_key_is_rejected_with_an_error(daemon: Daemon):
     with (
         Client(daemon.endpoint, key=b"not the key", timeout=3) as c,

@@ -1360,8 +1360,8 @@ def test_install_ships_help_page_presets_and_the_serve_command(
     assert "<h2>" in page and "Neural Style" in page and "<table" in page
     for pic in re.findall(r'src="([^"]+\.png)"', page):
         assert (pdir / "help" / "en" / pic).is_file(), pic  # the screenshots travel along
-    assert not (pdir / "presets.json").exists()  # the bundled schema carries the presets
-    assert (pdir / "nsg_shared" / "schema.py").is_file()
+    assert (pdir / "nsg_shared" / "schema.py").is_file()  # what the plug-in reads presets from
+    assert json.loads((pdir / "presets.json").read_text()) == PRESETS  # a record, derived
     serve = json.loads((pdir / "INSTALLED.json").read_text())["serve_command"]
     assert serve[-1] == "serve" and Path(serve[0]).exists()
     # the installed plug-in reads the bundled schema's presets, with its bundled helpers
@@ -1518,3 +1518,14 @@ def test_dialog_estimate_uses_the_daemons_measured_step_time(plugin: Any) -> Non
     slow = plugin.estimate_text("fast", 512, 0, 10.0)
     quick = plugin.estimate_text("fast", 512, 0, plugin.daemon_speed({"step_s_per_mpx": 0.1}))
     assert slow != quick and "on this computer" in quick
+
+
+def test_error_texts_come_from_the_shared_table(plugin: Any) -> None:
+    from neural_style.shared import errors
+
+    for code, template in errors.USER_TEXTS.items():
+        text = plugin.describe_error(real_client.error_for(code, "detail"), "")
+        assert text.startswith(template.split("{")[0]) and text.endswith("Details: detail")
+    died = plugin.describe_error(real_client.DaemonDied("silent"), "", real_client)
+    assert died.startswith(errors.DAEMON_DIED_TEXT.split("{")[0])
+    assert "'Max size'" in plugin.describe_error(real_client.TooLarge("big"), "")
