@@ -412,7 +412,18 @@ def target_can_import(target: TargetPython) -> bool:
     return True
 
 
+#: A record of the presets, derived from shared/schema.py. The plug-in no longer reads it
+#: (it takes the presets from its bundled nsg_shared/schema.py); it stays only because the
+#: GIMP e2e check and docs/plugin.md still name it. Drop it when they follow.
+PRESETS_NAME = "presets.json"
 HELP_ID = "python-fu-neural-style"
+
+
+def write_presets(path: Path) -> None:
+    """shared/schema.py's PRESETS as JSON (a record; see PRESETS_NAME)."""
+    from neural_style.shared.schema import PRESETS
+
+    path.write_text(json.dumps(PRESETS, indent=1, default=str))
 
 
 def serve_command() -> list[str]:
@@ -564,6 +575,7 @@ def install_into(
         for helper in sorted(plugin_source().parent.glob("nsg_*.py")):  # the bundled helpers
             shutil.copy2(helper, staging / helper.name)
         _copy_package(shared_source(), staging / SHARED_NAME)
+        write_presets(staging / PRESETS_NAME)
         write_help(staging / "help")
         vendor_root = staging / "vendor"
         vendor_root.mkdir()
