@@ -658,19 +658,30 @@ def canvas_preview_side(width: int, height: int) -> int:
     return max(PREVIEW_SIDE, min(max(width, height), CANVAS_PREVIEW_MAX))
 
 
+def event_kind(event: Any) -> str:
+    """A client event's kind ("accepted", "progress", "preview", "done", "cancelled"): the
+    client's ``EventKind`` (a str enum) in the event class's ``KIND``; "" for anything else."""
+    kind = getattr(event, "KIND", "")
+    return str(getattr(kind, "value", kind) or "")
+
+
 def run_job_blocking(job: Any, on_progress=None, on_preview=None, poll_ms: int = 100) -> Any:
-    """Poll a job until Done; returns the Done event. Raises on errors, UserCancelled on cancel."""
-    while True:
-        for event in job.poll(timeout_ms=poll_ms):
-            kind = type(event).__name__
-            if kind == "Progress" and on_progress:
-                on_progress(event)
-            elif kind == "Preview" and on_preview:
-                on_preview(event)
-            elif kind == "Done":
-                return event
-            elif kind == "Cancelled":
-                raise UserCancelled()
+    """Wait for a job with the client's ``Job.wait`` (batch mode: no main loop to keep
+    alive); returns the Done event. Raises on errors, UserCancelled on cancel."""
+
+    def on_event(event: Any) -> None:
+        kind = event_kind(event)
+        if kind == "progress" and on_progress:
+            on_progress(event)
+        elif kind == "preview" and on_preview:
+            on_preview(event)
+
+    try:
+        return job.wait(on_event, poll_ms=poll_ms)
+    except Exception as exc:
+        if getattr(exc, "event", None) is not None and event_kind(exc.event) == "cancelled":
+            raise UserCancelled() from None
+        raise
 
 
 #: The procedure's arguments, in registration order: (kind, name, label, tooltip, *values).

@@ -16,6 +16,7 @@ from nsg_helpers import (
     PluginError,
     StoppedAndKept,
     UserCancelled,
+    event_kind,
     fit_within,
     log_event,
     progress_note,
@@ -222,15 +223,15 @@ class ProgressWindow:
 
     # -- events
     def handle(self, event: Any) -> None:
-        kind = type(event).__name__
-        if kind == "Accepted":
+        kind = event_kind(event)
+        if kind == "accepted":
             position = getattr(event, "position", 0) or 0
             self.status.set_text(
                 f"Waiting in the daemon's queue (position {position})…"
                 if position > 0
                 else "Stylizing…"
             )
-        elif kind == "Progress":
+        elif kind == "progress":
             step, total = int(event.step), int(event.total or self.total)
             self.step = step
             self.total = max(1, total)
@@ -239,7 +240,7 @@ class ProgressWindow:
             if self.cancel_requested_at is None:
                 self.status.set_text("Stylizing…")
             self.eta.set_text(progress_note(step, self.total, getattr(event, "eta_s", None)))
-        elif kind == "Preview":
+        elif kind == "preview":
             self.last_preview = event.image
             if self.cancel_requested_at is None:
                 self.dialog.set_response_sensitive(RESPONSE_KEEP, True)
@@ -249,12 +250,12 @@ class ProgressWindow:
                     self.on_preview(event.image)
                 except Exception as exc:  # a preview must never end the job
                     log_event("canvas_preview_failed", error=repr(exc))
-        elif kind == "Done":
+        elif kind == "done":
             self.result = event
             self.bar.set_fraction(1.0)
             self.bar.set_text(f"Step {self.total} / {self.total}")
             self.quit()
-        elif kind == "Cancelled":
+        elif kind == "cancelled":
             self.cancelled = True
             self.quit()
 

@@ -309,6 +309,8 @@ class ScriptedJob:
         self.cancelled += 1
         self.script.append([real_client.Cancelled("client", 3)])
 
+    wait = real_client.Job.wait  # the client's one wait loop, over the scripted polls
+
 
 def _progress(step: int, total: int, eta: float = 65.0) -> real_client.Progress:
     return real_client.Progress(step, total, 1234.5, 1.0, 2.0, 3.0, 1.0, eta)
