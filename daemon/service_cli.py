@@ -433,8 +433,14 @@ def stylize_remote(
         raise
 
 
-def _stylize_remote(  # type: ignore[no-untyped-def]
-    endpoint, content, styles, params, on_iterate, mask, timeout
+def _stylize_remote(
+    endpoint: str | None,
+    content: np.ndarray,
+    styles: list[np.ndarray],
+    params: StyleParams,
+    on_iterate: Callable[[Step], None] | None,
+    mask: np.ndarray | None,
+    timeout: float,
 ) -> RemoteStylizeResult:
     with Client(endpoint, timeout=timeout) as client:
         welcome = client.hello()
