@@ -541,3 +541,11 @@ def test_client_refuses_a_wrong_size_init_locally():
     bad = Message("submit", {**SAMPLES["submit"], "init": img(4, 4, 4, "u16")})
     with pytest.raises(ProtocolError, match=r"submit\.init"):
         protocol.validate(bad)
+
+
+def test_welcome_may_carry_the_measured_step_time():
+    fields = {**SAMPLES["welcome"], "step_s_per_mpx": 2.5, "step_s_by_side": {"512": 0.74}}
+    out = roundtrip(Message("welcome", fields))
+    assert out.fields["step_s_per_mpx"] == 2.5 and out.fields["step_s_by_side"] == {"512": 0.74}
+    with pytest.raises(ProtocolError, match=r"welcome\.step_s_per_mpx"):
+        protocol.validate(Message("welcome", {**fields, "step_s_per_mpx": -1.0}))
