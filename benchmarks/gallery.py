@@ -43,19 +43,23 @@ def main() -> int:
     ap.add_argument("--pairs", type=int, default=len(PAIRS), help="first N pairs")
     ap.add_argument("--out", type=Path, default=Path("docs/gallery.png"))
     ap.add_argument("--cache", type=Path, default=None)
+    ap.add_argument("--reverse", action="store_true", help="compute the last pair first")
     args = ap.parse_args()
     args.json = True  # progress on stderr
 
     from neural_style.daemon import images, quality
     from neural_style.daemon.bench import _at_size, _say, baseline, fp32_loss
     from neural_style.daemon.engine import StyleTransfer
-    from neural_style.daemon.params import StyleParams
-
     engine = StyleTransfer.load(args.weights)
     meter = quality.TextureMeter(engine._conv_weights)
-    rows: list[list[tuple[np.ndarray, str]]] = []
-    report: list[dict[str, object]] = []
-    for content_name, style_name in PAIRS[: args.pairs]:
+    pairs = PAIRS[: args.pairs]
+    rows: dict[int, list[tuple[np.ndarray, str]]] = {}
+    report: dict[int, dict[str, object]] = {}
+    # --reverse: compute the last pair first (a second process can fill the cache from the
+    # front); the sheet keeps the listed order either way
+    order = range(len(pairs) - 1, -1, -1) if args.reverse else range(len(pairs))
+    for index in order:
+        content_name, style_name = pairs[index]
         content = images.to_float(
             _at_size(images.load_image(DATA / "content" / content_name), args.size)
         )
@@ -66,31 +70,70 @@ def main() -> int:
         entry: dict[str, object] = {"content": content_name, "style": style_name}
         runs = [("tutorial", base["image"], base["time_s"])]
         for name in PRESETS:
-            params = StyleParams.from_dict({"preset": name, "size": args.size})
-            run = engine.stylize(content, [style], params)
-            runs.append((name, np.clip(run.image, 0.0, 1.0), run.elapsed))
+            image, took = _preset_run(engine, content, style, name, args)
+            runs.append((name, image, took))
+        cells_dir = args.out.with_suffix("")
+        cells_dir.mkdir(parents=True, exist_ok=True)
         for name, image, took in runs:
+            stem = f"{Path(content_name).stem}-{Path(style_name).stem}-{name}.png"
+            _fit(image).save(cells_dir / stem)
             loss = fp32_loss(engine, image, content, style)
             q = quality.assess(image, content, style_rgb, meter).to_dict()
             entry[name] = {"time_s": round(took, 1), "fp32_loss": loss, "quality": q}
             label = f"{name} {took:.0f} s, loss {loss / 1e6:.2f}M"
             cells.append((image, label))
             _say(args, f"{content_name} + {style_name}: {label} {q}")
-        rows.append(cells)
-        report.append(entry)
-    sheet = _sheet(rows, f"Trained STAND-IN weights (HED VGG-16 calibrated), not ImageNet "
-                   f"VGG-19; {args.size} px, 2-core CPU")  # fmt: skip
+        rows[index] = cells
+        report[index] = entry
+    title = (
+        f"Trained STAND-IN weights (HED VGG-16 calibrated), not ImageNet VGG-19; "
+        f"{args.size} px, 2-core CPU"
+    )
+    sheet = _sheet([rows[i] for i in sorted(rows)], title)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(args.out)
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    print(json.dumps(report))
+    ordered = [report[i] for i in sorted(report)]
+    args.out.with_suffix(".json").write_text(json.dumps(ordered, indent=1))
+    print(json.dumps(ordered))
     return 0
 
 
+def _preset_run(
+    engine: object, content: np.ndarray, style: np.ndarray, name: str, args: argparse.Namespace
+) -> tuple[np.ndarray, float]:
+    """(result, seconds) of a preset at ``--size``, cached like the baseline (keyed by the
+    pixels, the preset's parameters and the weights), so several processes can share the
+    work and a last run only draws the sheet."""
+    import hashlib
+
+    from neural_style.daemon.bench import _cache_folder
+    from neural_style.daemon.params import StyleParams
+
+    params = StyleParams.from_dict({"preset": name, "size": args.size})
+    key = hashlib.sha256(content.tobytes() + style.tobytes())
+    key.update(json.dumps([params.to_dict(), engine.weights.sha256]).encode())  # type: ignore[attr-defined]
+    folder = _cache_folder(args)
+    stem = folder / f"preset-{key.hexdigest()[:24]}" if folder else None
+    if stem is not None and stem.with_suffix(".json").is_file():
+        took = json.loads(stem.with_suffix(".json").read_text())["time_s"]
+        return np.load(stem.with_suffix(".npy")), float(took)
+    run = engine.stylize(content, [style], params)  # type: ignore[attr-defined]
+    image = np.clip(run.image, 0.0, 1.0).astype(np.float32)
+    if stem is not None:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        np.save(stem.with_suffix(".npy"), image)
+        stem.with_suffix(".json").write_text(json.dumps({"time_s": run.elapsed}))
+    return image, float(run.elapsed)
+
+
 def _fit(image: np.ndarray) -> Image.Image:
+    """The image scaled (up or down) to fit a cell; results are small, so they are enlarged
+    with nearest-neighbour sampling, which shows their pixels as they are."""
     pil = Image.fromarray((np.clip(image[..., :3], 0, 1) * 255 + 0.5).astype(np.uint8))
-    pil.thumbnail((CELL, CELL), Image.Resampling.LANCZOS)
-    return pil
+    scale = CELL / max(pil.size)
+    size = (max(1, round(pil.width * scale)), max(1, round(pil.height * scale)))
+    method = Image.Resampling.NEAREST if scale > 1 else Image.Resampling.LANCZOS
+    return pil.resize(size, method)
 
 
 def _sheet(rows: list[list[tuple[np.ndarray, str]]], title: str) -> Image.Image:

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from neural_style.shared import limits
+
 SAMPLES = Path(__file__).resolve().parent / "samples"
 
 
@@ -28,8 +30,9 @@ def _sizes(text: str) -> list[int]:
         sizes = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a list like 256,512") from None
-    if not sizes or any(s < 32 or s > 4096 for s in sizes):
-        raise argparse.ArgumentTypeError("sizes must lie in [32, 4096]")
+    lo, hi = limits.MIN_WORK_SIDE, limits.MAX_WORK_SIDE
+    if not sizes or any(s < lo or s > hi for s in sizes):
+        raise argparse.ArgumentTypeError(f"sizes must lie in [{lo}, {hi}]")
     return sizes
 
 
