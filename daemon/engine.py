@@ -410,7 +410,7 @@ class StyleTransfer:
         ]
         if mask is not None:
             mask = images.as_hwc(mask, "mask")
-        blend = self._blend(params, len(style_rgbs))
+        blend = _blend(params, len(style_rgbs))
         rgb, alpha, was_gray = images.split_alpha(images.to_float(content))
         height, width = rgb.shape[:2]
         longest = max(width, height)
@@ -418,8 +418,8 @@ class StyleTransfer:
         sizes = [images.fit_long_side(width, height, side) for side in ladder]
         work = sizes[-1]
 
-        target_rgb, style_rgbs = self._color_inputs(params.preserve_color, rgb, style_rgbs)
-        init_rgb = self._init_input(init, params.preserve_color, (width, height))
+        target_rgb, style_rgbs = _color_inputs(params.preserve_color, rgb, style_rgbs)
+        init_rgb = _init_input(init, params.preserve_color, (width, height))
         run = _Run(params, callback, start)
         budgets = split_iterations(params.iterations, len(sizes), FINE_SHARE[params.optimizer])
         x: np.ndarray | None = None
@@ -439,7 +439,7 @@ class StyleTransfer:
             if x is None and init_rgb is not None:
                 x = images.resize(init_rgb, size)
             elif x is None:
-                x = self._initial_image(params, content_k, style_rgbs[0])
+                x = _initial_image(params, content_k, style_rgbs[0])
             else:
                 x = upsample_result(x, coarse_content, content_k)
                 # Adam starts afresh at each scale: carrying its moments over (resized)
@@ -448,9 +448,9 @@ class StyleTransfer:
             coarse_content = content_k
             run.scale = max(size)
             if params.optimizer is Optimizer.ADAM:
-                x, state = self._run_adam(x, state, targets, params, steps, run)
+                x, state = _run_adam(self, x, state, targets, params, steps, run)
             else:
-                x = self._run_lbfgs(x, targets, params, steps, run)
+                x = _run_lbfgs(self, x, targets, params, steps, run)
             if run.stopped:
                 break
         assert x is not None
@@ -463,7 +463,7 @@ class StyleTransfer:
         if params.preserve_color is ColorMode.LUMINANCE:
             out_rgb = color.recombine_luminance(out_rgb, base)
         if mask is not None:
-            out_rgb = self._composite(out_rgb, base, mask)
+            out_rgb = _composite(out_rgb, base, mask)
         result = images.join_alpha(out_rgb, alpha, was_gray)
         return StylizeResult(
             image=images.from_float(result, content.dtype),
@@ -475,194 +475,199 @@ class StyleTransfer:
             precision=job_precision(params).value,
         )
 
-    @staticmethod
-    def _color_inputs(
-        mode: ColorMode, content_rgb: np.ndarray, style_rgbs: list[np.ndarray]
-    ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """What the optimisation sees: luminance images, colour-matched styles, or as is."""
-        if mode is ColorMode.HISTOGRAM:
-            return content_rgb, [color.match_color(s, content_rgb) for s in style_rgbs]
-        if mode is ColorMode.LUMINANCE:
-            content_y = color.luminance(content_rgb)
-            styles = [
-                color.gray_rgb(color.match_luminance(color.luminance(s), content_y))
-                for s in style_rgbs
-            ]
-            return color.gray_rgb(content_y), styles
-        return content_rgb, style_rgbs
 
-    @staticmethod
-    def _init_input(
-        init: np.ndarray | None, mode: ColorMode, size: tuple[int, int]
-    ) -> np.ndarray | None:
-        """The starting image as the optimisation sees it (RGB, luminance when that mode)."""
-        if init is None:
-            return None
-        init = images.as_hwc(init, "init image")
-        if (init.shape[1], init.shape[0]) != size:
-            raise images.bad(
-                f"The init image is {init.shape[1]}x{init.shape[0]}; it must have the "
-                f"content's size {size[0]}x{size[1]}."
-            )
-        init_rgb = images.split_alpha(images.to_float(init))[0]
-        if mode is ColorMode.LUMINANCE:
-            return color.gray_rgb(color.luminance(init_rgb))
-        return init_rgb
+def _color_inputs(
+    mode: ColorMode, content_rgb: np.ndarray, style_rgbs: list[np.ndarray]
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """What the optimisation sees: luminance images, colour-matched styles, or as is."""
+    if mode is ColorMode.HISTOGRAM:
+        return content_rgb, [color.match_color(s, content_rgb) for s in style_rgbs]
+    if mode is ColorMode.LUMINANCE:
+        content_y = color.luminance(content_rgb)
+        styles = [
+            color.gray_rgb(color.match_luminance(color.luminance(s), content_y)) for s in style_rgbs
+        ]
+        return color.gray_rgb(content_y), styles
+    return content_rgb, style_rgbs
 
-    @staticmethod
-    def _blend(params: StyleParams, count: int) -> list[float]:
-        weights = list(params.style_blend) if params.style_blend else [1.0] * count
-        if len(weights) != count:
-            raise images.bad(
-                f"style_blend has {len(weights)} weights but {count} style image(s) were given."
-            )
-        total = sum(weights)
-        return [w / total for w in weights]
 
-    @staticmethod
-    def _composite(stylized: np.ndarray, original: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        m = images.to_float(mask)
-        if m.shape[2] != 1:  # an RGB(A) mask: its luma
-            m = (images.split_alpha(m)[0] @ images.LUMA)[:, :, None]
-        m = images.resize(m, (stylized.shape[1], stylized.shape[0]))
-        return m * stylized + (1.0 - m) * original
+def _init_input(
+    init: np.ndarray | None, mode: ColorMode, size: tuple[int, int]
+) -> np.ndarray | None:
+    """The starting image as the optimisation sees it (RGB, luminance when that mode)."""
+    if init is None:
+        return None
+    init = images.as_hwc(init, "init image")
+    if (init.shape[1], init.shape[0]) != size:
+        raise images.bad(
+            f"The init image is {init.shape[1]}x{init.shape[0]}; it must have the "
+            f"content's size {size[0]}x{size[1]}."
+        )
+    init_rgb = images.split_alpha(images.to_float(init))[0]
+    if mode is ColorMode.LUMINANCE:
+        return color.gray_rgb(color.luminance(init_rgb))
+    return init_rgb
 
-    @staticmethod
-    def _initial_image(params: StyleParams, content: np.ndarray, style: np.ndarray) -> np.ndarray:
-        if params.init is Init.CONTENT:
-            return content
-        if params.init is Init.NOISE:
-            rng = np.random.default_rng(params.seed)
-            return rng.uniform(0.0, 1.0, content.shape).astype(np.float32)
-        return images.resize(style, (content.shape[1], content.shape[0]))
 
-    # ------------------------------------------------------------------ optimisers
-    def _run_adam(
-        self,
-        x0: np.ndarray,
-        state: _AdamState | None,
-        targets: Targets,
-        params: StyleParams,
-        steps: int,
-        run: _Run,
-    ) -> tuple[np.ndarray, _AdamState]:
-        fns = self.functions(params)
-        weights = _loss_weights(params)
-        x = tf.constant(x0[None])
-        if state is None:
-            state = _AdamState(tf.zeros_like(x), tf.zeros_like(x), 0)
-        m, v = state.m, state.v
-        beta1 = tf.constant(params.adam_beta1, tf.float32)
-        schedule = adam_schedule(params.learning_rate, params.lr_schedule, steps)
-        decay = params.ema
-        ema = state.ema if decay else None
-        best, best_loss = x, float("inf")
-        t = state.t
-        content_target, step_weights = _content_target(targets, x, weights)
-        tiled = self.tile_for(x0.shape[0], x0.shape[1]) is not None
-        for k in range(steps):
-            t += 1
-            lr = tf.constant(schedule[k], tf.float32)
-            if tiled:
-                total, c, s, tv, grad, x_content = self._loss_and_grad_any(
-                    fns, params, x, content_target, targets.grams, step_weights
-                )
-                x_new, m, v = _adam_update(x, m, v, grad, tf.constant(float(t)), lr, beta1)
-            else:
-                x_new, m, v, total, c, s, tv, x_content = fns.adam_step(
-                    x,
-                    m,
-                    v,
-                    tf.constant(float(t)),
-                    content_target,
-                    targets.grams,
-                    step_weights,
-                    lr,
-                    beta1,
-                )
-            if targets.content is None:  # x was the content image: these are its features
-                targets = Targets(x_content, targets.grams)
-                content_target, step_weights = targets.content, weights
-            loss = float(total)
-            if loss < best_loss:  # loss was evaluated at x (before this update)
-                best, best_loss = x, loss
-            stop = run.report(loss, float(c), float(s), float(tv), x)
-            x = x_new
-            if decay:
-                ema = x if ema is None else decay * ema + (1.0 - decay) * x
-            if stop:
-                break
-        else:
-            if not decay:
-                # The final update is usually the best image: evaluate it so it can win.
-                total, *_ = self._loss_and_grad_any(
-                    fns, params, x, content_target, targets.grams, weights
-                )
-                if float(total) < best_loss:
-                    best = x
-        result = ema if decay and ema is not None else best
-        return result.numpy()[0], _AdamState(m, v, t, ema)
+def _blend(params: StyleParams, count: int) -> list[float]:
+    weights = list(params.style_blend) if params.style_blend else [1.0] * count
+    if len(weights) != count:
+        raise images.bad(
+            f"style_blend has {len(weights)} weights but {count} style image(s) were given."
+        )
+    total = sum(weights)
+    return [w / total for w in weights]
 
-    def _run_lbfgs(
-        self, x0: np.ndarray, targets: Targets, params: StyleParams, steps: int, run: _Run
-    ) -> np.ndarray:
-        """scipy's L-BFGS-B with box bounds [0, 1]; one step = one loss+gradient evaluation."""
-        from scipy.optimize import minimize
-        from threadpoolctl import threadpool_limits
 
-        fns = self.functions(params)
-        weights = _loss_weights(params)
-        shape = (1, *x0.shape)
-        best = {"loss": float("inf"), "x": x0.ravel().astype(np.float64)}
-        current = {"targets": targets}
-        evaluations = 0
+def _composite(stylized: np.ndarray, original: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    m = images.to_float(mask)
+    if m.shape[2] != 1:  # an RGB(A) mask: its luma
+        m = (images.split_alpha(m)[0] @ images.LUMA)[:, :, None]
+    m = images.resize(m, (stylized.shape[1], stylized.shape[0]))
+    return m * stylized + (1.0 - m) * original
 
-        class _Stop(Exception):
-            pass
 
-        def fun(flat: np.ndarray) -> tuple[float, np.ndarray]:
-            nonlocal evaluations
-            if evaluations >= steps:
-                raise _Stop
-            evaluations += 1
-            x = tf.constant(flat.reshape(shape), tf.float32)
-            content_target, step_weights = _content_target(current["targets"], x, weights)
-            total, c, s, tv, grad, x_content = self._loss_and_grad_any(
+def _initial_image(params: StyleParams, content: np.ndarray, style: np.ndarray) -> np.ndarray:
+    if params.init is Init.CONTENT:
+        return content
+    if params.init is Init.NOISE:
+        rng = np.random.default_rng(params.seed)
+        return rng.uniform(0.0, 1.0, content.shape).astype(np.float32)
+    return images.resize(style, (content.shape[1], content.shape[0]))
+
+
+def _run_adam(
+    engine: StyleTransfer,
+    x0: np.ndarray,
+    state: _AdamState | None,
+    targets: Targets,
+    params: StyleParams,
+    steps: int,
+    run: _Run,
+) -> tuple[np.ndarray, _AdamState]:
+    fns = engine.functions(params)
+    weights = _loss_weights(params)
+    x = tf.constant(x0[None])
+    if state is None:
+        state = _AdamState(tf.zeros_like(x), tf.zeros_like(x), 0)
+    m, v = state.m, state.v
+    beta1 = tf.constant(params.adam_beta1, tf.float32)
+    schedule = adam_schedule(params.learning_rate, params.lr_schedule, steps)
+    decay = params.ema
+    ema = state.ema if decay else None
+    best, best_loss = x, float("inf")
+    t = state.t
+    content_target, step_weights = _content_target(targets, x, weights)
+    tiled = engine.tile_for(x0.shape[0], x0.shape[1]) is not None
+    for k in range(steps):
+        t += 1
+        lr = tf.constant(schedule[k], tf.float32)
+        if tiled:
+            total, c, s, tv, grad, x_content = engine._loss_and_grad_any(
                 fns, params, x, content_target, targets.grams, step_weights
             )
-            if current["targets"].content is None:  # the first evaluation is at the content
-                current["targets"] = Targets(x_content, targets.grams)
-            loss = float(total)
-            if loss < best["loss"]:
-                best["loss"], best["x"] = loss, flat.copy()
-            if run.report(loss, float(c), float(s), float(tv), x):
-                raise _Stop
-            return loss, grad.numpy().astype(np.float64).ravel()
+            x_new, m, v = _adam_update(x, m, v, grad, tf.constant(float(t)), lr, beta1)
+        else:
+            x_new, m, v, total, c, s, tv, x_content = fns.adam_step(
+                x,
+                m,
+                v,
+                tf.constant(float(t)),
+                content_target,
+                targets.grams,
+                step_weights,
+                lr,
+                beta1,
+            )
+        if targets.content is None:  # x was the content image: these are its features
+            targets = Targets(x_content, targets.grams)
+            content_target, step_weights = targets.content, weights
+        loss = float(total)
+        if loss < best_loss:  # loss was evaluated at x (before this update)
+            best, best_loss = x, loss
+        stop = run.report(loss, float(c), float(s), float(tv), x)
+        x = x_new
+        if decay:
+            ema = x if ema is None else decay * ema + (1.0 - decay) * x
+        if stop:
+            break
+    else:
+        if not decay:
+            # The final update is usually the best image: evaluate it so it can win.
+            total, *_ = engine._loss_and_grad_any(
+                fns, params, x, content_target, targets.grams, weights
+            )
+            if float(total) < best_loss:
+                best = x
+    result = ema if decay and ema is not None else best
+    return result.numpy()[0], _AdamState(m, v, t, ema)
 
-        # scipy's BLAS threads would fight TensorFlow's for the same cores (+33 % per step).
-        # L-BFGS-B can end before the budget (a line search that fails in float32 round-off
-        # near a plateau): restart it from the best point with a fresh history while steps
-        # remain, and give up only when a restart itself makes no progress.
-        with threadpool_limits(limits=1), contextlib.suppress(_Stop):
-            while evaluations < steps:
-                before, start_loss = evaluations, best["loss"]
-                minimize(
-                    fun,
-                    best["x"],
-                    jac=True,
-                    method="L-BFGS-B",
-                    bounds=[(0.0, 1.0)] * x0.size,
-                    options={
-                        "maxiter": steps,
-                        "maxfun": steps,
-                        "maxcor": int(np.clip(LBFGS_HISTORY_BYTES // (16 * x0.size), 3, 20)),
-                        "ftol": 0.0,
-                        "gtol": 0.0,
-                    },
-                )
-                if evaluations - before <= 2 or not best["loss"] < start_loss:
-                    break
-        return best["x"].reshape(x0.shape).astype(np.float32)
+
+def _run_lbfgs(
+    engine: StyleTransfer,
+    x0: np.ndarray,
+    targets: Targets,
+    params: StyleParams,
+    steps: int,
+    run: _Run,
+) -> np.ndarray:
+    """scipy's L-BFGS-B with box bounds [0, 1]; one step = one loss+gradient evaluation."""
+    from scipy.optimize import minimize
+    from threadpoolctl import threadpool_limits
+
+    fns = engine.functions(params)
+    weights = _loss_weights(params)
+    shape = (1, *x0.shape)
+    best = {"loss": float("inf"), "x": x0.ravel().astype(np.float64)}
+    current = {"targets": targets}
+    evaluations = 0
+
+    class _Stop(Exception):
+        pass
+
+    def fun(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        nonlocal evaluations
+        if evaluations >= steps:
+            raise _Stop
+        evaluations += 1
+        x = tf.constant(flat.reshape(shape), tf.float32)
+        content_target, step_weights = _content_target(current["targets"], x, weights)
+        total, c, s, tv, grad, x_content = engine._loss_and_grad_any(
+            fns, params, x, content_target, targets.grams, step_weights
+        )
+        if current["targets"].content is None:  # the first evaluation is at the content
+            current["targets"] = Targets(x_content, targets.grams)
+        loss = float(total)
+        if loss < best["loss"]:
+            best["loss"], best["x"] = loss, flat.copy()
+        if run.report(loss, float(c), float(s), float(tv), x):
+            raise _Stop
+        return loss, grad.numpy().astype(np.float64).ravel()
+
+    # scipy's BLAS threads would fight TensorFlow's for the same cores (+33 % per step).
+    # L-BFGS-B can end before the budget (a line search that fails in float32 round-off
+    # near a plateau): restart it from the best point with a fresh history while steps
+    # remain, and give up only when a restart itself makes no progress.
+    with threadpool_limits(limits=1), contextlib.suppress(_Stop):
+        while evaluations < steps:
+            before, start_loss = evaluations, best["loss"]
+            minimize(
+                fun,
+                best["x"],
+                jac=True,
+                method="L-BFGS-B",
+                bounds=[(0.0, 1.0)] * x0.size,
+                options={
+                    "maxiter": steps,
+                    "maxfun": steps,
+                    "maxcor": int(np.clip(LBFGS_HISTORY_BYTES // (16 * x0.size), 3, 20)),
+                    "ftol": 0.0,
+                    "gtol": 0.0,
+                },
+            )
+            if evaluations - before <= 2 or not best["loss"] < start_loss:
+                break
+    return best["x"].reshape(x0.shape).astype(np.float32)
 
 
 def _content_target(
