@@ -50,6 +50,7 @@ def main() -> int:
     from neural_style.daemon import images, quality
     from neural_style.daemon.bench import _at_size, _say, baseline, fp32_loss
     from neural_style.daemon.engine import StyleTransfer
+
     engine = StyleTransfer.load(args.weights)
     meter = quality.TextureMeter(engine._conv_weights)
     pairs = PAIRS[: args.pairs]

@@ -24,7 +24,6 @@ START_COMMAND = "neural-style serve"
 FETCH_WEIGHTS_COMMAND = "neural-style fetch-weights"
 
 
-
 def _load_schema() -> Any:
     """The job-parameter schema (shared/schema.py): the bundled copy install-plugin writes
     beside this file (``nsg_shared``), else a checkout's own (tests, a development tree).

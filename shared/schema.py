@@ -145,9 +145,7 @@ def check_value(param: Param, value: Any) -> None:
     kind = param.kind
     if kind == ENUM:
         if value not in param.choices:  # str-valued Enum members compare equal
-            raise ParamError(
-                param.name, f"{value!r} is not one of {', '.join(param.choices)}"
-            )
+            raise ParamError(param.name, f"{value!r} is not one of {', '.join(param.choices)}")
     elif kind == BOOL:
         if not isinstance(value, bool):
             raise ParamError(param.name, f"{value!r} is not true or false")

@@ -24,6 +24,17 @@ def test_ruff_check_is_clean() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_ruff_format_is_clean() -> None:
+    """One formatting (ruff format, pyproject's settings); `# fmt: skip` marks the few
+    tables laid out by hand."""
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    proc = subprocess.run(
+        [ruff, "format", "--check", "--no-cache", str(REPO)],
+        capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_mypy_is_clean(tmp_path: Path) -> None:
     """mypy over daemon/, shared/ and plugin/ (config: pyproject.toml [tool.mypy]).
 
