@@ -44,6 +44,9 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("docs/gallery.png"))
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--reverse", action="store_true", help="compute the last pair first")
+    ap.add_argument(
+        "--cached-only", action="store_true", help="draw only the pairs whose runs are all cached"
+    )
     args = ap.parse_args()
     args.json = True  # progress on stderr
 
@@ -66,6 +69,9 @@ def main() -> int:
         )
         style = images.load_image(DATA / "styles" / style_name)
         style_rgb = images.split_alpha(images.to_float(style))[0]
+        if args.cached_only and not _all_cached(engine, content, style, args):
+            _say(args, f"{content_name} + {style_name}: not all cached, left out")
+            continue
         base = baseline(engine, content, style, args.size, args)
         cells = [(content, content_name), (style_rgb, style_name)]
         entry: dict[str, object] = {"content": content_name, "style": style_name}
@@ -99,12 +105,19 @@ def main() -> int:
     return 0
 
 
-def _preset_run(
+def _all_cached(
+    engine: object, content: np.ndarray, style: np.ndarray, args: argparse.Namespace
+) -> bool:
+    from neural_style.daemon.bench import baseline_stem
+
+    stems = [baseline_stem(engine, content, style, args.size, args)]
+    stems += [_preset_stem(engine, content, style, name, args) for name in PRESETS]
+    return all(stem is not None and stem.with_suffix(".json").is_file() for stem in stems)
+
+
+def _preset_stem(
     engine: object, content: np.ndarray, style: np.ndarray, name: str, args: argparse.Namespace
-) -> tuple[np.ndarray, float]:
-    """(result, seconds) of a preset at ``--size``, cached like the baseline (keyed by the
-    pixels, the preset's parameters and the weights), so several processes can share the
-    work and a last run only draws the sheet."""
+) -> Path | None:
     import hashlib
 
     from neural_style.daemon.bench import _cache_folder
@@ -114,7 +127,19 @@ def _preset_run(
     key = hashlib.sha256(content.tobytes() + style.tobytes())
     key.update(json.dumps([params.to_dict(), engine.weights.sha256]).encode())  # type: ignore[attr-defined]
     folder = _cache_folder(args)
-    stem = folder / f"preset-{key.hexdigest()[:24]}" if folder else None
+    return folder / f"preset-{key.hexdigest()[:24]}" if folder else None
+
+
+def _preset_run(
+    engine: object, content: np.ndarray, style: np.ndarray, name: str, args: argparse.Namespace
+) -> tuple[np.ndarray, float]:
+    """(result, seconds) of a preset at ``--size``, cached like the baseline (keyed by the
+    pixels, the preset's parameters and the weights), so several processes can share the
+    work and a last run only draws the sheet."""
+    from neural_style.daemon.params import StyleParams
+
+    params = StyleParams.from_dict({"preset": name, "size": args.size})
+    stem = _preset_stem(engine, content, style, name, args)
     if stem is not None and stem.with_suffix(".json").is_file():
         took = json.loads(stem.with_suffix(".json").read_text())["time_s"]
         return np.load(stem.with_suffix(".npy")), float(took)

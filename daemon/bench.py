@@ -281,16 +281,9 @@ def baseline(
     keyed by the content and style pixels, the size, the steps and the weights file's
     digest; a cached run reports the time it took when it ran.
     """
-    import hashlib
-
     from neural_style.daemon.params import StyleParams
 
-    key = hashlib.sha256()
-    for part in (content.tobytes(), style.tobytes(), repr((content.shape, style.shape)).encode(),
-                 f"{size}/{args.baseline_steps}/{engine.weights.sha256}/v1".encode()):  # fmt: skip
-        key.update(part)
-    folder = _cache_folder(args)
-    stem = folder / f"baseline-{key.hexdigest()[:24]}" if folder else None
+    stem = baseline_stem(engine, content, style, size, args)
     if stem is not None and stem.with_suffix(".json").is_file():
         meta = json.loads(stem.with_suffix(".json").read_text())
         meta["image"] = np.load(stem.with_suffix(".npy"))
@@ -319,6 +312,20 @@ def baseline(
         tmp.write_text(json.dumps(meta))
         tmp.replace(stem.with_suffix(".json"))  # the JSON last: it marks a complete entry
     return {**meta, "image": image, "cached": False}
+
+
+def baseline_stem(
+    engine: Any, content: np.ndarray, style: np.ndarray, size: int, args: argparse.Namespace
+) -> Path | None:
+    """Where :func:`baseline` keeps this pair's run (None: no cache)."""
+    import hashlib
+
+    key = hashlib.sha256()
+    for part in (content.tobytes(), style.tobytes(), repr((content.shape, style.shape)).encode(),
+                 f"{size}/{args.baseline_steps}/{engine.weights.sha256}/v1".encode()):  # fmt: skip
+        key.update(part)
+    folder = _cache_folder(args)
+    return folder / f"baseline-{key.hexdigest()[:24]}" if folder else None
 
 
 def _cache_folder(args: argparse.Namespace) -> Path | None:
