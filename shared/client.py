@@ -449,7 +449,13 @@ class Client(_Connection):
 
     # -- simple requests
     def hello(self) -> dict[str, Any]:
-        """Handshake: protocol and server versions, device, model, limits, features."""
+        """Handshake: protocol and server versions, device, model, limits, features.
+
+        The daemon's measured step times (``step_s_per_mpx``, ``step_s_by_side``, once it
+        has finished a job) travel inside ``limits``, where older clients tolerate them;
+        they are also returned at the top level, where callers (the plug-in's estimate)
+        read them.
+        """
         reply = self._request(
             Message("hello", {"protocol": protocol.PROTOCOL_VERSION, "client": _client_name()}),
             "welcome",
@@ -460,7 +466,7 @@ class Client(_Connection):
                 f"{protocol.PROTOCOL_VERSION}.",
                 "Install the same neural-style version for the daemon and the plug-in.",
             )
-        return dict(reply.fields)
+        return {**reply.fields, **protocol.step_times(reply.fields)}
 
     def ping(self) -> float:
         """Round-trip time in seconds."""

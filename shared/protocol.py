@@ -22,6 +22,12 @@ Frames (ZeroMQ multipart; a ROUTER prepends the peer identity)::
 Nothing from the network is unpickled or evaluated: msgpack is unpacked with explicit
 length limits and every field is checked before anyone uses it. Every problem raises
 :class:`ProtocolError`, whose ``code`` says which error reply to send.
+
+Compatibility: decoders refuse unknown *fields*, so a new field a peer does not need to
+understand must not be added to a message an older peer decodes; put it in one of the open
+maps (``welcome.limits``, ``welcome.weights``, ``status_reply.info``, ``result.stats``),
+whose unknown keys every version accepts (see :data:`STEP_TIME_KEYS`). Only a change of the
+header layout that older peers cannot read bumps ``defaults.PROTOCOL_VERSION``.
 """
 
 from __future__ import annotations
@@ -301,6 +307,51 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+# --------------------------------------------------------------------------- step times
+
+#: The daemon's measured step times (daemon/service/speed.py), carried in ``welcome``'s
+#: open ``limits`` map so that a decoder which knows nothing of them still accepts the
+#: welcome (unknown *fields* are refused; unknown keys of an open map are not). No version
+#: bump: the header layout is unchanged. ``status_reply``'s ``info`` has them at its top.
+STEP_S_PER_MPX = "step_s_per_mpx"
+STEP_S_BY_SIDE = "step_s_by_side"
+STEP_TIME_KEYS: tuple[str, ...] = (STEP_S_PER_MPX, STEP_S_BY_SIDE)
+
+
+def _step_s_by_side(where: str, value: Any) -> dict:
+    """``{"512": 0.74, ...}``: seconds per step per working long side (digits as keys)."""
+    _plain(1)(where, value)
+    for side, seconds in value.items():
+        if not side.isdigit():
+            raise _bad(f"{where}: keys must be long sides in pixels, got {_show(side)}")
+        _num(0.0)(f"{where}.{side}", seconds)
+    return value
+
+
+def _limits(where: str, value: Any) -> dict:
+    """``welcome.limits``: an open map of bounds; the step-time keys checked when present."""
+    _plain(2)(where, value)
+    if STEP_S_PER_MPX in value:
+        _num(0.0)(f"{where}.{STEP_S_PER_MPX}", value[STEP_S_PER_MPX])
+    if STEP_S_BY_SIDE in value:
+        _step_s_by_side(f"{where}.{STEP_S_BY_SIDE}", value[STEP_S_BY_SIDE])
+    return value
+
+
+def step_times(welcome: dict[str, Any]) -> dict[str, Any]:
+    """The measured step times of a decoded welcome's fields: ``{"step_s_per_mpx": s,
+    "step_s_by_side": {side: s}}`` with what the daemon sent, ``{}`` before its first job.
+
+    Read from ``limits`` (where daemons send them) or, for a daemon of the development
+    tree that sent them as fields of their own, from the top level.
+    """
+    found = {k: welcome[k] for k in STEP_TIME_KEYS if k in welcome}
+    bounds = welcome.get("limits")
+    if isinstance(bounds, dict):
+        found.update({k: bounds[k] for k in STEP_TIME_KEYS if k in bounds})
+    return found
+
+
 # --------------------------------------------------------------------------- schemas
 
 _JOB = _str(MAX_JOB_ID_LEN, r"[A-Za-z0-9_.:-]+")
@@ -342,12 +393,14 @@ SCHEMAS: dict[str, dict[str, tuple[Validator | str, bool]]] = {
         "device": (_str(200), True),
         "model": (_str(200), True),
         "weights": (_plain(2), True),
-        "limits": (_plain(2), True),
+        # Bounds, and once a job has finished the measured step times (STEP_TIME_KEYS).
+        "limits": (_limits, True),
         "features": (_list(_str(64), 0, 64), True),
         "heartbeat_s": (_num(0.05, 60.0), True),
-        # measured once a job has finished (see daemon/service/speed.py)
+        # Accepted, never sent: daemons of the 0.1.0 development tree put the step times
+        # here, where a strict older decoder refuses them; they now travel in ``limits``.
         "step_s_per_mpx": (_num(0.0), False),
-        "step_s_by_side": (_plain(1), False),
+        "step_s_by_side": (_step_s_by_side, False),
     },
     "pong": {"t": (_num(), False), "server_time": (_num(), True)},
     "status_reply": {"info": (_plain(4), True)},

@@ -543,9 +543,11 @@ def test_client_refuses_a_wrong_size_init_locally():
         protocol.validate(bad)
 
 
-def test_welcome_may_carry_the_measured_step_time():
-    fields = {**SAMPLES["welcome"], "step_s_per_mpx": 2.5, "step_s_by_side": {"512": 0.74}}
+def test_welcome_may_carry_the_measured_step_time_in_its_limits():
+    # More in test_protocol_step_times.py (why in limits: older decoders accept it there).
+    times = {"step_s_per_mpx": 2.5, "step_s_by_side": {"512": 0.74}}
+    fields = {**SAMPLES["welcome"], "limits": {"max_pixels": 100, **times}}
     out = roundtrip(Message("welcome", fields))
-    assert out.fields["step_s_per_mpx"] == 2.5 and out.fields["step_s_by_side"] == {"512": 0.74}
-    with pytest.raises(ProtocolError, match=r"welcome\.step_s_per_mpx"):
-        protocol.validate(Message("welcome", {**fields, "step_s_per_mpx": -1.0}))
+    assert protocol.step_times(out.fields) == times
+    with pytest.raises(ProtocolError, match=r"welcome\.limits\.step_s_per_mpx"):
+        protocol.validate(Message("welcome", {**fields, "limits": {"step_s_per_mpx": -1.0}}))

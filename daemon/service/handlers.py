@@ -182,10 +182,12 @@ class Handlers:
                 "max_job_bytes": self.queue.max_job_bytes,
                 "max_queue_bytes": self.queue.max_queue_bytes,
                 "max_jobs_per_client": self.config.max_jobs_per_client,
+                # Once a job has finished here. In this open map, not as fields of their
+                # own: an older client's strict decoder refuses unknown fields.
+                **self.step_times.report(),
             },
             "features": list(protocol.FEATURES),
             "heartbeat_s": protocol.DEFAULT_HEARTBEAT_S,
-            **self.step_times.report(),  # once a job has finished here
         }
 
     def status_info(self) -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """Seconds per optimiser step per working size, measured from finished jobs' iterates.
 
-Reported in ``welcome`` and ``status`` so that a client can say "about 1 min" for *this*
-daemon: ``step_s_per_mpx`` (seconds per step per megapixel of working size, over the recent
-jobs, weighted by pixels so the large sizes that matter count most) and ``step_s_by_side``
-(seconds per step at each measured long side, e.g. ``{"512": 0.74}``). The first step of each
-scale is left out: it also computes the targets (or the style cache's misses).
+Reported in ``welcome`` (inside its open ``limits`` map, which older clients accept) and
+``status`` so that a client can say "about 1 min" for *this* daemon: ``step_s_per_mpx``
+(seconds per step per megapixel of working size, over the recent jobs, weighted by pixels
+so the large sizes that matter count most) and ``step_s_by_side`` (seconds per step at each
+measured long side, e.g. ``{"512": 0.74}``). The first step of each scale is left out: it
+also computes the targets (or the style cache's misses).
 """
 
 from __future__ import annotations
@@ -18,13 +19,17 @@ from neural_style.shared.records import Step
 
 #: Measurements kept per long side (the most recent jobs).
 KEEP_PER_SIDE = 8
+#: Long sides kept (the most recently measured): ``step_s_by_side`` must stay well under
+#: the protocol's 64 keys per map, or a long-lived daemon's welcome could not be unpacked.
+MAX_SIDES = 16
 
 
 class StepTimes:
     """Recent per-size step times; :meth:`report` gives the welcome/status fields."""
 
-    def __init__(self, keep: int = KEEP_PER_SIDE) -> None:
+    def __init__(self, keep: int = KEEP_PER_SIDE, max_sides: int = MAX_SIDES) -> None:
         self.keep = keep
+        self.max_sides = max_sides
         #: long side -> recent (median seconds per step, megapixels at that side)
         self._by_side: dict[int, deque[tuple[float, float]]] = {}
 
@@ -43,7 +48,11 @@ class StepTimes:
         for side, dts in samples.items():
             median = sorted(dts)[len(dts) // 2]
             mpx = side * side * (width * height) / (longest * longest) / 1e6
-            self._by_side.setdefault(side, deque(maxlen=self.keep)).append((median, mpx))
+            runs = self._by_side.pop(side, None) or deque(maxlen=self.keep)
+            runs.append((median, mpx))
+            self._by_side[side] = runs  # re-inserted: the dict's order is recency
+        while len(self._by_side) > self.max_sides:
+            del self._by_side[next(iter(self._by_side))]
 
     def report(self) -> dict[str, Any]:
         """``{"step_s_per_mpx": float, "step_s_by_side": {side: s}}``; {} before any job."""
