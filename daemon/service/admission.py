@@ -18,6 +18,11 @@ from neural_style.shared.errors import ErrorCode, NeuralStyleError
 EST_CONTENT_BYTES_PER_PIXEL = 52
 EST_STYLE_BYTES_PER_PIXEL = 28
 EST_WORK_BYTES_PER_PIXEL = 400
+#: An init image (refine) at the content's size: its float copy is kept for the whole job
+#: (12-16 B/px: RGB, or RGBA whose RGB is a view), and turning it into that copy peaks at
+#: 32 B/px (64 with ``preserve_color=luminance``), before the activations exist (measured
+#: with tracemalloc on engine._init_input, 1024^2, u8/u16/f32, 1-4 channels).
+EST_INIT_BYTES_PER_PIXEL = 32
 EST_BASE_BYTES = 64 * 2**20
 
 
@@ -61,15 +66,24 @@ def check_work_sizes(
     return sizes[-1]
 
 
-def estimate_job_bytes(content: np.ndarray, styles: list[np.ndarray], work: tuple[int, int]) -> int:
+def estimate_job_bytes(
+    content: np.ndarray,
+    styles: list[np.ndarray],
+    work: tuple[int, int],
+    init: np.ndarray | None = None,
+) -> int:
     """A job's rough peak memory: its full-size images as float copies plus the working
-    size's activations (see the EST_* constants)."""
+    size's activations (see the EST_* constants). ``init``, the starting image a refine
+    sends, is a second full-size image: left out, a refine of a large picture would be
+    admitted with a figure hundreds of MiB short."""
     content_px = content.shape[0] * content.shape[1]
     style_px = sum(s.shape[0] * s.shape[1] for s in styles)
+    init_px = init.shape[0] * init.shape[1] if init is not None else 0
     return (
         EST_BASE_BYTES
         + content_px * EST_CONTENT_BYTES_PER_PIXEL
         + style_px * EST_STYLE_BYTES_PER_PIXEL
+        + init_px * EST_INIT_BYTES_PER_PIXEL
         + work[0] * work[1] * EST_WORK_BYTES_PER_PIXEL
     )
 

@@ -106,7 +106,7 @@ class ServiceJob:
             preview_max_side=f.get("preview_max_side", defaults.PREVIEW_SIDE),
             heartbeat_s=f.get("heartbeat_s", protocol.DEFAULT_HEARTBEAT_S),
             nbytes=nbytes,
-            estimate=admission.estimate_job_bytes(content, styles, work),
+            estimate=admission.estimate_job_bytes(content, styles, work, init),
         )
 
 
