@@ -19,6 +19,8 @@ from neural_style.shared import __version__, schema
 from neural_style.shared.errors import ErrorCode, NeuralStyleError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from neural_style.daemon.params import StyleParams
 
 EXIT_USAGE = 2
@@ -151,6 +153,9 @@ NOT_FLAGS = ("preview_every",)
 PARAM_FLAGS = ("preset", *(f.name for f in schema.FIELDS if f.name not in NOT_FLAGS))
 #: What the bare flag means, where it may be given without a value.
 FLAG_CONST = {"preserve_color": "luminance"}
+#: The parameter whose flag also takes an image file: ``--init IMAGE`` starts from that
+#: image (the plug-in's Refine, ``submit.init``) instead of content, noise or style.
+INIT_FLAG = "init"
 
 
 def _show_default(value: Any) -> str:
@@ -168,7 +173,16 @@ def _add_param_flags(p: argparse.ArgumentParser) -> None:
             continue
         kw: dict[str, Any] = {}
         help_text = field.help
-        if field.kind == schema.ENUM:
+        if field.name == INIT_FLAG:
+            # One of the choices, or an image file: no argparse choices (cmd_stylize tells
+            # a misspelt mode from a missing file).
+            kw["metavar"] = "{" + ",".join(field.choices) + "}|IMAGE"
+            help_text += (
+                f": {', '.join(field.choices)}, or an image file to start from, e.g. an "
+                "earlier result to refine (resized to the content's size; such a job runs in "
+                "this process, not on a daemon)"
+            )
+        elif field.kind == schema.ENUM:
             kw["choices"] = list(field.choices)
         elif field.kind == schema.BOOL:
             kw["action"] = argparse.BooleanOptionalAction
@@ -196,12 +210,52 @@ def params_from_args(args: argparse.Namespace) -> StyleParams:
     from neural_style.daemon.params import StyleParams
 
     given = {name: getattr(args, name) for name in PARAM_FLAGS if hasattr(args, name)}
+    if init_image_path(args) is not None:
+        del given[INIT_FLAG]  # an image file, not a parameter value
     given.setdefault("preset", DEFAULT_PRESET)
     if given["preset"] == NO_PRESET:
         del given["preset"]
     if "scales" in given and "size" not in given and given["scales"]:
         given["size"] = given["scales"][-1]  # --scales 256,512 implies --size 512
     return StyleParams.from_dict(given)
+
+
+def init_image_path(args: argparse.Namespace) -> str | None:
+    """The file ``--init`` names, or None when it names a mode (or is not given).
+
+    A mode's name wins over a file of that name; ``./noise`` means the file.
+    """
+    value = getattr(args, INIT_FLAG, None)
+    modes = next(f.choices for f in schema.FIELDS if f.name == INIT_FLAG)
+    return None if value is None or value in modes else str(value)
+
+
+def load_init_image(path: str, content: np.ndarray) -> np.ndarray:
+    """The ``--init`` image as the engine takes it: float32 at the content's size.
+
+    The engine starts every scale from the init resized, as it does the content; it wants
+    it at the content's size (a refine of a ``--no-keep-size`` result is smaller).
+    """
+    from neural_style.daemon import images
+
+    if not Path(path).exists():
+        modes = ", ".join(next(f.choices for f in schema.FIELDS if f.name == INIT_FLAG))
+        raise images.bad(
+            f"--init {path}: no such image file.",
+            f"Name an image file to start from, or one of {modes}.",
+        )
+    init = images.as_hwc(images.load_image(path, "init image"), "init image")
+    height, width = content.shape[:2]
+    if init.shape[:2] == (height, width):
+        return init
+    ih, iw = init.shape[:2]
+    if abs(iw / ih - width / height) > 0.01 * width / height:
+        print(
+            f"neural-style: note: the init image ({iw}x{ih}) is stretched to the content's "
+            f"{width}x{height}",
+            file=sys.stderr,
+        )
+    return images.resize(images.to_float(init), (width, height))
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
@@ -211,12 +265,14 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     content = images.load_image(args.content, "content image")
     styles = [images.load_image(s, "style image") for s in args.styles]
     mask = images.load_image(args.mask, "mask") if args.mask else None
+    init_path = init_image_path(args)
+    init = load_init_image(init_path, content) if init_path else None
     output = images.check_writable(args.output)
     report_path = _check_report_path(Path(args.report)) if args.report else None
 
     bar = _ProgressBar(params.iterations, disabled=args.quiet)
     try:
-        result, meta = _run(args, content, styles, params, bar.update, mask)
+        result, meta = _run(args, content, styles, params, bar.update, mask, init)
     finally:
         bar.close()
     images.save_image(result.image, output)
@@ -231,6 +287,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
             "mode": meta["mode"],
             **({"daemon": meta["daemon"]} if "daemon" in meta else {}),
             "params": params.to_dict(),
+            **({"init_image": str(Path(init_path).resolve())} if init_path else {}),
             "iterations": [it.to_report() for it in result.iterates],
             "stopped": result.stopped,
             "style_cache_hit": result.style_cache_hit,
@@ -259,9 +316,15 @@ def _synthetic_warning() -> str:
     return SYNTHETIC_WARNING
 
 
-def _run(args, content, styles, params, on_iterate, mask=None):  # type: ignore[no-untyped-def]
-    """Run on a daemon or in-process; (result, {weights, device, mode})."""
-    endpoint = _daemon_endpoint(args)
+def _run(args, content, styles, params, on_iterate, mask=None, init=None):  # type: ignore[no-untyped-def]
+    """Run on a daemon or in-process; (result, {weights, device, mode}).
+
+    With an ``init`` image the job runs in this process: the daemon accepts one
+    (``submit.init``), but service_cli.stylize_remote does not send it yet.
+    """
+    if init is not None:
+        _check_init_runs_here(args)
+    endpoint = _daemon_endpoint(args) if init is None else None
     if endpoint is not None:
         from neural_style.daemon import service_cli
 
@@ -282,8 +345,18 @@ def _run(args, content, styles, params, on_iterate, mask=None):  # type: ignore[
     def callback(it):  # type: ignore[no-untyped-def]
         on_iterate(it)
 
-    result = engine.stylize(content, styles, params, callback, mask=mask)
+    result = engine.stylize(content, styles, params, callback, mask=mask, init=init)
     return result, {"weights": engine.weights.to_dict(), "device": engine.device, "mode": "local"}
+
+
+def _check_init_runs_here(args: argparse.Namespace) -> None:
+    """``--init`` with ``--daemon`` is refused: such a job runs in this process."""
+    if args.daemon:
+        raise NeuralStyleError(
+            ErrorCode.BAD_REQUEST,
+            "--init runs in this process; it cannot be sent to --daemon yet.",
+            "Leave out --daemon (or give --local).",
+        )
 
 
 def _daemon_endpoint(args: argparse.Namespace) -> str | None:
