@@ -4,11 +4,11 @@
 A thin client of the Neural Style daemon (``neural-style serve``): it reads the active layer
 (or the selection's bounding box of it) and a style layer or painting, sends them over ZeroMQ,
 shows the daemon's previews in a progress window and on the canvas, and adds the result as a
-new layer on top. This file holds the registration, ``run``, the GIMP reads and writes and the
-dialog; ``nsg_helpers`` (pure), ``nsg_windows`` (progress and start-the-daemon windows) and
-``nsg_shared`` (protocol + client) lie beside it, with pyzmq/msgpack in vendor/py3XX/ (all put
-there by ``neural-style install-plugin``). No numpy. Environment knobs and the arguments:
-docs/plugin.md (shipped as help/en/plugin.html).
+new layer on top. This file holds the registration, ``run``, the dialog and the GIMP reads;
+beside it lie ``nsg_helpers`` (pure), ``nsg_windows`` (the windows and the job flow),
+``nsg_layers`` (the layers it adds: GIMP writes) and ``nsg_shared`` (protocol + client), with
+pyzmq/msgpack in vendor/py3XX/ (all put there by ``neural-style install-plugin``). No numpy.
+Environment knobs and the arguments: docs/plugin.md (shipped as help/en/plugin.html).
 """
 
 from __future__ import annotations
@@ -47,17 +47,17 @@ setup_import_path()  # the bundled helpers, client and vendored pyzmq/msgpack co
 
 # fmt: off
 # isort: off
-# static imports once the path is set: the bundled helpers, then GIMP's
+# static imports once the path is set: the bundled modules, then GIMP's
 from nsg_helpers import (  # noqa: E402
-    ARGUMENTS, HELP_DOMAIN, MAX_MAX_SIZE, PREVIEW_LAYER_NAME, PREVIEW_SIDE, PROC_NAME,
-    RESULT_SUFFIX, SAVED_KEYS, SETTINGS_FILE, PluginError, StoppedAndKept, StyleFile, Throttle,
-    UserCancelled, babl_format_for, canvas_preview_side, check_size, daemon_speed,
-    describe_error, estimate_text, find_refine_source, fit_within, format_eta, is_opaque_mask,
-    job_settings, load_client, load_settings, log_event, measured_speed, pick_style_layer,
-    pixel_format, refine_source_name, remembered_style, restore_alpha, result_name,
-    run_job_blocking, save_settings, style_file_of, to_rgb8,
+    ADVANCED_FIELDS, ARGUMENTS, DIALOG_FIELDS, HELP_DOMAIN, MAX_MAX_SIZE, PREVIEW_SIDE,
+    PROC_BLURB, PROC_HELP, PROC_NAME, SAVED_KEYS, SETTINGS_FILE, PluginError, StoppedAndKept,
+    StyleFile, UserCancelled, daemon_speed, estimate_text, find_refine_source, fit_within,
+    is_opaque_mask, job_settings, load_client, load_settings, log_event, measured_speed,
+    pick_style_layer, pixel_format, refinable, remembered_style, result_name, save_settings,
+    style_file_of,
 )
-from nsg_windows import ProgressWindow, connect, service_status  # noqa: E402
+from nsg_layers import CanvasPreview, insert_kept, insert_result  # type: ignore[import-not-found]  # noqa: E402
+from nsg_windows import gtk_ui, has_display, run_job, service_status  # noqa: E402
 import gi  # noqa: E402
 
 gi.require_version("Gimp", "3.0")
@@ -141,55 +141,6 @@ def read_style(layer: Any, max_size: int, style_scale: float = 1.0) -> tuple[int
     return sw, sh, _read(layer, 0, 0, sw, sh, "R'G'B' u8", scale)
 
 
-class CanvasPreview:
-    """The daemon's latest preview as a temporary top layer over the area being stylized,
-    upscaled by GIMP to the area's size. Kept out of the undo history (undo frozen around
-    each change); removed at the end, whatever the outcome."""
-
-    def __init__(self, image: Any, area: ContentArea) -> None:
-        self.image, self.area, self.layer = image, area, None
-        self.shown = 0
-
-    def show(self, preview: Any) -> None:
-        image, area = self.image, self.area
-        if not image.is_valid():
-            return
-        rgb = to_rgb8(preview.width, preview.height, preview.channels, preview.dtype,
-                      preview.data)  # fmt: skip
-        kind = Gimp.ImageType.GRAY_IMAGE if area.gray else Gimp.ImageType.RGB_IMAGE
-        image.undo_freeze()
-        try:
-            layer = Gimp.Layer.new(image, PREVIEW_LAYER_NAME, preview.width, preview.height,
-                                   kind, 100.0, Gimp.LayerMode.NORMAL)  # fmt: skip
-            image.insert_layer(layer, None, 0)
-            buf = layer.get_buffer()
-            buf.set(Gegl.Rectangle.new(0, 0, preview.width, preview.height), "R'G'B' u8", rgb)
-            buf.flush()
-            if (preview.width, preview.height) != (area.w, area.h):
-                layer.scale(area.w, area.h, False)
-            layer.set_offsets(*area.offsets)
-            old, self.layer = self.layer, layer
-            if old is not None and old.is_valid():
-                image.remove_layer(old)
-        finally:
-            image.undo_thaw()
-        self.shown += 1
-        log_event("canvas_preview", n=self.shown, size=[preview.width, preview.height])
-        Gimp.displays_flush()
-
-    def remove(self) -> None:
-        layer, self.layer = self.layer, None
-        if layer is None or not layer.is_valid() or not self.image.is_valid():
-            return
-        self.image.undo_freeze()
-        try:
-            self.image.remove_layer(layer)
-        finally:
-            self.image.undo_thaw()
-        log_event("canvas_preview_removed")
-        Gimp.displays_flush()
-
-
 def read_style_file(path: str, max_size: int, style_scale: float) -> tuple[int, int, bytes]:
     """A painting from a file (any format GIMP opens), read like a style layer."""
     if not os.path.isfile(path):
@@ -206,59 +157,7 @@ def read_style_file(path: str, max_size: int, style_scale: float) -> tuple[int, 
         img.delete()
 
 
-def insert_result(image: Any, drawable: Any, area: ContentArea, name: str, done: Any) -> Any:
-    """The daemon's result as a new layer on top, in one undo group; returns it."""
-    out = done.image
-    if (out.width, out.height) != (area.w, area.h):
-        raise PluginError(
-            f"The daemon returned {out.width}x{out.height} pixels for a {area.w}x{area.h} "
-            "area. Reinstall the plug-in and the daemon from the same version."
-        )
-    data = bytes(out.data)
-    if out.channels == area.channels and out.dtype == area.dtype:
-        data = restore_alpha(data, area.data, area.channels, area.bps)
-    if not image.is_valid() or not drawable.is_valid():
-        raise PluginError("The image or layer was closed while Neural Style was working.")
-    fmt = babl_format_for(out.channels, out.dtype)
-    return _insert(image, area, name, area.w, area.h, fmt, data)
-
-
-def insert_kept(image: Any, area: ContentArea, name: str, preview: Any) -> Any:
-    """ "Stop and keep": the job's latest image (a preview at up to its working size),
-    scaled by GIMP to the area, as the result layer."""
-    rgb = to_rgb8(preview.width, preview.height, preview.channels, preview.dtype, preview.data)
-    return _insert(image, area, name, preview.width, preview.height, "R'G'B' u8", rgb)
-
-
-def _insert(image: Any, area: ContentArea, name: str, w: int, h: int, fmt: str, data: bytes):
-    """New layer at the top of the stack (where it is seen: above the style layers), visible
-    and selected, scaled to the area, selection as its mask; one undo group."""
-    layer_type = Gimp.ImageType.GRAYA_IMAGE if area.gray else Gimp.ImageType.RGBA_IMAGE
-    log_event("undo_group_start")
-    image.undo_group_start()
-    try:
-        layer = Gimp.Layer.new(image, name, w, h, layer_type, 100.0, Gimp.LayerMode.NORMAL)
-        image.insert_layer(layer, None, 0)
-        layer.set_visible(True)
-        buf = layer.get_buffer()
-        buf.set(Gegl.Rectangle.new(0, 0, w, h), fmt, data)
-        buf.flush()
-        if (w, h) != (area.w, area.h):
-            layer.scale(area.w, area.h, False)
-        layer.set_offsets(*area.offsets)
-        layer.update(0, 0, area.w, area.h)
-        if area.has_selection:
-            layer.add_mask(layer.create_mask(Gimp.AddMaskType.SELECTION))
-        log_event("inserted", layer=name, size=[area.w, area.h], offsets=area.offsets)
-    finally:
-        image.undo_group_end()
-        log_event("undo_group_end")
-    with contextlib.suppress(Exception):  # selecting it is a convenience, not undoable
-        image.set_selected_layers([layer])
-    return layer
-
-
-LAST_SPEED: float | None = None
+LAST_SPEED: float | None = None  # the last job's seconds per step and megapixel
 
 
 def stylize(image: Any, drawables: list[Any], config: Any, interactive: bool) -> Any:
@@ -267,153 +166,53 @@ def stylize(image: Any, drawables: list[Any], config: Any, interactive: bool) ->
         raise PluginError("Select exactly one layer to stylize.")
     drawable = drawables[0]
     job = job_settings(config)
-    params, endpoint, iterations = job["params"], job["endpoint"], job["iterations"]
-    style_layers = job["styles"]
-    log_event("start", params=params, endpoint=endpoint, interactive=interactive,
-              styles=len(style_layers))  # fmt: skip
-
+    log_event("start", params=job["params"], endpoint=job["endpoint"], interactive=interactive,
+              styles=len(job["styles"]))  # fmt: skip
     area = ContentArea(image, drawable)  # geometry only: nothing read yet
     refine = refinable(drawable) and bool(config.get_property("refine"))
-    client_mod = load_client(setup_import_path())
-    timeout = float(os.environ.get("NEURAL_STYLE_TIMEOUT", "10") or 10)
-    if not interactive:
+
+    def read_inputs() -> tuple[list[tuple[int, int, bytes]], bytes | None]:
+        """The pixels, once the daemon has taken the area's size: (styles, refine's start)."""
+        area.read(image, drawable)
+        start = None
+        if refine:  # content: the original layer if found; start: the result
+            source = find_refine_source(list(image.get_layers()), drawable)
+            start = area.refine_from(source)
+            log_event("refine", result=drawable.get_name(),
+                      source=source.get_name() if source is not None else None)  # fmt: skip
+        size, scale = job["max_size"], job["style_scale"]
+        return [read_style_file(s.path, size, scale) if isinstance(s, StyleFile)
+                else read_style(s, size, scale) for s in job["styles"]], start  # fmt: skip
+
+    canvas = CanvasPreview(image, area) if interactive else None
+    if canvas is None:
         Gimp.progress_init("Neural Style: connecting to the daemon…")
-    client = None
     try:
-        try:
-            client, hello = connect(client_mod, endpoint, timeout, interactive, _gtk_ui)
-            log_event("hello", info=hello)
-            check_size(area.w, area.h, hello)  # before reading: 8192² float RGBA is 1 GiB
-            area.read(image, drawable)
-            ImageBuf = client_mod.ImageBuf
-            init = None
-            if refine:  # content: the original layer if found; start: the result
-                source = find_refine_source(list(image.get_layers()), drawable)
-                start = area.refine_from(source)
-                init = ImageBuf(area.w, area.h, area.channels, area.dtype, start)
-                log_event("refine", result=drawable.get_name(),
-                          source=source.get_name() if source is not None else None)  # fmt: skip
-            content = ImageBuf(area.w, area.h, area.channels, area.dtype, area.data)
-            styles = []
-            for layer in style_layers:
-                if isinstance(layer, StyleFile):
-                    sw, sh, data = read_style_file(layer.path, job["max_size"], job["style_scale"])
-                else:
-                    sw, sh, data = read_style(layer, job["max_size"], job["style_scale"])
-                styles.append(ImageBuf(sw, sh, 3, "u8", data))
-            mask = None if area.mask is None else ImageBuf(area.w, area.h, 1, "u8", area.mask)
-            job_handle = client.submit(
-                content, styles, params, mask=mask, init=init,
-                preview_every=max(1, iterations // 30) if interactive else 0,
-                preview_max_side=canvas_preview_side(area.w, area.h),
-            )  # fmt: skip
-            log_event("submitted", content=[area.w, area.h, area.channels, area.dtype],
-                      styles=[[s.width, s.height] for s in styles],
-                      mask=[area.w, area.h] if mask is not None else None,
-                      init=init is not None)  # fmt: skip
-            if interactive:
-                canvas = CanvasPreview(image, area)
-                try:
-                    done = _run_interactive(job_handle, iterations, canvas.show)
-                except StoppedAndKept as kept:
-                    done = kept
-                finally:
-                    canvas.remove()  # on success, cancel and error alike
-            else:
-                done = _run_batch(job_handle, iterations)
-        except (PluginError, UserCancelled):
-            raise
-        except Exception as exc:
-            if isinstance(exc, client_mod.NeuralStyleError):
-                log_event("error", kind=type(exc).__name__, message=str(exc))
-                shown = _shown_endpoint(endpoint, client, client_mod)
-                raise PluginError(describe_error(exc, shown, client_mod)) from exc
-            raise
+        done = run_job(load_client(setup_import_path()), job, area, read_inputs, interactive,
+                       canvas.show if canvas else None, _progress)  # fmt: skip
     finally:
-        if client is not None:
-            with contextlib.suppress(Exception):
-                client.close()
-        if not interactive:
+        if canvas is not None:
+            canvas.remove()  # on success, cancel and error alike
+        else:
             Gimp.progress_end()
-    log_event("done", stats=getattr(done, "stats", None), kept=isinstance(done, StoppedAndKept))
     global LAST_SPEED
     LAST_SPEED = measured_speed(getattr(done, "stats", None))
-    content_name = drawable.get_name()
-    if refine:  # a refined result is named like the first one
-        content_name = refine_source_name(content_name) or content_name
-    name = result_name(content_name, [la.get_name() for la in style_layers])
-    if isinstance(done, StoppedAndKept):
-        name = name.replace(RESULT_SUFFIX, f" (stopped at step {done.step}){RESULT_SUFFIX}")
-        layer = insert_kept(image, area, name, done.preview)
-        log_event("kept", step=done.step, total=done.total)
+    kept = done if isinstance(done, StoppedAndKept) else None
+    name = result_name(drawable.get_name(), [s.get_name() for s in job["styles"]], refine,
+                       kept.step if kept else None)  # fmt: skip
+    if kept is not None:
+        layer = insert_kept(image, area, name, kept.preview)
+        log_event("kept", step=kept.step, total=kept.total)
     else:
         layer = insert_result(image, drawable, area, name, done)
     Gimp.displays_flush()
     return layer
 
 
-def refinable(drawable: Any) -> bool:
-    """Whether the layer is a Neural Style result (which the refine argument continues)."""
-    try:
-        return refine_source_name(drawable.get_name()) is not None
-    except Exception:
-        return False
-
-
-def _shown_endpoint(endpoint: str, client: Any, client_mod: Any) -> str:
-    """The endpoint to name in messages: the user's, else a non-default discovered one.
-
-    A daemon found through its connection file on another port must be restarted with
-    ``--bind`` that port, or the plug-in would not find it at the same place again.
-    """
-    if endpoint or client is None:
-        return endpoint
-    found = getattr(client, "endpoint", "") or ""
-    default = getattr(getattr(client_mod, "protocol", None), "DEFAULT_ENDPOINT", None)
-    return found if found and found != default else ""
-
-
-def _run_batch(job: Any, iterations: int) -> Any:
-    throttle = Throttle(0.25)
-
-    def on_progress(event: Any) -> None:
-        total = int(event.total or iterations)
-        final = event.step >= total
-        log_event("progress", step=event.step, total=total)
-        if throttle.ready(final):
-            Gimp.progress_update(min(1.0, event.step / max(1, total)))
-            Gimp.progress_set_text(
-                f"Neural Style: step {event.step} / {total}. {format_eta(event.eta_s)}"
-            )
-
-    return run_job_blocking(job, on_progress=on_progress)
-
-
-_UI_READY = False
-
-
-def _gtk_ui() -> Any:
-    """The GTK modules the windows use (GimpUi initialised once per process)."""
-    gi.require_version("GimpUi", "3.0")
-    gi.require_version("Gtk", "3.0")
-    gi.require_version("GdkPixbuf", "2.0")
-    from gi.repository import GdkPixbuf, GimpUi, Gtk
-
-    global _UI_READY
-    if not _UI_READY:  # Repeat (Ctrl+F) shows no dialog, so nothing initialised GimpUi yet
-        GimpUi.init(PROC_NAME)
-        _UI_READY = True
-
-    class UI:
-        pass
-
-    ui = UI()
-    ui.GimpUi, ui.Gtk, ui.GLib, ui.GdkPixbuf = GimpUi, Gtk, GLib, GdkPixbuf
-    return ui
-
-
-def _run_interactive(job: Any, iterations: int, on_preview: Any = None) -> Any:
-    return ProgressWindow(_gtk_ui(), job, iterations, on_preview=on_preview).run()
+def _progress(fraction: float, text: str) -> None:
+    """GIMP's progress bar (batch runs: the status bar, or a script's caller)."""
+    Gimp.progress_update(fraction)
+    Gimp.progress_set_text(text)
 
 
 def settings_path() -> str:
@@ -453,28 +252,6 @@ def remember(settings: dict[str, Any], image: Any, config: Any) -> None:
     save_settings(settings_path(), settings)
 
 
-def has_display() -> bool:
-    """Whether windows can be shown (always in GIMP's GUI; not in gimp-console)."""
-    gi.require_version("Gtk", "3.0")
-    from gi.repository import Gtk
-
-    try:
-        return bool(Gtk.init_check()[0])
-    except Exception:
-        return False
-
-
-#: The settings dialog, top to bottom: what an artist changes first; engine settings and the
-#: daemon's address under a collapsed "Advanced" (the procedure's argument order differs:
-#: new arguments are appended there so positional callers keep working).
-DIALOG_FIELDS = [
-    "preset", "estimate", "style-layer", "style-file", "style-strength", "preserve-color",
-    "color-mode", "style-layer-2", "style-blend", "style-scale", "refine", "service",
-    "advanced",
-]  # fmt: skip
-ADVANCED_FIELDS = ["iterations", "max-size", "endpoint"]
-
-
 def show_dialog(
     procedure: Any, config: Any, speed: float | None = None, refine_ok: bool = False
 ) -> bool:
@@ -483,13 +260,7 @@ def show_dialog(
     The expected time follows the preset; Iterations is greyed out unless the preset is
     "custom", the colour mode unless Preserve colours is on, the blend without a second style.
     """
-    gi.require_version("GimpUi", "3.0")
-    from gi.repository import GimpUi
-
-    global _UI_READY
-    GimpUi.init(PROC_NAME)
-    _UI_READY = True
-    dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style")
+    dialog = gtk_ui().GimpUi.ProcedureDialog.new(procedure, config, "Neural Style")
 
     measured = {"speed": speed}  # this computer's last job, then the daemon's own measure
 
@@ -572,18 +343,7 @@ class NeuralStyle(Gimp.PlugIn):
         proc.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
         proc.set_menu_label("Neural _Style…")
         proc.add_menu_path("<Image>/Filters/Artistic")
-        proc.set_documentation(
-            "Repaint the layer in the style of another layer (neural style transfer)",
-            "Sends the active layer (or the selection's bounding box of it) and the style layer "
-            "to the Neural Style daemon (start it with 'neural-style serve') and adds the "
-            "result as a new layer above the active one. style-strength multiplies the style "
-            "weight: style/content weight ratio = strength x 1e-6 (1 = engine default). "
-            "style-layer-2 adds a second style with share style-blend; style-scale sizes the "
-            "style's brush strokes; a preset other than 'custom' chooses the optimiser, a "
-            "coarse-to-fine ladder and the iteration count (max-size stays the working size). "
-            "A selection limits the effect: outside it the result equals the layer.",
-            name,
-        )
+        proc.set_documentation(PROC_BLURB, PROC_HELP, name)
         proc.set_attribution("Neural Style for GIMP contributors", "MIT", "2025")
         flags = GObject.ParamFlags.READWRITE
         for kind, arg, label, blurb, *rest in ARGUMENTS:  # in order: positional callers
@@ -615,24 +375,22 @@ class NeuralStyle(Gimp.PlugIn):
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         except PluginError as exc:
             log_event("failed", message=str(exc))
-            return procedure.new_return_values(
-                Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(str(exc))
-            )
+            return _failed(procedure, str(exc))
         except Exception as exc:
-            log_event("crashed", traceback=traceback.format_exc())
-            return procedure.new_return_values(
-                Gimp.PDBStatusType.EXECUTION_ERROR,
-                GLib.Error(
-                    f"Neural Style failed unexpectedly: {exc!r}. Please report this with the "
-                    f"traceback:\n{traceback.format_exc()}"
-                ),
-            )
+            trace = traceback.format_exc()
+            log_event("crashed", traceback=trace)
+            return _failed(procedure, f"Neural Style failed unexpectedly: {exc!r}. Please "
+                           f"report this with the traceback:\n{trace}")  # fmt: skip
         retval = procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
         retval.remove(1)
         retval.insert(1, GObject.Value(Gimp.Layer, layer))
         return retval
 
 
+def _failed(procedure: Any, message: str) -> Any:
+    """EXECUTION_ERROR with the message (GIMP shows it; scripts get it as the GError)."""
+    return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(message))
+
+
 if __name__ == "__main__":
-    setup_import_path()
     Gimp.main(NeuralStyle.__gtype__, sys.argv)

@@ -602,6 +602,19 @@ def describe_error(exc: BaseException, endpoint: str = "", client_mod: Any = Non
     )  # fmt: skip
 
 
+def shown_endpoint(endpoint: str, client: Any, client_mod: Any) -> str:
+    """The endpoint to name in messages: the user's, else a non-default discovered one.
+
+    A daemon found through its connection file on another port must be restarted with
+    ``--bind`` that port, or the plug-in would not find it at the same place again.
+    """
+    if endpoint or client is None:
+        return endpoint
+    found = getattr(client, "endpoint", "") or ""
+    default = getattr(getattr(client_mod, "protocol", None), "DEFAULT_ENDPOINT", None)
+    return found if found and found != default else ""
+
+
 def _shared_errors() -> Any:
     """shared/errors.py: the bundled copy (nsg_shared), else a checkout's own."""
     for name in (f"{SHARED_PACKAGE}.errors", "neural_style.shared.errors"):
@@ -683,6 +696,20 @@ def run_job_blocking(job: Any, on_progress=None, on_preview=None, poll_ms: int =
         raise
 
 
+#: The procedure's documentation (GIMP's Procedure Browser, for scripts).
+PROC_BLURB = "Repaint the layer in the style of another layer (neural style transfer)"
+PROC_HELP = (
+    "Sends the active layer (or the selection's bounding box of it) and the style layer (or "
+    "style-file, a painting on disk) to the Neural Style daemon (start it with 'neural-style "
+    "serve') and adds the result as a new layer at the top of the layer stack. "
+    "style-strength multiplies the style weight: style/content weight ratio = strength x 1e-6 "
+    "(1 = engine default). style-layer-2 adds a second style with share style-blend; "
+    "style-scale sizes the style's brush strokes; a preset other than 'custom' chooses the "
+    "optimiser, a coarse-to-fine ladder and the iteration count (max-size stays the working "
+    "size). A selection limits the effect: outside it the result equals the layer. refine, on "
+    "a result layer, continues from it."
+)
+
 #: The procedure's arguments, in registration order: (kind, name, label, tooltip, *values).
 #: The first six are the original ones; the rest are appended so positional callers keep
 #: working. Tooltips speak to artists; docs/plugin.md says what each one does technically.
@@ -727,6 +754,18 @@ ARGUMENTS: list[tuple[Any, ...]] = [
 ]  # fmt: skip
 
 
+#: The settings dialog (neural_style.show_dialog), top to bottom: what an artist changes
+#: first; engine settings and the daemon's address under a collapsed "Advanced" (the
+#: procedure's argument order differs: new arguments are appended there so positional
+#: callers keep working).
+DIALOG_FIELDS = [
+    "preset", "estimate", "style-layer", "style-file", "style-strength", "preserve-color",
+    "color-mode", "style-layer-2", "style-blend", "style-scale", "refine", "service",
+    "advanced",
+]  # fmt: skip
+ADVANCED_FIELDS = ["iterations", "max-size", "endpoint"]
+
+
 def load_client(vdir: str | None = None) -> Any:
     """Import the bundled client module; PluginError telling how to reinstall if it can't.
 
@@ -758,6 +797,20 @@ def load_client(vdir: str | None = None) -> Any:
     )
 
 
-def result_name(content: str, styles: list[str]) -> str:
-    """'chelsea in the style of starry_night (Neural Style)'."""
-    return f"{content} in the style of {' + '.join(styles)}{RESULT_SUFFIX}"
+def result_name(
+    content: str, styles: list[str], refined: bool = False, stopped_at: int | None = None
+) -> str:
+    """'chelsea in the style of starry_night (Neural Style)': a refined result is named like
+    the first one (after the original content), a stopped one says at which step."""
+    if refined:
+        content = refine_source_name(content) or content
+    stopped = f" (stopped at step {stopped_at})" if stopped_at is not None else ""
+    return f"{content} in the style of {' + '.join(styles)}{stopped}{RESULT_SUFFIX}"
+
+
+def refinable(drawable: Any) -> bool:
+    """Whether the layer is a Neural Style result (which the refine argument continues)."""
+    try:
+        return refine_source_name(drawable.get_name()) is not None
+    except Exception:
+        return False

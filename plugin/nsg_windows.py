@@ -1,11 +1,16 @@
 """Neural Style plug-in: its windows (progress with Cancel / Stop and keep, the offer to
-start the daemon and the wait for it) and the connection flow that uses them. GTK comes in
-through ``ui`` (GimpUi, Gtk, GLib, GdkPixbuf), so the unit tests hand in fakes."""
+start the daemon and the wait for it) and the flows that use them: connecting (starting the
+daemon when the user agrees) and one job from submit to its end. GTK comes in through ``ui``
+(GimpUi, Gtk, GLib, GdkPixbuf; ``gtk_ui()`` makes the real one), so the unit tests hand in
+fakes; GIMP's image is never touched here (the registered file reads it, nsg_layers writes)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+import types
+from collections.abc import Callable
 from typing import Any
 
 from nsg_helpers import (
@@ -15,15 +20,130 @@ from nsg_helpers import (
     RESPONSE_KEEP,
     PluginError,
     StoppedAndKept,
+    Throttle,
     UserCancelled,
+    canvas_preview_side,
+    check_size,
+    describe_error,
     event_kind,
     fit_within,
+    format_eta,
     log_event,
     progress_note,
+    run_job_blocking,
     serve_command,
+    shown_endpoint,
     start_daemon,
     to_rgb8,
-)  # fmt: skip
+)
+
+#: What a job's reader returns once the daemon has accepted the area's size: the styles as
+#: (width, height, RGB u8 pixels) and a refine's start pixels (None: start from the content).
+Inputs = tuple[list[tuple[int, int, bytes]], bytes | None]
+
+
+def run_job(
+    client_mod: Any, job: dict[str, Any], area: Any, read_inputs: Callable[[], Inputs],
+    interactive: bool, on_preview: Callable[[Any], None] | None = None,
+    progress: Callable[[float, str], None] | None = None,
+) -> Any:  # fmt: skip
+    """One job on the daemon, from connecting to its end: returns the Done event, or
+    StoppedAndKept. ``area`` is the registered file's ContentArea: its geometry is checked
+    against the daemon's limits *before* ``read_inputs`` reads any pixel. Interactive runs
+    wait in the progress window (``on_preview``: the canvas preview), batch runs with the
+    client's blocking wait (``progress``: GIMP's progress bar). Daemon errors become a
+    PluginError whose text says what to do, naming the endpoint in use."""
+    endpoint, iterations = job["endpoint"], job["iterations"]
+    timeout = float(os.environ.get("NEURAL_STYLE_TIMEOUT", "10") or 10)
+    client = None
+    try:
+        client, hello = connect(client_mod, endpoint, timeout, interactive, gtk_ui)
+        log_event("hello", info=hello)
+        check_size(area.w, area.h, hello)  # before reading: 8192² float RGBA is 1 GiB
+        style_pixels, start = read_inputs()
+        ImageBuf = client_mod.ImageBuf
+        styles = [ImageBuf(w, h, 3, "u8", data) for w, h, data in style_pixels]
+        mask = None if area.mask is None else ImageBuf(area.w, area.h, 1, "u8", area.mask)
+        init = None if start is None else ImageBuf(area.w, area.h, area.channels, area.dtype,
+                                                   start)  # fmt: skip
+        handle = client.submit(
+            ImageBuf(area.w, area.h, area.channels, area.dtype, area.data), styles,
+            job["params"], mask=mask, init=init,
+            preview_every=max(1, iterations // 30) if interactive else 0,
+            preview_max_side=canvas_preview_side(area.w, area.h),
+        )  # fmt: skip
+        log_event("submitted", content=[area.w, area.h, area.channels, area.dtype],
+                  styles=[[s.width, s.height] for s in styles],
+                  mask=[area.w, area.h] if mask is not None else None,
+                  init=init is not None)  # fmt: skip
+        if interactive:
+            try:
+                done = ProgressWindow(gtk_ui(), handle, iterations, on_preview=on_preview).run()
+            except StoppedAndKept as kept:
+                done = kept
+        else:
+            done = _wait_batch(handle, iterations, progress)
+    except (PluginError, UserCancelled):
+        raise
+    except Exception as exc:
+        if isinstance(exc, client_mod.NeuralStyleError):
+            log_event("error", kind=type(exc).__name__, message=str(exc))
+            shown = shown_endpoint(endpoint, client, client_mod)
+            raise PluginError(describe_error(exc, shown, client_mod)) from exc
+        raise
+    finally:
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+    log_event("done", stats=getattr(done, "stats", None), kept=isinstance(done, StoppedAndKept))
+    return done
+
+
+def _wait_batch(job: Any, iterations: int, progress: Callable[[float, str], None] | None) -> Any:
+    """Batch mode (no main loop to keep alive): the client's blocking wait, each step logged,
+    GIMP's progress bar updated at most every 0.25 s."""
+    throttle = Throttle(0.25)
+
+    def on_progress(event: Any) -> None:
+        total = int(event.total or iterations)
+        log_event("progress", step=event.step, total=total)
+        if progress is not None and throttle.ready(event.step >= total):
+            text = f"Neural Style: step {event.step} / {total}. {format_eta(event.eta_s)}"
+            progress(min(1.0, event.step / max(1, total)), text)
+
+    return run_job_blocking(job, on_progress=on_progress)
+
+
+_UI_READY: list[bool] = []  # GimpUi.init has run in this process
+
+
+def gtk_ui() -> Any:
+    """The GTK modules the windows use, GimpUi initialised once per process (Repeat, Ctrl+F,
+    shows no settings dialog, so nothing may have initialised it yet)."""
+    import gi
+
+    gi.require_version("GimpUi", "3.0")
+    gi.require_version("Gtk", "3.0")
+    gi.require_version("GdkPixbuf", "2.0")
+    from gi.repository import GdkPixbuf, GimpUi, GLib, Gtk
+
+    if not _UI_READY:
+        GimpUi.init(PROC_NAME)
+        _UI_READY.append(True)
+    return types.SimpleNamespace(GimpUi=GimpUi, Gtk=Gtk, GLib=GLib, GdkPixbuf=GdkPixbuf)
+
+
+def has_display() -> bool:
+    """Whether windows can be shown (always in GIMP's GUI; not in gimp-console)."""
+    import gi
+
+    gi.require_version("Gtk", "3.0")
+    from gi.repository import Gtk
+
+    try:
+        return bool(Gtk.init_check()[0])
+    except Exception:
+        return False
 
 
 def _is_unavailable(exc: BaseException, client_mod: Any) -> bool:

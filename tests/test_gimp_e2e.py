@@ -790,17 +790,18 @@ def test_timings_a_user_sees(gimp_run: dict[str, Any]) -> None:
 
 def test_installed_plugin_ships_helpers_presets_and_help(gimp_run: dict[str, Any]) -> None:
     pdir = gimp_run["profile"] / "plug-ins" / "neural_style"
-    for name in ("nsg_helpers.py", "nsg_windows.py", "presets.json", "help/en/gimp-help.xml",
-                 "help/en/plugin.html", "help/en/plugin-dialog.png"):  # fmt: skip
+    for name in ("nsg_helpers.py", "nsg_windows.py", "nsg_layers.py", "presets.json",
+                 "help/en/gimp-help.xml", "help/en/plugin.html",
+                 "help/en/plugin-dialog.png"):  # fmt: skip
         assert (pdir / name).is_file(), name
     presets = json.loads((pdir / "presets.json").read_text())
     assert {k: v["iterations"] for k, v in presets.items()} == {
         k: v["iterations"] for k, v in PRESETS.items()
     }
-    # the registered file is registration, run, GIMP reads/writes and the dialog; issue 15
-    # aims at ~400 lines: this bound only stops it growing further (Refine and the
-    # daemon-speed estimate took it to ~640)
-    assert len((pdir / "neural_style.py").read_text().splitlines()) < 660
+    # the registered file is registration, run, the dialog and the GIMP reads (issue 15:
+    # about 300-400 lines, like GIMP's foggify.py); the job flow and windows live in
+    # nsg_windows, the layers it adds in nsg_layers, the pure rest in nsg_helpers
+    assert len((pdir / "neural_style.py").read_text().splitlines()) <= 400
 
 
 def test_area_above_the_daemons_max_pixels_is_refused_before_reading(

@@ -252,7 +252,7 @@ class PluginView:
             setattr(module, name, value)
 
 
-HELPER_MODULES = ("nsg_helpers", "nsg_windows")
+HELPER_MODULES = ("nsg_helpers", "nsg_windows", "nsg_layers")
 
 
 def load_plugin(path: Path, monkeypatch: pytest.MonkeyPatch) -> PluginView:
@@ -452,13 +452,13 @@ def test_errors_become_actionable_messages(
 def test_messages_name_the_endpoint_the_daemon_was_found_at(plugin: types.ModuleType) -> None:
     client = real_client.Client.__new__(real_client.Client)  # no socket needed
     client.endpoint = "tcp://127.0.0.1:6001"
-    assert plugin._shown_endpoint("", client, real_client) == "tcp://127.0.0.1:6001"
-    assert plugin._shown_endpoint("tcp://127.0.0.1:7", client, real_client) == "tcp://127.0.0.1:7"
+    assert plugin.shown_endpoint("", client, real_client) == "tcp://127.0.0.1:6001"
+    assert plugin.shown_endpoint("tcp://127.0.0.1:7", client, real_client) == "tcp://127.0.0.1:7"
     client.endpoint = real_client.protocol.DEFAULT_ENDPOINT  # plain `neural-style serve` finds it
     assert (
-        plugin._shown_endpoint("", client, real_client) == ""
+        plugin.shown_endpoint("", client, real_client) == ""
     )  # plain `neural-style serve` finds it
-    assert plugin._shown_endpoint("", None, real_client) == ""
+    assert plugin.shown_endpoint("", None, real_client) == ""
 
 
 def test_missing_pyzmq_says_how_to_reinstall(
@@ -1371,7 +1371,8 @@ def test_install_ships_help_page_presets_and_the_serve_command(
         monkeypatch.delitem(sys.modules, name)
     module = load_plugin(pdir / "neural_style.py", monkeypatch)
     helpers = sys.modules["nsg_helpers"]
-    assert Path(helpers.__file__).parent == pdir
+    for name in HELPER_MODULES:  # every bundled module is installed and imported from there
+        assert Path(sys.modules[name].__file__).parent == pdir, name
     assert Path(helpers.schema.__file__) == pdir / "nsg_shared" / "schema.py"
     assert module.PRESET_VALUES == PRESETS
     module.NeuralStyle().do_query_procedures()
@@ -1531,3 +1532,55 @@ def test_error_texts_come_from_the_shared_table(plugin: Any) -> None:
     died = plugin.describe_error(real_client.DaemonDied("silent"), "", real_client)
     assert died.startswith(errors.DAEMON_DIED_TEXT.split("{")[0])
     assert "'Max size'" in plugin.describe_error(real_client.TooLarge("big"), "")
+
+
+def test_job_flow_checks_the_size_before_reading_and_reports_batch_progress(
+    plugin: Any,
+) -> None:
+    """nsg_windows.run_job: hello, the size check, only then the pixels; submit; the batch
+    wait drives GIMP's progress bar; the client is closed; daemon errors become messages."""
+    done = real_client.Done(ImageBuf(2, 1, 4, "u8", bytes(8)), {"step_s_per_mpx": 1.0})
+    order: list[str] = []
+
+    class Client:
+        closed = False
+
+        def __init__(self, endpoint: Any, timeout: float) -> None:
+            order.append("connect")
+
+        def hello(self) -> dict[str, Any]:
+            return {"limits": {"max_pixels": 2}}
+
+        def submit(self, content: Any, styles: Any, params: Any, **kw: Any) -> Any:
+            order.append("submit")
+            self.sent = (content, styles, params, kw)
+            return ScriptedJob([[_progress(1, 2)], [_progress(2, 2), done]])
+
+        def close(self) -> None:
+            Client.closed = True
+
+    mod = types.SimpleNamespace(Client=Client, ImageBuf=ImageBuf,
+                                NeuralStyleError=real_client.NeuralStyleError)  # fmt: skip
+    area = types.SimpleNamespace(w=2, h=1, channels=4, dtype="u8", data=bytes(8), mask=None)
+
+    def read_inputs() -> Any:
+        order.append("read")
+        return [(1, 1, b"abc")], None
+
+    job = {"endpoint": "", "iterations": 2, "params": {"iterations": 2}}
+    bar: list[tuple[float, str]] = []
+    got = plugin.run_job(mod, job, area, read_inputs, False, progress=lambda *a: bar.append(a))
+    assert got is done and order == ["connect", "read", "submit"] and Client.closed
+    assert bar[-1][0] == 1.0 and bar[-1][1].startswith("Neural Style: step 2 / 2.")
+    area.w = 3  # over the daemon's max_pixels: refused before a single pixel is read
+    order.clear()
+    with pytest.raises(plugin.PluginError, match="at most 2 pixels"):
+        plugin.run_job(mod, job, area, read_inputs, False)
+    assert order == ["connect"]
+    area.w = 2
+
+    def broken() -> Any:
+        raise real_client.TooLarge("big")
+
+    with pytest.raises(plugin.PluginError, match="'Max size'"):
+        plugin.run_job(mod, job, area, broken, False)

@@ -309,6 +309,8 @@ def _ui_section():
     m = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(m)
     m.setup_import_path(plugdir)
+    # the bundled modules the plug-in imported: the progress window lives in nsg_windows
+    windows_mod, helpers = sys.modules["nsg_windows"], sys.modules["nsg_helpers"]
     GimpUi.init("nsg-e2e-ui")
     ui = {}
     proc = Gimp.get_pdb().lookup_procedure(PROC)
@@ -352,7 +354,7 @@ def _ui_section():
 
     windows = []
 
-    class Recording(m.ProgressWindow):
+    class Recording(windows_mod.ProgressWindow):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.seen = {}
@@ -367,7 +369,7 @@ def _ui_section():
             self.statuses.append(self.status.get_text())
             for img in Gimp.get_images():  # the live preview on the canvas, while it runs
                 for la in img.get_layers():
-                    if la.get_name() == m.PREVIEW_LAYER_NAME:
+                    if la.get_name() == helpers.PREVIEW_LAYER_NAME:
                         self.canvas.append(
                             [
                                 la.get_width(),
@@ -420,7 +422,7 @@ def _ui_section():
     ui["failed_then_repeat"] = rec
     image.delete()
 
-    m.ProgressWindow = Recording
+    windows_mod.ProgressWindow = Recording
     image, content, style = _build({"content": "chelsea_64", "style": "starry_night_64"})
     cfg = config(12)
     cfg.set_property("style-layer", style)
@@ -444,7 +446,7 @@ def _ui_section():
             if type(event).__name__ == "Progress" and self.cancel_requested_at is None:
                 self.dialog.response(Gtk.ResponseType.CANCEL)
 
-    m.ProgressWindow = CancelOnFirstProgress
+    windows_mod.ProgressWindow = CancelOnFirstProgress
     image, content, style = _build({"content": "chelsea_64", "style": "starry_night_64"})
     cfg = config(150)
     cfg.set_property("style-layer", style)
@@ -464,9 +466,9 @@ def _ui_section():
         def handle(self, event):
             super().handle(event)
             if type(event).__name__ == "Preview" and self.cancel_requested_at is None:
-                self.dialog.response(sys.modules["nsg_helpers"].RESPONSE_KEEP)
+                self.dialog.response(helpers.RESPONSE_KEEP)
 
-    m.ProgressWindow = KeepOnFirstPreview
+    windows_mod.ProgressWindow = KeepOnFirstPreview
     image, content, style = _build({"content": "chelsea_64", "style": "starry_night_64"})
     cfg = config(150)
     cfg.set_property("style-layer", style)
@@ -490,11 +492,11 @@ def _ui_section():
                 and ("shot_canvas" not in ui)
             ):
                 ui["showcase_layers"] = [la.get_name() for la in image.get_layers()]
-                if m.PREVIEW_LAYER_NAME in ui["showcase_layers"]:  # the canvas, preview on top
+                if helpers.PREVIEW_LAYER_NAME in ui["showcase_layers"]:  # preview on top
                     ui["shot_canvas"] = _save_projection(image, "shot-canvas-preview.png")
                     ui["shot_progress"] = _shot(self.dialog, "shot-progress.png")
 
-    m.ProgressWindow = Showcase
+    windows_mod.ProgressWindow = Showcase
     image, content, style = _build({"content": "chelsea_128", "style": "starry_night_128",
                                     "canvas": [128, 128]})  # fmt: skip
     cfg = proc.create_config()
