@@ -654,14 +654,69 @@ def serve_command(endpoint: str, base: str = PLUGIN_DIR) -> list[str]:
 
 
 def start_daemon(command: list[str], log_path: str) -> Any:
-    """Start the daemon detached from GIMP (it keeps running after the plug-in exits)."""
+    """Start the daemon detached from GIMP (it keeps running after the plug-in exits); from
+    a Flatpak GIMP on the host (see host_command)."""
     import subprocess
 
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True,
-        )  # fmt: skip
+    argv = host_command(command)
+    try:
+        with open(log_path, "ab") as log:
+            return subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, close_fds=True,
+            )  # fmt: skip
+    except OSError as exc:
+        raise PluginError(
+            f"Could not start the Neural Style service ({' '.join(argv)}): {exc}. Start it "
+            f"yourself with: {' '.join(command)}"
+        ) from None
+
+
+# --------------------------------------------------------------------------- GIMP in a Flatpak
+
+#: Set by Flatpak in every sandbox (and /.flatpak-info is there too).
+FLATPAK_INFO = "/.flatpak-info"
+#: How a Flatpak app runs a command outside its sandbox (the daemon's virtual environment,
+#: its Python and TensorFlow are on the host, invisible from inside).
+HOST_SPAWN = ("flatpak-spawn", "--host")
+CONNECTION_FILE_ENV = "NEURAL_STYLE_CONNECTION_FILE"
+FLATPAK_PERMISSION = (
+    "GIMP's Flatpak may start programs outside its sandbox only with permission: run "
+    "'flatpak override --user --talk-name=org.freedesktop.Flatpak org.gimp.GIMP' and "
+    "restart GIMP."
+)
+
+
+def in_flatpak(env: dict[str, str] | None = None, info: str = FLATPAK_INFO) -> bool:
+    """Whether this GIMP runs in a Flatpak sandbox."""
+    env = dict(os.environ) if env is None else env
+    return bool(env.get("FLATPAK_ID")) or os.path.exists(info)
+
+
+def use_sandbox_connection_file(env: Any = None, flatpak: bool | None = None) -> str:
+    """The connection file a Flatpak GIMP shares with the daemon on the host ("" outside a
+    Flatpak): $NEURAL_STYLE_CONNECTION_FILE when set, else neural-style/daemon.json in the
+    app's own config folder ($XDG_CONFIG_HOME, ~/.var/app/org.gimp.GIMP/config: the same
+    path inside and outside the sandbox). The sandbox cannot see the host's runtime folder,
+    where the daemon writes its key by default; set in ``env`` (this process's environment),
+    so every client the plug-in makes reads that file."""
+    env = os.environ if env is None else env
+    if not (in_flatpak(dict(env)) if flatpak is None else flatpak):
+        return ""
+    if not env.get(CONNECTION_FILE_ENV):
+        config = env.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+        env[CONNECTION_FILE_ENV] = os.path.join(config, "neural-style", "daemon.json")
+    return str(env[CONNECTION_FILE_ENV])
+
+
+def host_command(command: list[str], env: Any = None, flatpak: bool | None = None) -> list[str]:
+    """The argv that starts ``command`` on this computer: as is, or from a Flatpak GIMP
+    through ``flatpak-spawn --host``, handing on the shared connection file so that the
+    daemon writes its key where the sandboxed plug-in reads it."""
+    conn = use_sandbox_connection_file(env, flatpak)
+    if not conn:
+        return list(command)
+    return [*HOST_SPAWN, f"--env={CONNECTION_FILE_ENV}={conn}", *command]
 
 
 def canvas_preview_side(width: int, height: int) -> int:

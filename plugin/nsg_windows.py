@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nsg_helpers import (
+    FLATPAK_PERMISSION,
     POLL_MS,
     PREVIEW_SIDE,
     PROC_NAME,
@@ -28,6 +29,8 @@ from nsg_helpers import (
     event_kind,
     fit_within,
     format_eta,
+    host_command,
+    in_flatpak,
     log_event,
     progress_note,
     run_job_blocking,
@@ -35,6 +38,7 @@ from nsg_helpers import (
     shown_endpoint,
     start_daemon,
     to_rgb8,
+    use_sandbox_connection_file,
 )
 
 #: What a job's reader returns once the daemon has accepted the area's size: the styles as
@@ -162,6 +166,7 @@ def connect(
 ) -> tuple[Any, dict[str, Any]]:
     """A connected client and the daemon's hello. When no daemon answers and a person is
     there, offer to start it, wait for it to load its model, and go on with the job."""
+    use_sandbox_connection_file()  # a Flatpak GIMP finds the daemon through a shared file
     try:
         client = client_mod.Client(endpoint or None, timeout=timeout)
         try:
@@ -178,7 +183,7 @@ def connect(
             log_event("autostart_declined")
             raise
     log_path = os.path.join(_log_dir(), "neural-style-daemon.log")
-    log_event("autostart", command=command, log=log_path)
+    log_event("autostart", command=command, argv=host_command(command), log=log_path)
     proc = start_daemon(command, log_path)
     wait_for_daemon(ui, client_mod, endpoint, proc, log_path)
     client = client_mod.Client(endpoint or None, timeout=timeout)
@@ -190,6 +195,7 @@ def service_status(
 ) -> str:
     """The dialog's line on the daemon: running (on what), or not and what OK will do.
     ``on_hello`` receives the daemon's welcome (its measured step time, for the estimate)."""
+    use_sandbox_connection_file()
     try:
         with client_mod.Client(endpoint or None, timeout=timeout) as client:
             hello = client.hello()
@@ -222,9 +228,10 @@ def ask_to_start(ui: Any, command: list[str]) -> bool:
     box = dialog.get_content_area()
     box.set_border_width(12)
     box.set_spacing(6)
+    where = "\n(outside GIMP's Flatpak sandbox: flatpak-spawn --host)" if in_flatpak() else ""
     label = Gtk.Label(label=(
         "The Neural Style service is not running.\nStart it now? It keeps running in the "
-        f"background for the next pictures.\n\nCommand: {' '.join(command)}"
+        f"background for the next pictures.\n\nCommand: {' '.join(command)}{where}"
     ))  # fmt: skip
     label.set_xalign(0.0)
     label.set_line_wrap(True)
@@ -287,8 +294,10 @@ def wait_for_daemon(
         raise UserCancelled()
     if state["outcome"] != "ready":
         what = "stopped" if state["outcome"] == "exited" else "did not answer in time"
+        hint = f" {FLATPAK_PERMISSION}" if in_flatpak() else ""
         raise PluginError(
             f"The Neural Style service {what} while starting. Its messages are in {log_path}."
+            + hint
         )
 
 

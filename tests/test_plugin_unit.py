@@ -1584,3 +1584,46 @@ def test_job_flow_checks_the_size_before_reading_and_reports_batch_progress(
 
     with pytest.raises(plugin.PluginError, match="'Max size'"):
         plugin.run_job(mod, job, area, broken, False)
+
+
+def test_a_flatpak_gimp_starts_the_daemon_on_the_host_with_a_shared_connection_file(
+    plugin: Any, tmp_path: Path
+) -> None:
+    serve = ["/home/u/venv/bin/neural-style", "serve"]
+    assert plugin.host_command(serve, {}, flatpak=False) == serve  # a plain GIMP: as is
+    assert plugin.in_flatpak({"FLATPAK_ID": "org.gimp.GIMP"}, info=str(tmp_path / "none"))
+    assert not plugin.in_flatpak({}, info=str(tmp_path / "none"))
+    (tmp_path / ".flatpak-info").write_text("[Application]\nname=org.gimp.GIMP\n")
+    assert plugin.in_flatpak({}, info=str(tmp_path / ".flatpak-info"))
+    # no file named: the app's own config folder, the same path on both sides of the sandbox
+    env = {"XDG_CONFIG_HOME": "/home/u/.var/app/org.gimp.GIMP/config"}
+    conn = "/home/u/.var/app/org.gimp.GIMP/config/neural-style/daemon.json"
+    assert plugin.host_command(serve, env, flatpak=True) == [
+        "flatpak-spawn", "--host", f"--env=NEURAL_STYLE_CONNECTION_FILE={conn}", *serve,
+    ]  # fmt: skip
+    assert env["NEURAL_STYLE_CONNECTION_FILE"] == conn  # the plug-in's own clients read it
+    env = {"NEURAL_STYLE_CONNECTION_FILE": "/home/u/.config/neural-style/daemon.json"}
+    assert plugin.host_command(serve, env, flatpak=True)[2].endswith(
+        "/.config/neural-style/daemon.json"
+    )
+
+
+def test_a_start_command_that_cannot_run_says_what_to_run(plugin: Any, tmp_path: Path) -> None:
+    with pytest.raises(plugin.PluginError, match=r"Start it yourself with: /nonexistent/ns serve"):
+        plugin.start_daemon(["/nonexistent/ns", "serve"], str(tmp_path / "daemon.log"))
+
+
+def test_a_flatpak_start_that_fails_names_the_permission_it_needs(
+    plugin: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("FLATPAK_ID", "org.gimp.GIMP")
+    monkeypatch.setenv("NEURAL_STYLE_CONNECTION_FILE", str(tmp_path / "daemon.json"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    started: list[Any] = []
+    proc = types.SimpleNamespace(poll=lambda: 1)  # flatpak-spawn refused: exits at once
+    monkeypatch.setattr(plugin, "start_daemon", lambda cmd, log: started.append(cmd) or proc)
+    with pytest.raises(plugin.PluginError, match=r"--talk-name=org\.freedesktop\.Flatpak"):
+        plugin.connect(_FakeClientModule(99), "", 5.0, True, _start_ui(-5))
+    label = FakeDialog.instances[0].box.last("pack_start")[0]  # the offer's text
+    assert "flatpak-spawn --host" in label.props["label"]
+    assert started == [["neural-style", "serve"]]
