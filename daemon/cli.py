@@ -317,18 +317,15 @@ def _synthetic_warning() -> str:
 
 
 def _run(args, content, styles, params, on_iterate, mask=None, init=None):  # type: ignore[no-untyped-def]
-    """Run on a daemon or in-process; (result, {weights, device, mode}).
-
-    With an ``init`` image the job runs in this process: the daemon accepts one
-    (``submit.init``), but service_cli.stylize_remote does not send it yet.
-    """
-    if init is not None:
-        _check_init_runs_here(args)
-    endpoint = _daemon_endpoint(args) if init is None else None
+    """Run on a daemon or in-process; (result, {weights, device, mode}). An ``init`` image
+    travels to a daemon as ``submit.init``."""
+    endpoint = _daemon_endpoint(args)
     if endpoint is not None:
         from neural_style.daemon import service_cli
 
-        result = service_cli.stylize_remote(endpoint, content, styles, params, on_iterate, mask)
+        result = service_cli.stylize_remote(
+            endpoint, content, styles, params, on_iterate, mask, init=init
+        )
         assert result.daemon is not None
         return result, {
             "weights": result.daemon.weights,
@@ -347,16 +344,6 @@ def _run(args, content, styles, params, on_iterate, mask=None, init=None):  # ty
 
     result = engine.stylize(content, styles, params, callback, mask=mask, init=init)
     return result, {"weights": engine.weights.to_dict(), "device": engine.device, "mode": "local"}
-
-
-def _check_init_runs_here(args: argparse.Namespace) -> None:
-    """``--init`` with ``--daemon`` is refused: such a job runs in this process."""
-    if args.daemon:
-        raise NeuralStyleError(
-            ErrorCode.BAD_REQUEST,
-            "--init runs in this process; it cannot be sent to --daemon yet.",
-            "Leave out --daemon (or give --local).",
-        )
 
 
 def _daemon_endpoint(args: argparse.Namespace) -> str | None:

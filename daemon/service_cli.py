@@ -419,14 +419,16 @@ def stylize_remote(
     mask: np.ndarray | None = None,
     *,
     timeout: float = 10.0,
+    init: np.ndarray | None = None,
 ) -> RemoteStylizeResult:
-    """Run one job on a daemon; same contract as ``StyleTransfer.stylize``.
+    """Run one job on a daemon; same contract as ``StyleTransfer.stylize`` (``init``: the
+    starting image at the content's size, sent as ``submit.init``).
 
     ``on_iterate`` sees the (throttled) progress messages, with the preview attached on
     preview steps; ``result.iterates`` has every step. Ctrl-C cancels the job on the daemon.
     """
     try:
-        return _stylize_remote(endpoint, content, styles, params, on_iterate, mask, timeout)
+        return _stylize_remote(endpoint, content, styles, params, on_iterate, mask, timeout, init)
     except NeuralStyleError as exc:  # same type, worded as the plug-in words it
         exc.message, exc.hint = daemon_error_text(exc, endpoint), ""
         exc.args = (exc.message,)
@@ -441,6 +443,7 @@ def _stylize_remote(
     on_iterate: Callable[[Step], None] | None,
     mask: np.ndarray | None,
     timeout: float,
+    init: np.ndarray | None = None,
 ) -> RemoteStylizeResult:
     with Client(endpoint, timeout=timeout) as client:
         welcome = client.hello()
@@ -449,6 +452,7 @@ def _stylize_remote(
             [image_from_array(s) for s in styles],
             params.to_dict(),
             mask=image_from_array(mask) if mask is not None else None,
+            init=image_from_array(init) if init is not None else None,
             preview_every=params.preview_every,
             preview_max_side=protocol.MAX_PREVIEW_SIDE,
         )

@@ -56,7 +56,7 @@ from nsg_helpers import (  # noqa: E402
     pick_style_layer, pixel_format, refinable, remembered_style, result_name, save_settings,
     style_file_of,
 )
-from nsg_layers import CanvasPreview, insert_kept, insert_result  # type: ignore[import-not-found]  # noqa: E402
+from nsg_layers import CanvasPreview, insert_kept, insert_result  # noqa: E402
 from nsg_windows import gtk_ui, has_display, run_job, service_status  # noqa: E402
 import gi  # noqa: E402
 

@@ -450,3 +450,29 @@ def test_curve_bind_and_stop_command(synthetic_weights: Path, tmp_path: Path, mo
         assert not d.connection_file.exists()
     finally:
         d.stop()
+
+
+def test_cli_stylize_init_is_sent_to_the_daemon(daemon: Daemon, tmp_path: Path):
+    """``stylize --init IMAGE --daemon``: the job runs on the daemon and starts from the init
+    (its first step has a content loss; from the content it is exactly 0)."""
+    from PIL import Image
+
+    content, style, start = (tmp_path / n for n in ("c.png", "s.png", "i.png"))
+    Image.fromarray(rand_image(SIZE, 40, seed=10)).save(content)
+    Image.fromarray(rand_image(30, 30, seed=11)).save(style)
+    Image.fromarray(rand_image(SIZE, 40, seed=12)).save(start)
+    firsts = []
+    for extra in ((), ("--init", str(start))):
+        report = tmp_path / f"report{len(firsts)}.json"
+        out = subprocess.run(
+            [sys.executable, "-m", "neural_style.daemon.cli", "stylize", str(content),
+             str(style), "-o", str(tmp_path / "out.png"), "--size", str(SIZE),
+             "--iterations", "3", "--preset", "none", "--daemon", daemon.endpoint,
+             "--report", str(report), *extra],
+            capture_output=True, text=True, timeout=600, env=daemon_env(daemon.runtime_dir),
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        data = json.loads(report.read_text())
+        assert data["mode"] == "daemon"
+        firsts.append(data["iterations"][0]["content"])
+    assert firsts[0] == 0.0 and firsts[1] > 0.0
