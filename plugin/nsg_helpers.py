@@ -102,8 +102,9 @@ def estimate_text(preset: str, max_size: int, iterations: int, speed: float | No
 
 
 def daemon_speed(hello: dict[str, Any] | None) -> float | None:
-    """The daemon's own measure of seconds per step per megapixel (welcome's
-    ``step_s_per_mpx``, once it has finished a job), or None."""
+    """The daemon's own measure of seconds per step per megapixel (``step_s_per_mpx`` in
+    welcome's ``limits``, once it has finished a job; ``Client.hello`` lifts it to the top
+    level), or None."""
     try:
         value = float((hello or {})["step_s_per_mpx"])
     except (KeyError, TypeError, ValueError):
