@@ -81,6 +81,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         help="folder for the tutorial baseline's result, reused for the same pair, size, steps "
         "and weights file (default: the user cache folder; '' = no cache)",
     )
+    p.add_argument(
+        "--pictures",
+        type=Path,
+        default=None,
+        help="write the tutorial's and every preset's result here as PNG, to look at",
+    )
     p.add_argument("--weights", help="VGG-19 weights (as for stylize)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_bench)
@@ -216,6 +222,7 @@ def _time_presets(
         return quality.assess(image, content, style_rgb, meter).to_dict()
 
     base_quality = measures(base["image"])
+    _save_picture(args, "tutorial", base["image"])
     _say(
         args,
         f"baseline: tutorial Adam, {args.baseline_steps} steps at {size} px: "
@@ -266,6 +273,7 @@ def _time_presets(
                 "steps_per_scale": _steps_per_scale(run),
             }
             rows.append(row)
+            _save_picture(args, f"{name}-{precision}", np.clip(run.image, 0.0, 1.0))
             verdict = "reached" if row["reached"] else "did NOT reach"
             gap = "" if row["gap_vs_fp32"] is None else f"; {row['gap_vs_fp32']:+.2%} vs fp32"
             _say(
@@ -275,6 +283,18 @@ def _time_presets(
                 f"{final:.5g} vs {target:.5g}{gap}); quality {row['quality']}",
             )
     return tutorial, rows
+
+
+def _save_picture(args: argparse.Namespace, name: str, image: np.ndarray) -> None:
+    """``--pictures``: the result as an 8-bit PNG (a number can be fooled; eyes less so)."""
+    folder = getattr(args, "pictures", None)
+    if folder is None:
+        return
+    from neural_style.daemon import images
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pixels = images.from_float(image.astype(np.float32), np.dtype(np.uint8))
+    images.save_image(pixels, folder / f"{name}.png")
 
 
 def baseline(

@@ -203,11 +203,14 @@ def test_bench_json_has_the_documented_fields(synthetic_weights: Path, tmp_path:
         "--presets", "fast", "--preset-size", "64", "--baseline-steps", "15",
         "--ladder", "32,64", "--ladder-iterations", "6",
         "--weights", str(synthetic_weights), "--cache", str(tmp_path / "cache"),
-        tmp_path=tmp_path, timeout=600,
+        "--pictures", str(tmp_path / "pics"), tmp_path=tmp_path, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     tutorial = report["tutorial"]
+    assert tutorial["cpu_s"] > 0
+    pictures = {p.name for p in (tmp_path / "pics").glob("*.png")}
+    assert pictures == {"tutorial.png"} | {f"fast-{p['precision']}.png" for p in report["presets"]}
     assert (tutorial["steps"], tutorial["precision"], tutorial["cached"]) == (15, "fp32", False)
     assert set(tutorial["quality"]) == {"structure", "texture", "color", "noise"}
     assert len(list((tmp_path / "cache").glob("baseline-*.npy"))) == 1  # kept for next time
@@ -228,6 +231,7 @@ def test_bench_json_has_the_documented_fields(synthetic_weights: Path, tmp_path:
         assert isinstance(preset["reached"], bool) and preset["baseline_time_s"] > 0
         assert preset["reached"] == (preset["final_loss"] <= preset["target_loss"])
         assert preset["ratio"] == pytest.approx(preset["time_s"] / preset["baseline_time_s"], 0.01)
+        assert preset["cpu_ratio"] == pytest.approx(preset["cpu_s"] / tutorial["cpu_s"], 0.01)
         steps = PRESETS["fast"]["iterations"]
         assert sum(preset["steps_per_scale"].values()) == steps  # the preset's steps, all run
         assert preset["target_loss"] == tutorial["final_loss"]
