@@ -42,6 +42,7 @@ def serve(config: ServerConfig, engine_factory: Callable[[], Engine] | None = No
         print(f"neural-style serve: {other}", file=sys.stderr)
         return 1
     _raise_fd_limit()
+    _return_big_frees()
     if config.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"  # before TensorFlow is imported
     try:
@@ -95,6 +96,32 @@ def running_daemon_problem(config: ServerConfig) -> str:
             "silently take it over). Stop that daemon first (neural-style stop)."
         )
     return ""
+
+
+#: Allocations at least this big are mmapped, so freeing one gives it back at once.
+MMAP_THRESHOLD_BYTES = 8 * 2**20
+#: Free memory glibc may keep at the top of its heap before trimming it.
+TRIM_THRESHOLD_BYTES = 32 * 2**20
+
+
+def _return_big_frees() -> None:
+    """Fix glibc's mmap threshold so that big transient buffers go back to the system.
+
+    By default glibc *raises* its mmap threshold to the size of each mmapped block freed
+    (up to 32 MiB), so after one 15 MiB frame from a peer the next ones come from the heap
+    and may stay in the process: an unauthenticated flood of large frames (each refused)
+    left ~68 MiB behind. A fixed threshold turns that adaptation off; tensors under 8 MiB
+    still reuse the heap. No-op off glibc."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, MMAP_THRESHOLD_BYTES)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, TRIM_THRESHOLD_BYTES)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
 
 
 def _raise_fd_limit() -> None:
