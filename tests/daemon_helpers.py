@@ -6,9 +6,11 @@ use it too); images travel through the service's codec.
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from neural_style.daemon.service.codec import array_from_image as to_array
 from neural_style.daemon.service.codec import image_from_array as image
@@ -46,3 +48,16 @@ def cli(
         env=env,
         cwd=REPO,
     )
+
+
+def load_file_module(name: str, path: Path) -> Any:
+    """Import a file that is not in a package (tests/gimp/*.py run inside GIMP's chroot too)
+    under ``name``, once: later calls return the module already loaded."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module

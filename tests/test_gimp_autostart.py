@@ -16,7 +16,6 @@ job; the daemon keeps running after GIMP has quit.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shlex
@@ -26,26 +25,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
+
+from tests.daemon_helpers import load_file_module
 
 pytestmark = [pytest.mark.gimp, pytest.mark.slow]
 
 HERE = Path(__file__).resolve().parent
 
 
-def _load(name: str, path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-harness = _load("nsg_gimp_harness", HERE / "gimp" / "harness.py")
-flatpak_spawn = _load("nsg_flatpak_spawn", HERE / "gimp" / "flatpak_spawn.py")
+harness = load_file_module("nsg_gimp_harness", HERE / "gimp" / "harness.py")
+flatpak_spawn = load_file_module("nsg_flatpak_spawn", HERE / "gimp" / "flatpak_spawn.py")
 SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 IMAGES = ("chelsea_64", "starry_night_64")
 

@@ -10,32 +10,23 @@ import them from the bundle with its site-packages switched off.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
+
+from tests.daemon_helpers import load_file_module
 
 pytestmark = [pytest.mark.gimp, pytest.mark.slow]
 
 HERE = Path(__file__).resolve().parent
 
 
-def _load(name: str, path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-harness = _load("nsg_gimp_harness", HERE / "gimp" / "harness.py")
+harness = load_file_module("nsg_gimp_harness", HERE / "gimp" / "harness.py")
 
 
 def test_install_plugin_finds_the_real_gimps_python_and_bundles_for_it() -> None:
