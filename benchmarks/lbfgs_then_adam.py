@@ -39,7 +39,7 @@ def main() -> int:
 
     from neural_style.daemon import images, quality
     from neural_style.daemon.bench import _at_size
-    from neural_style.daemon.engine import StyleTransfer, _loss_weights
+    from neural_style.daemon.engine import StyleTransfer, _loss_weights, adam_update
     from neural_style.daemon.params import StyleParams
 
     engine = StyleTransfer.load(args.weights)
@@ -63,17 +63,16 @@ def main() -> int:
     x = x.astype(np.float32)
     print(f"L-BFGS ladder, {args.lbfgs} evaluations: {loss_and_grad(x)[0]:.4g}", flush=True)
 
-    beta1, beta2, eps, t0 = 0.99, 0.999, 0.1, 1000  # the tutorial's Adam, counter warmed
-    m, v = np.zeros_like(x), loss_and_grad(x)[1] ** 2
+    # The engine's Keras-form update (the tutorial's β2 and ε), its step counter warmed.
+    beta1, t0 = tf.constant(0.99), 1000
+    m, v = tf.zeros_like(x), tf.constant(loss_and_grad(x)[1] ** 2)
     for k in range(1, args.adam + 1):
         loss, g = loss_and_grad(x)
         if (k - 1) % 50 == 0:
             print(f"Adam step {k - 1}: {loss:.4g}", flush=True)
-        m = beta1 * m + (1 - beta1) * g
-        v = beta2 * v + (1 - beta2) * g * g
-        t = t0 + k
-        alpha = args.lr * min(1.0, k / args.ramp) * np.sqrt(1 - beta2**t) / (1 - beta1**t)
-        x = np.clip(x - alpha * m / (np.sqrt(v) + eps), 0.0, 1.0).astype(np.float32)
+        lr = tf.constant(args.lr * min(1.0, k / args.ramp))
+        new_x, m, v = adam_update(tf.constant(x), m, v, tf.constant(g), float(t0 + k), lr, beta1)
+        x = new_x.numpy()
     elapsed = time.perf_counter() - start
     meter = quality.TextureMeter(engine._conv_weights) if engine._conv_weights else None
     measures = quality.assess(x, content, style, meter).to_dict()
