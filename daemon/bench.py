@@ -242,12 +242,10 @@ def _time_presets(
         "curve": curve,
     }
     rows: list[dict[str, Any]] = []
-    precisions = _precisions()
     for name in names:
-        own_params = StyleParams.from_dict({"preset": name})
-        own = resolve_precision(own_params.precision, own_params.optimizer).value
+        own = resolve_precision(StyleParams.from_dict({"preset": name}).precision).value
         fp32_final: float | None = None
-        for precision in precisions:
+        for precision in _precisions():
             params = StyleParams.from_dict({"preset": name, "size": size, "precision": precision})
             cpu0 = time.process_time()
             run = engine.stylize(content, [style], params)

@@ -19,6 +19,7 @@ at once.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import math
@@ -112,25 +113,59 @@ def _cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_precision(precision: Precision, optimizer: Optimizer = Optimizer.ADAM) -> Precision:
-    """``auto`` -> bf16 where it has been validated: Adam on CPUs with native bf16 kernels
-    (AVX512_BF16 / AMX), where the bench measured bf16 convolutions (first layer and all
-    Grams and losses in fp32) ~1.8x faster per step and the final fp32 loss within 2 % of
-    an fp32 run (docs/performance.md). Everywhere else fp32: GPUs (not measured yet) and
-    L-BFGS, whose line search trusts exact gradients and which has not been measured in
-    bf16. Explicit choices are kept."""
+def resolve_precision(precision: Precision) -> Precision:
+    """``auto`` -> bf16 where it has been validated: CPUs with native bf16 kernels
+    (AVX512_BF16 / AMX), for Adam and for L-BFGS. There the bench measured bf16 convolutions
+    (first layer and all Grams and losses in fp32) ~1.8x faster per step, Adam's final fp32
+    loss within 2 % of an fp32 run, and L-BFGS's line search unharmed by bf16 gradients
+    (docs/performance.md, session 8: each preset's fp32 and bf16 rows). Everywhere else fp32:
+    GPUs (not measured yet) and CPUs that would emulate bf16. Explicit choices are kept."""
     if precision is not Precision.AUTO:
         return precision
-    if optimizer is not Optimizer.ADAM:
-        return Precision.FP32
     if not tf.config.list_physical_devices("GPU") and _cpu_has_bf16():
         return Precision.BF16
     return Precision.FP32
 
 
 def job_precision(params: StyleParams) -> Precision:
-    """What this job's convolutions run in (``auto`` resolved for its optimiser here)."""
-    return resolve_precision(params.precision, params.optimizer)
+    """What this job's convolutions run in (``auto`` resolved here), its Adam tail's too."""
+    return resolve_precision(params.precision)
+
+
+def has_adam_tail(params: StyleParams) -> bool:
+    """An L-BFGS job whose finest scale ends in Adam steps (``adam_tail``)."""
+    return params.optimizer is Optimizer.LBFGS and params.adam_tail > 0
+
+
+def tail_params(params: StyleParams) -> StyleParams:
+    """The parameters the Adam tail runs with: the job's own, as an Adam job."""
+    return dataclasses.replace(params, optimizer=Optimizer.ADAM, adam_tail=0.0)
+
+
+def split_tail(steps: int, share: float, keep: int = 1) -> tuple[int, int]:
+    """(L-BFGS evaluations, Adam steps) of a job of ``steps`` with an Adam tail of ``share``;
+    L-BFGS keeps at least ``keep`` (one per scale: its last gradient warms Adam up)."""
+    adam = max(0, min(steps - keep, round(steps * share)))
+    return steps - adam, adam
+
+
+#: The Adam tail's step size ramps up from 0 over this many steps (at most a third of the
+#: tail). Started cold (moments 0) at full size from an L-BFGS iterate, Adam's first steps
+#: move every pixel by about the step size and undo much of what L-BFGS did (measured: 4.8e6
+#: -> 8.4e6 at 256 px). With its second moment warmed (below) a short ramp is enough: after
+#: 200 L-BFGS evaluations at 512 px and 200 Adam steps, ramps of 1, 15, 40 and 100 steps
+#: reached 3.27e6, 3.26e6, 3.31e6 and 3.42e6 (session 8, docs/performance.md).
+ADAM_TAIL_RAMP = 15
+#: ... and its step counter starts here, so that Keras' bias corrections are ~1: its second
+#: moment starts at the square of L-BFGS's last gradient rather than at 0.
+ADAM_TAIL_T0 = 1000
+
+
+def tail_schedule(lr: float, schedule: Schedule, steps: int) -> list[float]:
+    """The Adam tail's step sizes: :func:`adam_schedule`, ramped up linearly over the first
+    ``min(ADAM_TAIL_RAMP, steps // 3)`` steps."""
+    ramp = max(1, min(ADAM_TAIL_RAMP, steps // 3))
+    return [a * min(1.0, (k + 1) / ramp) for k, a in enumerate(adam_schedule(lr, schedule, steps))]
 
 
 def enable_memory_growth() -> None:
@@ -421,7 +456,12 @@ class StyleTransfer:
         target_rgb, style_rgbs = _color_inputs(params.preserve_color, rgb, style_rgbs)
         init_rgb = _init_input(init, params.preserve_color, (width, height))
         run = _Run(params, callback, start)
-        budgets = split_iterations(params.iterations, len(sizes), FINE_SHARE[params.optimizer])
+        lbfgs_total, adam_tail = (
+            split_tail(params.iterations, params.adam_tail, len(sizes))
+            if has_adam_tail(params)
+            else (params.iterations, 0)
+        )
+        budgets = split_iterations(lbfgs_total, len(sizes), FINE_SHARE[params.optimizer])
         x: np.ndarray | None = None
         state: _AdamState | None = None
         cache_hit = True
@@ -449,8 +489,10 @@ class StyleTransfer:
             run.scale = max(size)
             if params.optimizer is Optimizer.ADAM:
                 x, state = _run_adam(self, x, state, targets, params, steps, run)
+            elif size == work and adam_tail:
+                x = self._lbfgs_then_adam(x, targets, params, steps, adam_tail, run)
             else:
-                x = _run_lbfgs(self, x, targets, params, steps, run)
+                x, _, _ = _run_lbfgs(self, x, targets, params, steps, run)
             if run.stopped:
                 break
         assert x is not None
@@ -474,6 +516,31 @@ class StyleTransfer:
             work_size=work,
             precision=job_precision(params).value,
         )
+
+    def _lbfgs_then_adam(
+        self,
+        x: np.ndarray,
+        targets: Targets,
+        params: StyleParams,
+        lbfgs_steps: int,
+        adam_steps: int,
+        run: _Run,
+    ) -> np.ndarray:
+        """The finest scale of an ``adam_tail`` job: L-BFGS, then Adam from its best point.
+
+        Adam's second moment starts at the square of L-BFGS's gradient there, its first at 0,
+        its step counter at ADAM_TAIL_T0 and its step size ramps up (tail_schedule): started
+        cold, Adam's first steps would undo what L-BFGS found.
+        """
+        x, targets, grad = _run_lbfgs(self, x, targets, params, lbfgs_steps, run)
+        if run.stopped or grad is None:
+            return x
+        adam = tail_params(params)
+        g = tf.constant(grad[None])
+        state = _AdamState(tf.zeros_like(g), tf.square(g), ADAM_TAIL_T0)
+        schedule = tail_schedule(adam.learning_rate, adam.lr_schedule, adam_steps)
+        x, _ = _run_adam(self, x, state, targets, adam, adam_steps, run, schedule)
+        return x
 
 
 def _color_inputs(
@@ -544,7 +611,10 @@ def _run_adam(
     params: StyleParams,
     steps: int,
     run: _Run,
+    schedule: list[float] | None = None,
 ) -> tuple[np.ndarray, _AdamState]:
+    """``steps`` Adam updates from ``x0`` (and ``state``, else fresh moments); the step sizes
+    are ``schedule`` or else the job's own (adam_schedule)."""
     fns = engine.functions(params)
     weights = _loss_weights(params)
     x = tf.constant(x0[None])
@@ -552,7 +622,8 @@ def _run_adam(
         state = _AdamState(tf.zeros_like(x), tf.zeros_like(x), 0)
     m, v = state.m, state.v
     beta1 = tf.constant(params.adam_beta1, tf.float32)
-    schedule = adam_schedule(params.learning_rate, params.lr_schedule, steps)
+    if schedule is None:
+        schedule = adam_schedule(params.learning_rate, params.lr_schedule, steps)
     decay = params.ema
     ema = state.ema if decay else None
     best, best_loss = x, float("inf")
@@ -610,15 +681,18 @@ def _run_lbfgs(
     params: StyleParams,
     steps: int,
     run: _Run,
-) -> np.ndarray:
-    """scipy's L-BFGS-B with box bounds [0, 1]; one step = one loss+gradient evaluation."""
+) -> tuple[np.ndarray, Targets, np.ndarray | None]:
+    """scipy's L-BFGS-B with box bounds [0, 1]; one step = one loss+gradient evaluation.
+
+    Returns the best point, the targets (with the content's features filled in when they
+    were deferred) and the gradient at the best point (None if nothing was evaluated)."""
     from scipy.optimize import minimize
     from threadpoolctl import threadpool_limits
 
     fns = engine.functions(params)
     weights = _loss_weights(params)
     shape = (1, *x0.shape)
-    best = {"loss": float("inf"), "x": x0.ravel().astype(np.float64)}
+    best: dict[str, Any] = {"loss": float("inf"), "x": x0.ravel().astype(np.float64), "g": None}
     current = {"targets": targets}
     evaluations = 0
 
@@ -638,11 +712,12 @@ def _run_lbfgs(
         if current["targets"].content is None:  # the first evaluation is at the content
             current["targets"] = Targets(x_content, targets.grams)
         loss = float(total)
+        g = grad.numpy()
         if loss < best["loss"]:
-            best["loss"], best["x"] = loss, flat.copy()
+            best["loss"], best["x"], best["g"] = loss, flat.copy(), g[0]
         if run.report(loss, float(c), float(s), float(tv), x):
             raise _Stop
-        return loss, grad.numpy().astype(np.float64).ravel()
+        return loss, g.astype(np.float64).ravel()
 
     # scipy's BLAS threads would fight TensorFlow's for the same cores (+33 % per step).
     # L-BFGS-B can end before the budget (a line search that fails in float32 round-off
@@ -667,7 +742,7 @@ def _run_lbfgs(
             )
             if evaluations - before <= 2 or not best["loss"] < start_loss:
                 break
-    return best["x"].reshape(x0.shape).astype(np.float32)
+    return best["x"].reshape(x0.shape).astype(np.float32), current["targets"], best["g"]
 
 
 def _content_target(

@@ -124,6 +124,11 @@ class StyleParams:
     """Adam's first-moment decay (the tutorial's 0.99; the presets use 0.9)."""
     lr_schedule: Schedule = _E["lr_schedule"]
     """Adam's step size over each scale: constant (the tutorial) or cosine-annealed to 0."""
+    adam_tail: float = _D["adam_tail"]
+    """L-BFGS jobs: this share of the steps runs as Adam steps at the finest scale, after
+    the L-BFGS ladder (which shares the rest as usual).
+    L-BFGS finds the basin in few evaluations and then stalls; Adam's momentum, started from
+    there with a warmed-up step, descends below it (docs/performance.md)."""
 
     def __post_init__(self) -> None:
         # Check the values as given (schema rules), then normalise plain strings and lists

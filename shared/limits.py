@@ -43,6 +43,9 @@ MIN_STYLE_SCALE: float = 0.05
 MAX_STYLE_SCALE: float = 8.0
 #: Decays (iterate averaging, Adam's β1) lie in [0, MAX_DECAY].
 MAX_DECAY: float = 0.999
+#: An L-BFGS job's Adam tail (``adam_tail``) takes at most this share of its steps: L-BFGS
+#: keeps at least a tenth of them to find the basin Adam then descends.
+MAX_ADAM_TAIL: float = 0.9
 #: At most this many rungs in a coarse-to-fine ladder.
 MAX_SCALES: int = 8
 #: Each relative style weight lies in [0, MAX_BLEND_WEIGHT].

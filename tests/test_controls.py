@@ -287,6 +287,8 @@ def test_auto_precision_is_bf16_only_on_cpus_with_bf16_kernels(monkeypatch) -> N
 
     monkeypatch.setattr(engine_module, "_cpu_has_bf16", lambda: True)
     assert engine_module.resolve_precision(Precision.AUTO) is Precision.BF16
+    lbfgs = StyleParams(optimizer="lbfgs", precision="auto")  # L-BFGS too (validated)
+    assert engine_module.job_precision(lbfgs) is Precision.BF16
     monkeypatch.setattr(engine_module, "_cpu_has_bf16", lambda: False)
     assert engine_module.resolve_precision(Precision.AUTO) is Precision.FP32
     for explicit in (Precision.FP32, Precision.BF16):  # explicit choices are kept

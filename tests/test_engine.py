@@ -3,10 +3,13 @@ and hands back what it was given (alpha, gray, dtype, aspect ratio)."""
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+
 import numpy as np
 import pytest
 
-from neural_style.daemon.params import STOP, Iterate, StyleParams
+from neural_style.daemon.params import STOP, Iterate, Schedule, StyleParams
 from neural_style.shared.errors import ErrorCode, NeuralStyleError
 
 from .conftest import load_png
@@ -270,3 +273,40 @@ def test_init_image_of_another_size_is_refused(engine, chelsea64, starry64) -> N
             chelsea64, [starry64], StyleParams(iterations=1, **SMALL), init=chelsea64[:32]
         )
     assert err.value.code is ErrorCode.BAD_REQUEST
+
+
+def test_split_tail_and_its_ramped_schedule() -> None:
+    from neural_style.daemon.engine import ADAM_TAIL_RAMP, split_tail, tail_schedule
+
+    assert split_tail(100, 0.0) == (100, 0)
+    assert split_tail(100, 0.7) == (30, 70)
+    assert split_tail(2, 0.9) == (1, 1)  # L-BFGS keeps one: its gradient warms Adam up
+    assert split_tail(1, 0.9) == (1, 0)
+    assert split_tail(10, 0.9, keep=3) == (3, 7)  # one per scale of a ladder
+    lrs = tail_schedule(0.02, Schedule.CONSTANT, 600)
+    assert lrs[0] == pytest.approx(0.02 / ADAM_TAIL_RAMP)
+    assert lrs[ADAM_TAIL_RAMP - 1] == lrs[-1] == pytest.approx(0.02)
+    assert all(a <= b for a, b in itertools.pairwise(lrs[:ADAM_TAIL_RAMP]))
+    short = tail_schedule(0.02, Schedule.CONSTANT, 3 * ADAM_TAIL_RAMP - 3)  # at most a third
+    assert short[ADAM_TAIL_RAMP - 2] == pytest.approx(0.02)
+    assert short[0] == pytest.approx(0.02 / (ADAM_TAIL_RAMP - 1))
+    cosine = tail_schedule(0.02, Schedule.COSINE, 600)
+    assert cosine[-1] < 0.001 and max(cosine) <= 0.02
+
+
+def test_lbfgs_with_an_adam_tail_runs_both_and_says_so(engine, chelsea64, starry64) -> None:  # type: ignore[no-untyped-def]
+    params = StyleParams(
+        size=64, iterations=40, optimizer="lbfgs", adam_tail=0.5, scales=(32, 64),
+        precision="fp32",
+    )  # fmt: skip
+    out = engine.stylize(chelsea64, [starry64], params)
+    assert len(out.iterates) == 40  # 10 L-BFGS at 32 px, then 10 L-BFGS + 20 Adam at 64 px
+    assert [i.scale for i in out.iterates].count(64) == 30
+    assert out.precision == "fp32"
+    tail = [i.loss for i in out.iterates[-20:]]
+    assert all(np.isfinite(tail))
+    # the tail carries on from L-BFGS's best point: no jump back up (its step is ramped)
+    assert max(tail) < 1.2 * min(i.loss for i in out.iterates[10:20])
+    # an Adam job ignores the share: all its steps are Adam steps, over the ladder
+    adam = engine.stylize(chelsea64, [starry64], dataclasses.replace(params, optimizer="adam"))
+    assert [i.scale for i in adam.iterates].count(64) == 24  # FINE_SHARE of 40

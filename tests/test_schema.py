@@ -28,8 +28,8 @@ def test_presets_keep_their_values_and_the_old_name() -> None:
     lbfgs = {"optimizer": "lbfgs", "scales": [], "precision": "auto"}
     tuned = {
         "fast": {"size": 384, "iterations": 100, **lbfgs},
-        "balanced": {"size": 512, "iterations": 360, **lbfgs},
-        "quality": {"size": 1024, "iterations": 800, **lbfgs},
+        "balanced": {"size": 512, "iterations": 450, "adam_tail": 0.6, **lbfgs},
+        "quality": {"size": 1024, "iterations": 1000, "adam_tail": 0.7, **lbfgs},
     }
     assert tuned == schema.PRESETS
     assert daemon_params.PRESETS is schema.PRESETS
@@ -43,6 +43,7 @@ def test_bounds_come_from_limits() -> None:
     assert (size.lo, size.hi) == (limits.MIN_WORK_SIDE, limits.MAX_WORK_SIDE)
     assert schema.BY_NAME["style_blend"].max_len == limits.MAX_STYLES
     assert schema.BY_NAME["iterations"].hi == limits.MAX_ITERATIONS
+    assert schema.BY_NAME["adam_tail"].hi == limits.MAX_ADAM_TAIL < 1
 
 
 @pytest.mark.parametrize(
@@ -71,7 +72,7 @@ def test_check_names_the_field(data: dict, field: str, text: str) -> None:
 
 def test_from_dict_layers_defaults_preset_and_given_values() -> None:
     values = schema.from_dict({"preset": "balanced", "size": 256})
-    assert values["size"] == 256 and values["iterations"] == 360
+    assert values["size"] == 256 and values["iterations"] == 450
     assert values["optimizer"] == "lbfgs" and values["tv_weight"] == 30.0
     assert schema.from_dict({"preset": None}) == schema.defaults()
     with pytest.raises(schema.ParamError, match="must increase strictly"):
