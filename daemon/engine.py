@@ -490,7 +490,7 @@ class StyleTransfer:
             if params.optimizer is Optimizer.ADAM:
                 x, state = _run_adam(self, x, state, targets, params, steps, run)
             elif size == work and adam_tail:
-                x = self._lbfgs_then_adam(x, targets, params, steps, adam_tail, run)
+                x = _run_lbfgs_then_adam(self, x, targets, params, steps, adam_tail, run)
             else:
                 x, _, _ = _run_lbfgs(self, x, targets, params, steps, run)
             if run.stopped:
@@ -516,31 +516,6 @@ class StyleTransfer:
             work_size=work,
             precision=job_precision(params).value,
         )
-
-    def _lbfgs_then_adam(
-        self,
-        x: np.ndarray,
-        targets: Targets,
-        params: StyleParams,
-        lbfgs_steps: int,
-        adam_steps: int,
-        run: _Run,
-    ) -> np.ndarray:
-        """The finest scale of an ``adam_tail`` job: L-BFGS, then Adam from its best point.
-
-        Adam's second moment starts at the square of L-BFGS's gradient there, its first at 0,
-        its step counter at ADAM_TAIL_T0 and its step size ramps up (tail_schedule): started
-        cold, Adam's first steps would undo what L-BFGS found.
-        """
-        x, targets, grad = _run_lbfgs(self, x, targets, params, lbfgs_steps, run)
-        if run.stopped or grad is None:
-            return x
-        adam = tail_params(params)
-        g = tf.constant(grad[None])
-        state = _AdamState(tf.zeros_like(g), tf.square(g), ADAM_TAIL_T0)
-        schedule = tail_schedule(adam.learning_rate, adam.lr_schedule, adam_steps)
-        x, _ = _run_adam(self, x, state, targets, adam, adam_steps, run, schedule)
-        return x
 
 
 def _color_inputs(
@@ -672,6 +647,32 @@ def _run_adam(
                 best = x
     result = ema if decay and ema is not None else best
     return result.numpy()[0], _AdamState(m, v, t, ema)
+
+
+def _run_lbfgs_then_adam(
+    engine: StyleTransfer,
+    x: np.ndarray,
+    targets: Targets,
+    params: StyleParams,
+    lbfgs_steps: int,
+    adam_steps: int,
+    run: _Run,
+) -> np.ndarray:
+    """The finest scale of an ``adam_tail`` job: L-BFGS, then Adam from its best point.
+
+    Adam's second moment starts at the square of L-BFGS's gradient there, its first at 0,
+    its step counter at ADAM_TAIL_T0 and its step size ramps up (tail_schedule): started
+    cold, Adam's first steps would undo what L-BFGS found.
+    """
+    x, targets, grad = _run_lbfgs(engine, x, targets, params, lbfgs_steps, run)
+    if run.stopped or grad is None:
+        return x
+    adam = tail_params(params)
+    g = tf.constant(grad[None])
+    state = _AdamState(tf.zeros_like(g), tf.square(g), ADAM_TAIL_T0)
+    schedule = tail_schedule(adam.learning_rate, adam.lr_schedule, adam_steps)
+    x, _ = _run_adam(engine, x, state, targets, adam, adam_steps, run, schedule)
+    return x
 
 
 def _run_lbfgs(
