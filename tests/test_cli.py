@@ -72,7 +72,12 @@ def test_stylize_end_to_end_with_report(synthetic_weights: Path, tmp_path: Path)
     assert r["total_time_s"] > 0
     assert r["output"] == {"path": str(out.resolve()), "width": 128, "height": 128}
     assert r["work_size"] == {"width": 96, "height": 96}
-    assert r["precision"] == "fp32"  # the default; "auto" would say what it resolved to
+    # the default preset's `auto`, reported as what it resolved to here (bf16 on CPUs with
+    # bf16 kernels, for L-BFGS too since session 8)
+    from neural_style.daemon.engine import resolve_precision
+    from neural_style.daemon.params import Precision
+
+    assert r["precision"] == resolve_precision(Precision.AUTO).value
 
 
 def test_no_keep_size_writes_the_working_size(synthetic_weights: Path, tmp_path: Path) -> None:
