@@ -310,3 +310,19 @@ def test_lbfgs_with_an_adam_tail_runs_both_and_says_so(engine, chelsea64, starry
     # an Adam job ignores the share: all its steps are Adam steps, over the ladder
     adam = engine.stylize(chelsea64, [starry64], dataclasses.replace(params, optimizer="adam"))
     assert [i.scale for i in adam.iterates].count(64) == 24  # FINE_SHARE of 40
+
+
+def test_tiled_lbfgs_with_an_adam_tail_follows_the_untiled_run(
+    engine, chelsea64, starry64, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Print sizes run L-BFGS on the tiled loss+gradient (tiling.py): the optimiser must take
+    the same path there, evaluation for evaluation, as on the whole image."""
+    p = StyleParams(size=64, iterations=12, optimizer="lbfgs", adam_tail=0.5, scales=None)
+    whole = engine.stylize(chelsea64, [starry64], p)
+    monkeypatch.setattr(engine, "tile_for", lambda height, width: 32)
+    tiled = engine.stylize(chelsea64, [starry64], p)
+    assert len(tiled.iterates) == len(whole.iterates) == 12
+    np.testing.assert_allclose(
+        [i.loss for i in tiled.iterates], [i.loss for i in whole.iterates], rtol=2e-3
+    )
+    assert tiled.iterates[-1].loss < 0.9 * tiled.iterates[0].loss
