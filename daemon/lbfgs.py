@@ -4,9 +4,9 @@ Why not scipy's L-BFGS-B: on a 512x384 image (590 k variables) its bookkeeping c
 0.13-0.26 s per evaluation on one core (5-20 corrections; measured on a 2-core EPYC), a
 sixth to a quarter of a bf16 loss+gradient evaluation, all of it serial, and on a GPU
 every evaluation would also copy the image and its gradient to the host and back. Here the
-two-loop recursion is 4·m fused vector operations on the device (milliseconds), the
-arithmetic is float32 (the loss is float32 anyway) and nothing crosses to the host but
-the loss.
+two-loop recursion is ~4·m element-wise TensorFlow operations where the image already is
+(0.094 s per evaluation at m = 20 on that CPU, eager), in float32 (the loss is float32
+anyway), and only scalars (dot products, the loss) cross to the host.
 
 The method (Nocedal & Wright, Numerical Optimization, alg. 7.4 and 3.1, with the usual
 projection for simple bounds):
@@ -16,9 +16,9 @@ projection for simple bounds):
   component zeroed, as in projected-gradient methods.
 * H0 = (sᵀy / yᵀy)·I from the newest pair; before any pair, the step is scaled so its
   largest pixel change is FIRST_STEP (the tutorial's Adam moves pixels ~0.02 per step).
-* The step length starts at 1 and backtracks (quadratic interpolation, at most halving
-  less than a tenth) until the Armijo condition holds on the projected step; a pair
-  with sᵀy ≤ 0 (no curvature information) is not stored.
+* The step length starts at 1 and backtracks (to the quadratic interpolation's minimum,
+  kept between a tenth and a half of the last try) until the Armijo condition holds on
+  the projected step; a pair with sᵀy ≤ 0 (no curvature information) is not stored.
 * If the direction is not a descent direction, or backtracking finds no decrease, the
   history is dropped and the next step is a scaled gradient step: the same restart
   scipy's wrapper needed after its line search failed in float32 round-off.
