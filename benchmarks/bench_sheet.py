@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ def cells(report: dict[str, Any], pictures: Path) -> list[tuple[Path, str]]:
     return out
 
 
-def sheet(entries: list[tuple[Image.Image, str]], title: str) -> Image.Image:
+def sheet(entries: Sequence[tuple[Image.Image, str]], title: str) -> Image.Image:
     """The cells in rows of COLUMNS, each scaled to CELL_WIDTH wide, a label under each."""
     scaled = [
         (im.convert("RGB").resize((CELL_WIDTH, round(im.height * CELL_WIDTH / im.width))), text)
@@ -85,7 +86,10 @@ def main() -> int:
     size = report["tutorial"]["size"]
     machine = f", {args.machine}" if args.machine else ""
     title = f"{weights}; {size} px{machine}; presets in the precision auto picks"
-    entries = [(Image.open(args.content), "content"), (Image.open(args.style), "style")]
+    entries: list[tuple[Image.Image, str]] = [
+        (Image.open(args.content), "content"),
+        (Image.open(args.style), "style"),
+    ]
     entries += [(Image.open(path), text) for path, text in cells(report, args.pictures)]
     sheet(entries, title).save(args.out)
     print(args.out)
