@@ -154,13 +154,18 @@ def test_job_with_progress_preview_and_result(daemon: Daemon):
 
 
 def test_second_job_with_same_style_hits_the_cache(daemon: Daemon):
+    """The hit is checked on the job's stats and on the daemon's own counter, not by timing
+    (a first step of ~0.1 s is noise on a shared CI machine: that assertion flaked)."""
     style = rand_image(30, 30, seed=3)
     with daemon.client() as c:
+        hits_before = c.status()["jobs"].get("style_cache_hits", 0)
         first = run(c, rand_image(SIZE, SIZE, seed=4), style)[1][-1]
         second = run(c, rand_image(SIZE, SIZE, seed=5), style)[1][-1]
+        hits_after = c.status()["jobs"].get("style_cache_hits", 0)
     assert first.stats["style_cache_hit"] is False
     assert second.stats["style_cache_hit"] is True
-    assert second.stats["first_step_s"] < first.stats["first_step_s"]
+    assert hits_after == hits_before + 1
+    assert second.stats["first_step_s"] > 0.0
 
 
 def test_refine_job_starts_from_the_init_image(daemon: Daemon):
