@@ -12,7 +12,7 @@ numbers equal TensorFlow's style-transfer tutorial at its 512x384 working size):
   the tutorial's reference area, so the tutorial's weight of 30 keeps its meaning.
 
 Grams and losses are always computed in float32, whatever the convolutions ran in
-(half-precision Grams overflow).
+(half-precision Grams overflow); only the Grams' gradient runs in the features' dtype.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ TV_REFERENCE_AREA = 512 * 384
 
 @tf.custom_gradient
 def _gram_sum(flat: tf.Tensor) -> tuple[tf.Tensor, Callable[[tf.Tensor], tf.Tensor]]:
-    """(B, N, C) -> (B, C, C) = FᵀF, with a one-matmul gradient.
+    """(B, N, C) -> (B, C, C) = FᵀF in float32, with a one-matmul gradient in F's dtype.
 
     Autodiff of ``FᵀF`` (or of the einsum) differentiates each operand separately: two
     N×C×C products on the way back. Both operands are the same F, so the gradient is
@@ -35,33 +35,41 @@ def _gram_sum(flat: tf.Tensor) -> tuple[tf.Tensor, Callable[[tf.Tensor], tf.Tens
     the engine's main cost beyond the VGG floor (measured at 512x341: 480 ms -> 230 ms for
     the five layers' forward plus backward on a Zen 1 CPU).
 
+    The Gram itself is always a float32 product (a bf16 Gram rounds each entry to 8 bits,
+    and the loss is the small difference of two Grams). Its gradient is a product in F's
+    own dtype: with bf16 features that is the bf16 convolutions' gradient precision anyway,
+    and it spares the float32 copy of F and a float32 product (512x384, Zen 4 with
+    AVX512_BF16: a bf16 loss+gradient 0.860 -> 0.816 s against a 0.744 s VGG floor; the
+    gradient moved by 0.16 % of its norm; session 11, docs/performance.md).
+
     With one image (the engine's case: batch 1 is static in its signatures) both products
     run as plain 2-D MatMuls: TensorFlow's batched kernel was 13 % slower for these
     tall-and-thin shapes (five layers at 512x341, forward + backward, AVX-512 CPU: 98 ms ->
     85 ms). Exploiting the Gram's symmetry (half-size blocks, 3/4 of the products) measured
     slower still at every block size (87-125 ms): smaller products run less efficiently.
     """
+    wide = tf.cast(flat, tf.float32)
     if flat.shape[0] == 1:
-        f2 = flat[0]
-        gram = tf.matmul(f2, f2, transpose_a=True)[None]
+        f2, w2 = flat[0], wide[0]
+        gram = tf.matmul(w2, w2, transpose_a=True)[None]
 
         def grad(upstream: tf.Tensor) -> tf.Tensor:
-            u = upstream[0]
-            return tf.matmul(f2, u + tf.transpose(u))[None]
+            u = tf.cast(upstream[0] + tf.transpose(upstream[0]), flat.dtype)
+            return tf.matmul(f2, u)[None]
 
         return gram, grad
 
-    gram = tf.matmul(flat, flat, transpose_a=True)
+    gram = tf.matmul(wide, wide, transpose_a=True)
 
     def grad_batched(upstream: tf.Tensor) -> tf.Tensor:
-        return tf.matmul(flat, upstream + tf.linalg.matrix_transpose(upstream))
+        u = tf.cast(upstream + tf.linalg.matrix_transpose(upstream), flat.dtype)
+        return tf.matmul(flat, u)
 
     return gram, grad_batched
 
 
 def gram_matrix(features: tf.Tensor) -> tf.Tensor:
-    """(B, H, W, C) features -> (B, C, C) Gram matrices divided by H·W."""
-    features = tf.cast(features, tf.float32)
+    """(B, H, W, C) features (any float dtype) -> (B, C, C) float32 Grams divided by H·W."""
     shape = tf.shape(features)
     positions = tf.cast(shape[1] * shape[2], tf.float32)
     flat = tf.reshape(features, [shape[0], shape[1] * shape[2], shape[3]])

@@ -122,3 +122,25 @@ def test_losses_are_size_invariant_for_a_scaled_pattern() -> None:
         losses.gram_matrix(tf.constant(f_big)).numpy(),
         rtol=1e-6,
     )
+
+
+def test_gram_of_bf16_features_is_float32_and_its_gradient_bf16_and_close() -> None:
+    """bf16 features: the Gram is the float32 product of the (exact) widened values, and
+    the gradient, a bf16 product, is within bf16 rounding of the float32 one."""
+    f32 = tf.constant(_features((1, 12, 10, 16), 5))
+    f16 = tf.cast(f32, tf.bfloat16)
+    upstream = tf.constant(np.random.default_rng(6).normal(size=(1, 16, 16)), tf.float32)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([f16])
+        tape.watch([f32])
+        g16 = losses.gram_matrix(f16)
+        g32 = losses.gram_matrix(tf.cast(f16, tf.float32))
+        low = tf.reduce_sum(g16 * upstream)
+        wide = tf.reduce_sum(losses.gram_matrix(f32) * upstream)
+    assert g16.dtype == tf.float32
+    np.testing.assert_array_equal(g16.numpy(), g32.numpy())
+    d16 = tape.gradient(low, f16)
+    assert d16.dtype == tf.bfloat16
+    d32 = tape.gradient(wide, f32).numpy()
+    err = np.linalg.norm(tf.cast(d16, tf.float32).numpy() - d32) / np.linalg.norm(d32)
+    assert 0 < err < 1e-2

@@ -28,7 +28,7 @@ def test_presets_keep_their_values_and_the_old_name() -> None:
     lbfgs = {"optimizer": "lbfgs", "scales": [], "precision": "auto"}
     tuned = {
         "fast": {"size": 384, "iterations": 100, **lbfgs},
-        "balanced": {"size": 512, "iterations": 500, "adam_tail": 0.6, **lbfgs},
+        "balanced": {"size": 512, "iterations": 520, "adam_tail": 0.6, **lbfgs},
         "quality": {"size": 1024, "iterations": 1000, "adam_tail": 0.7, **lbfgs},
     }
     assert tuned == schema.PRESETS
@@ -72,7 +72,7 @@ def test_check_names_the_field(data: dict, field: str, text: str) -> None:
 
 def test_from_dict_layers_defaults_preset_and_given_values() -> None:
     values = schema.from_dict({"preset": "balanced", "size": 256})
-    assert values["size"] == 256 and values["iterations"] == 500
+    assert values["size"] == 256 and values["iterations"] == 520
     assert values["optimizer"] == "lbfgs" and values["tv_weight"] == 30.0
     assert schema.from_dict({"preset": None}) == schema.defaults()
     with pytest.raises(schema.ParamError, match="must increase strictly"):
