@@ -86,6 +86,10 @@ def _add_serve(subparsers: Any) -> None:
     p.add_argument("--curve-secret-key", type=Path, metavar="FILE",
                    help="zmq certificate with the daemon's CURVE secret key: encrypts the "
                    "connection and allows a non-loopback --bind")  # fmt: skip
+    p.add_argument("--insecure-null", action="store_true",
+                   help="serve without CURVE (loopback only, warns): any local process can "
+                   "then connect; by default every endpoint is CURVE with keys in the "
+                   "connection file")  # fmt: skip
     p.add_argument("--authorized-keys", type=Path, metavar="DIR",
                    help="with CURVE: folder of allowed client public keys (*.key); default "
                    "~/.config/neural-style/authorized_keys (this user's own client key is "
@@ -188,6 +192,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         queue_size=args.queue,
         connection_file=args.connection_file,
         curve_secret_key=args.curve_secret_key,
+        insecure_null=args.insecure_null,
         log_file=log_file,
         authorized_keys=args.authorized_keys,
         max_connections=args.max_connections,

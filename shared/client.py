@@ -251,10 +251,12 @@ class _Connection:
         key: bytes | None = None,
         timeout: float = 10.0,
         heartbeat_interval: float = protocol.DEFAULT_HEARTBEAT_S,
+        info: connection.ConnectionInfo | None = None,
     ) -> None:
         #: Why connection files were ignored (owner, mode), for the error messages.
         self.discovery_problems: list[str] = []
-        info = connection.discover(endpoint, self.discovery_problems)
+        if info is None:  # else the caller read the daemon's file itself
+            info = connection.discover(endpoint, self.discovery_problems)
         self.endpoint = endpoint or (info.endpoint if info else protocol.DEFAULT_ENDPOINT)
         self.key = key if key else (info.key if info else None)
         self.connection_info = info
@@ -279,7 +281,7 @@ class _Connection:
         server_key = _curve_server_key(info)
         self.curve = bool(server_key)
         if server_key:
-            public, secret = client_keypair()
+            public, secret = _client_curve_keys(info)
             sock.curve_serverkey = server_key.encode("ascii")
             sock.curve_publickey = public
             sock.curve_secretkey = secret
@@ -715,6 +717,15 @@ def _curve_server_key(info: connection.ConnectionInfo | None) -> str:
     if not value and info is not None:
         value = info.curve_server_key
     return value
+
+
+def _client_curve_keys(info: connection.ConnectionInfo | None) -> tuple[bytes, bytes]:
+    """This client's CURVE pair: ``$NEURAL_STYLE_CLIENT_KEY`` when set, else the pair in
+    the daemon's connection file (what a sandboxed plug-in has), else the user's own key."""
+    from_file = info.client_curve_keys() if info is not None else None
+    if from_file is not None and not os.environ.get(ENV_CLIENT_KEY):
+        return from_file
+    return client_keypair()
 
 
 def default_client_key_path() -> Path:

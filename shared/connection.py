@@ -40,8 +40,10 @@ from .files import write_atomic
 
 ENV_FILE = "NEURAL_STYLE_CONNECTION_FILE"
 DEFAULT_NAME = "daemon.json"
-#: Largest connection file a reader parses (real ones are ~300 bytes).
+#: Largest connection file a reader parses (real ones are ~450 bytes).
 MAX_FILE_BYTES = 64 * 1024
+#: Length of a Z85-encoded CURVE key (32 bytes).
+CURVE_KEY_CHARS = 40
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +57,23 @@ class ConnectionInfo:
     key: bytes
     version: str = ""
     started: float = 0.0
-    #: Z85 CURVE public key of the daemon, when it serves CURVE (non-loopback binds).
+    #: Z85 CURVE public key of the daemon (every TCP/ipc endpoint unless --insecure-null).
     curve_server_key: str = ""
     #: The writer's PID namespace (``/proc/self/ns/pid`` link), so readers know whether
     #: ``pid`` means anything to them.
     pidns: str = ""
+    #: A CURVE client key pair (Z85) the daemon authorises: whoever can read this 0600 file
+    #: may finish the handshake, a peer without it cannot send a single message.
+    curve_client_public: str = ""
+    curve_client_secret: str = ""
     path: Path | None = None
+
+    def client_curve_keys(self) -> tuple[bytes, bytes] | None:
+        """(public, secret) Z85 client keys from the file, or None when it has none."""
+        public, secret = self.curve_client_public, self.curve_client_secret
+        if not all(len(k) == CURVE_KEY_CHARS and k.isascii() for k in (public, secret)):
+            return None
+        return public.encode("ascii"), secret.encode("ascii")
 
     def to_json(self) -> str:
         data = {
@@ -74,6 +87,9 @@ class ConnectionInfo:
             data["curve_server_key"] = self.curve_server_key
         if self.pidns:
             data["pidns"] = self.pidns
+        if self.curve_client_public and self.curve_client_secret:
+            data["curve_client_public"] = self.curve_client_public
+            data["curve_client_secret"] = self.curve_client_secret
         return json.dumps(data, indent=1)
 
 
@@ -170,6 +186,8 @@ def read(path: Path) -> ConnectionInfo | None:
             started=float(data.get("started", 0.0)),
             curve_server_key=str(data.get("curve_server_key", "")),
             pidns=str(data.get("pidns", "")),
+            curve_client_public=str(data.get("curve_client_public", "")),
+            curve_client_secret=str(data.get("curve_client_secret", "")),
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -363,9 +381,20 @@ def _mtime(path: Path) -> float:
 
 
 def make_info(
-    endpoint: str, key: bytes, version: str, curve_server_key: str = ""
+    endpoint: str,
+    key: bytes,
+    version: str,
+    curve_server_key: str = "",
+    curve_client: tuple[str, str] = ("", ""),
 ) -> ConnectionInfo:
-    """Info for the current process, stamped now."""
+    """Info for the current process, stamped now; ``curve_client``: (public, secret) Z85."""
     return ConnectionInfo(
-        endpoint, os.getpid(), key, version, time.time(), curve_server_key, pid_namespace()
+        endpoint,
+        os.getpid(),
+        key,
+        version,
+        time.time(),
+        curve_server_key,
+        pid_namespace(),
+        *curve_client,
     )

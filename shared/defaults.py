@@ -10,8 +10,9 @@ from __future__ import annotations
 import ipaddress
 
 #: The protocol's one version number: ``hello``/``welcome`` carry it and frame 0 of every
-#: message is ``NS<version>``. Bump it when the header layout changes incompatibly.
-PROTOCOL_VERSION: int = 1
+#: message is ``NS<version>``. Bump it when the header layout or the transport changes
+#: incompatibly (2: CURVE on every endpoint, client keys from the connection file).
+PROTOCOL_VERSION: int = 2
 #: Frame 0 of every message, derived from :data:`PROTOCOL_VERSION`.
 VERSION_FRAME: bytes = f"NS{PROTOCOL_VERSION}".encode("ascii")
 

@@ -8,7 +8,7 @@ Frames (ZeroMQ multipart; a ROUTER prepends the peer identity)::
 
     [version, signature, header, *buffers]
 
-- ``version``: ``VERSION`` (``b"NS1"``, from ``defaults.PROTOCOL_VERSION``). Frames 0
+- ``version``: ``VERSION`` (``b"NS2"``, from ``defaults.PROTOCOL_VERSION``). Frames 0
   and 1 keep this layout in every future version so that a mismatch can always be reported.
 - ``signature``: hex HMAC-SHA256, keyed with the connection file's key, over the
   version, the header and every buffer, each preceded by its length (8 bytes, big endian),
@@ -58,7 +58,7 @@ from .defaults import START_COMMAND as START_COMMAND
 from .errors import UNSIGNED_ERRORS, ErrorCode, NeuralStyleError
 from .records import STEP_COLUMNS
 
-#: Frame 0 of every message (``b"NS1"``): ``defaults.PROTOCOL_VERSION`` is the one number.
+#: Frame 0 of every message (``b"NS2"``): ``defaults.PROTOCOL_VERSION`` is the one number.
 VERSION: bytes = defaults.VERSION_FRAME
 #: Default seconds between heartbeats, both directions, while a job is open.
 DEFAULT_HEARTBEAT_S: float = 1.0
@@ -564,7 +564,9 @@ def decode(
             ErrorCode.VERSION_MISMATCH,
             f"protocol version {_show(shown)} ({_nbytes(version)} bytes) is not supported; "
             f"this end speaks {VERSION.decode()} (neural-style {__version__})",
-            "Install the same neural-style version for the daemon and the GIMP plug-in.",
+            "Upgrade the older side so that the daemon, the CLI and the GIMP plug-in are "
+            "one neural-style version (pip install -U neural-style-gimp, then neural-style "
+            "install-plugin).",
         )
     if _nbytes(header_frame) > MAX_HEADER_BYTES:
         raise _bad(f"header is {_nbytes(header_frame)} bytes; at most {MAX_HEADER_BYTES} allowed")

@@ -19,6 +19,15 @@ def load_png(name: str) -> np.ndarray:
     return load_image(DATA / name)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_state_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Daemons started by the tests (in-process or not) keep their CURVE key pairs in a
+    scratch ``XDG_STATE_HOME``, never in the user's own state dir."""
+    state = tmp_path_factory.mktemp("state")
+    os.environ["XDG_STATE_HOME"] = str(state)
+    return state
+
+
 @pytest.fixture(scope="session")
 def synthetic_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Keras-layout VGG-19 notop file with seeded random values (the real one can't be

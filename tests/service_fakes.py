@@ -12,6 +12,7 @@ from typing import Any
 
 from neural_style.daemon.params import Iterate, StylizeResult
 from neural_style.daemon.service import Server, ServerConfig
+from neural_style.shared import connection
 from neural_style.shared.client import Client
 from tests.daemon_helpers import free_port
 
@@ -61,4 +62,9 @@ def running_server(tmp_path: Path, engine: Any = None, **config: Any) -> Iterato
 
 
 def client_for(srv: Server) -> Client:
-    return Client(srv.endpoint, key=KEY, timeout=5.0)
+    """A client holding the server's connection file (its CURVE keys)."""
+    return Client(srv.endpoint, key=KEY, timeout=5.0, info=info_of(srv))
+
+
+def info_of(srv: Server) -> connection.ConnectionInfo | None:
+    return connection.read(srv.connection_path) if srv.connection_path else None

@@ -36,6 +36,7 @@ from neural_style.shared.client import (
 )
 from neural_style.shared.errors import ErrorCode, NeuralStyleError
 from tests.daemon_helpers import free_port, image, to_array
+from tests.service_fakes import info_of
 
 KEY = b"unit-test-key"
 #: The stand-in engine reads its behaviour from the seed parameter.
@@ -103,7 +104,7 @@ def server(tmp_path: Path):
 
 
 def client_for(srv: Server, **kw) -> Client:
-    return Client(srv.endpoint, key=KEY, timeout=5.0, **kw)
+    return Client(srv.endpoint, key=KEY, timeout=5.0, info=info_of(srv), **kw)
 
 
 def rgb(w: int, h: int, value: int = 10) -> np.ndarray:
@@ -243,7 +244,7 @@ def test_same_job_id_from_two_clients_is_fine(server, monkeypatch):
 
 def test_wrong_key_is_unauthenticated_not_silence(server):
     srv = server()
-    with Client(srv.endpoint, key=b"wrong", timeout=3.0) as c:
+    with Client(srv.endpoint, key=b"wrong", timeout=3.0, info=info_of(srv)) as c:
         with pytest.raises(Unauthenticated) as err:
             c.ping()
         assert "connection file" in err.value.hint
@@ -395,7 +396,7 @@ def test_ipc_endpoint_serves_and_a_second_daemon_is_refused(tmp_path):
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     try:
-        with Client(endpoint, key=KEY, timeout=5.0) as c:
+        with Client(endpoint, key=KEY, timeout=5.0, info=info_of(srv)) as c:
             assert c.ping() < 1.0
         assert running_daemon_problem(cfg) != ""  # (same pid here: the ipc check answers)
         other = ServerConfig(endpoint=endpoint, key=KEY, connection_file=folder / "d.json")

@@ -366,6 +366,8 @@ def test_malformed_frames_are_answered_or_dropped(daemon: Daemon):
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    for name, value in daemon.curve_options().items():  # past the handshake, as a holder
+        setattr(sock, name, value)  # of the connection file: the decoder is under test
     sock.connect(daemon.endpoint)
     frames = malformed_frames(daemon.key)
     for f in frames:
@@ -385,6 +387,8 @@ def test_malformed_frames_are_answered_or_dropped(daemon: Daemon):
     # A frame over MAXMSGSIZE (16 MB for --max-pixels 1e6) only costs its sender the link.
     big = ctx.socket(zmq.DEALER)
     big.setsockopt(zmq.LINGER, 0)
+    for name, value in daemon.curve_options().items():
+        setattr(big, name, value)
     big.connect(daemon.endpoint)
     big.send_multipart([protocol.VERSION, b"", b"\x00" * (17 * 2**20)])
     time.sleep(0.5)

@@ -173,7 +173,7 @@ def test_the_plugin_starts_the_daemon_on_the_host_and_finishes_the_job(
 
         # it keeps running for the next pictures, GIMP gone
         assert helper.procs[0].poll() is None, context
-        with Client(endpoint, key=info.key, timeout=5.0) as client:
+        with Client(endpoint, key=info.key, timeout=5.0, info=info) as client:
             assert client.ping() >= 0
         print(f"\n[gimp-autostart] GIMP run {t_quit - t_gimp:.1f} s, OK -> Start it "
               f"{rec['offer']['t'] - rec['ok_t']:.1f} s, plug-in run {rec['run_s']} s",

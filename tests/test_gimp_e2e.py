@@ -179,8 +179,11 @@ class Daemon:
             files = sorted((self.runtime / "neural-style").glob("*.json"))
             if files:
                 try:
-                    key = bytes.fromhex(json.loads(files[0].read_text())["key"])
-                    with Client(self.endpoint, key=key, timeout=2.0) as client:
+                    from neural_style.shared import connection
+
+                    info = connection.read(files[0])  # its key and CURVE keys
+                    assert info is not None
+                    with Client(self.endpoint, key=info.key, timeout=2.0, info=info) as client:
                         client.ping()
                     return files[0]
                 except Exception:  # half-written file or not serving yet

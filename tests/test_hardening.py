@@ -259,8 +259,10 @@ def _raw(endpoint: str, **opts: object) -> zmq.Socket:
 
 @pytest.fixture(scope="module")
 def null_daemon(synthetic_weights: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A ``--insecure-null`` daemon: what still bounds a peer that got past the handshake."""
     d = Daemon(synthetic_weights, tmp_path_factory.mktemp("null"), queue=3,
-               extra=("--max-pixels", "1000000", "--max-connections", "24"))  # fmt: skip
+               extra=("--max-pixels", "1000000", "--max-connections", "24",
+                      "--insecure-null"))  # fmt: skip
     try:
         yield d.wait_ready()
     finally:

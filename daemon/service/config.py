@@ -18,7 +18,13 @@ class ServerConfig:
     queue_size: int = 8
     #: None: ``NEURAL_STYLE_CONNECTION_FILE`` or the runtime dir's file for the endpoint.
     connection_file: Path | None = None
+    #: zmq certificate of the server key pair; None: the pair kept in ``state_dir``.
     curve_secret_key: Path | None = None
+    #: Serve NULL (no CURVE) on a loopback endpoint: any local process can then connect
+    #: and make libzmq buffer unbounded multipart messages. Off unless asked for.
+    insecure_null: bool = False
+    #: Where the daemon keeps its CURVE key pairs; None: ``$XDG_STATE_HOME/neural-style``.
+    state_dir: Path | None = None
     #: None: a fresh random key (written to the connection file).
     key: bytes | None = None
     log_file: Path | None = None

@@ -25,9 +25,14 @@ log = logging.getLogger("neural_style.daemon.service")
 def serve(config: ServerConfig, engine_factory: Callable[[], Engine] | None = None) -> int:
     """Start the daemon in the foreground; returns the process exit status.
 
-    2: refused configuration (non-loopback bind without CURVE); 1: could not start
-    (weights missing, port in use); 0: clean shutdown (SIGTERM, SIGINT or ``shutdown``).
+    2: refused configuration (non-loopback bind without CURVE, ``--insecure-null`` off
+    loopback); 1: could not start (weights missing, port in use); 0: clean shutdown
+    (SIGTERM, SIGINT or ``shutdown``).
     """
+    refused = insecure_null_problem(config)
+    if refused:
+        print(f"neural-style serve: {refused}", file=sys.stderr)
+        return 2
     if not is_loopback_endpoint(config.endpoint) and config.curve_secret_key is None:
         print(
             f"neural-style serve: refusing to bind {config.endpoint}: it is not a loopback "
@@ -62,6 +67,28 @@ def serve(config: ServerConfig, engine_factory: Callable[[], Engine] | None = No
             signal.signal(sig, handler)
 
 
+def insecure_null_problem(config: ServerConfig) -> str:
+    """Why ``--insecure-null`` is refused ("" when it is not asked for or allowed); prints
+    the warning when it is allowed."""
+    if not config.insecure_null:
+        return ""
+    if config.curve_secret_key is not None:
+        return "--insecure-null and --curve-secret-key contradict each other; pick one."
+    if not is_loopback_endpoint(config.endpoint):
+        return (
+            f"refusing --insecure-null on {config.endpoint}: NULL (unencrypted, "
+            "unauthenticated handshakes) is allowed on loopback endpoints only."
+        )
+    warning = (
+        f"WARNING: --insecure-null: {config.endpoint} accepts NULL handshakes, so any "
+        "local process (a sandboxed one too) can connect and make the daemon buffer "
+        "unbounded unfinished messages. Leave it out to serve CURVE."
+    )
+    print(f"neural-style serve: {warning}", file=sys.stderr)
+    log.warning("%s", warning)
+    return ""
+
+
 def running_daemon_problem(config: ServerConfig) -> str:
     """Why this daemon must not start: the connection file it would write names a daemon
     that still answers, or its ipc socket is already served. "" when free to start."""
@@ -76,7 +103,7 @@ def running_daemon_problem(config: ServerConfig) -> str:
 
         with (
             contextlib.suppress(NeuralStyleError),
-            Client(info.endpoint, key=info.key, timeout=1.5) as client,
+            Client(info.endpoint, key=info.key, timeout=1.5, info=info) as client,
         ):
             client.ping()
             return (

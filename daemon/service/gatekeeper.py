@@ -1,5 +1,6 @@
 """Who may connect: the connection count (socket monitor) and the ZAP handler (RFC 27)
-that refuses handshakes over the cap and CURVE keys not on the allow-list."""
+that refuses handshakes over the cap and CURVE keys not on the allow-list (the connection
+file's client key, ``--authorized-keys`` and this user's own client key)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,8 @@ class Gatekeeper:
         self.monitor: zmq.Socket | None = None
         self.connections: set[int] = set()
         self._allowed_keys: set[bytes] = set()
+        #: The client key of this daemon's connection file (set by the server).
+        self.local_keys: set[bytes] = set()
         self._keys_stamp: float | None = None
 
     def watch(self, router: zmq.Socket) -> zmq.Socket:
@@ -102,7 +105,7 @@ class Gatekeeper:
         user = b""
         if mechanism == b"CURVE":
             public = z85.encode(credentials[0]) if credentials else b""
-            if public not in self.allowed():
+            if public not in self.local_keys and public not in self.allowed():
                 return deny(b"400", f"unknown CURVE client key {public.decode()}")
             user = public
         return [b"1.0", request_id, b"200", b"OK", user, b""]

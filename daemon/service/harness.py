@@ -77,9 +77,10 @@ class Daemon:
             [sys.executable, "-m", "neural_style.daemon.service_cli", *args],
             stdout=subprocess.DEVNULL,
             stderr=self._stderr,
-            env=daemon_env(self.runtime_dir),
+            env={**daemon_env(self.runtime_dir), "XDG_STATE_HOME": str(workdir / "state")},
         )
         self.key = b""
+        self.info: connection.ConnectionInfo | None = None
 
     def wait_ready(self, timeout: float = 180.0) -> Daemon:
         deadline = time.monotonic() + timeout
@@ -89,6 +90,7 @@ class Daemon:
             info = self._read_info()
             if info is not None and info.pid == self.proc.pid:
                 self.key = info.key
+                self.info = info
                 self.connection_file = info.path
                 return self
             time.sleep(0.1)
@@ -104,7 +106,21 @@ class Daemon:
         return None
 
     def client(self, **kwargs: Any) -> Client:
+        kwargs.setdefault("info", self.info)
         return Client(self.endpoint, key=self.key, **kwargs)
+
+    def curve_options(self) -> dict[str, bytes]:
+        """Socket options of a CURVE client holding the connection file's keys ({} for a
+        ``--insecure-null`` daemon), for tests that speak raw ZeroMQ to the daemon."""
+        info = self.info
+        pair = info.client_curve_keys() if info is not None else None
+        if info is None or not info.curve_server_key or pair is None:
+            return {}
+        return {
+            "curve_serverkey": info.curve_server_key.encode("ascii"),
+            "curve_publickey": pair[0],
+            "curve_secretkey": pair[1],
+        }
 
     def stderr(self) -> str:
         with contextlib.suppress(OSError):

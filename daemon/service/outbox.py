@@ -62,13 +62,22 @@ class Outbox:
         self.send(ident, protocol.error_message(exc.code, exc.message, exc.hint, **address))
 
     def send(
-        self, ident: bytes, msg: Message, *, droppable: bool = False, key: bytes | None = b""
+        self,
+        ident: bytes,
+        msg: Message,
+        *,
+        droppable: bool = False,
+        key: bytes | None = b"",
+        frame0: bytes | None = None,
     ) -> None:
         """Send without ever blocking; keep undeliverable important messages for a while.
 
-        ``key=None`` sends unsigned (only for the errors a peer may receive unsigned).
+        ``key=None`` sends unsigned (only for the errors a peer may receive unsigned);
+        ``frame0`` replaces the version frame (an unsigned error to an older peer).
         """
         frames = [ident, *protocol.encode(msg, self.key if key == b"" else key)]
+        if frame0 is not None and key is None:
+            frames[1] = frame0
         if self.on_sent is not None:
             self.on_sent(ident, msg.get("job", ""))
         if not self._try_send(frames) and not droppable:

@@ -13,14 +13,16 @@ import contextlib
 import logging
 import os
 import queue
+import re
 import threading
 import time
 from pathlib import Path
 
 import zmq
 
+from neural_style.daemon.service import curve_keys
 from neural_style.daemon.service.config import ServerConfig
-from neural_style.daemon.service.gatekeeper import ZAP_DOMAIN, Gatekeeper, load_curve_keys
+from neural_style.daemon.service.gatekeeper import ZAP_DOMAIN, Gatekeeper
 from neural_style.daemon.service.handlers import Handlers
 from neural_style.daemon.service.jobs import SHUTDOWN_GRACE_S, JobQueue
 from neural_style.daemon.service.outbox import Outbox, RateLimit
@@ -79,12 +81,15 @@ class Server(Handlers):
         router.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_IVL_MS)
         router.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN)
         self.curve_public = ""
-        if self.config.curve_secret_key is not None:
-            public, secret = load_curve_keys(self.config.curve_secret_key)
+        self.curve_client: tuple[str, str] = ("", "")
+        if not self.config.insecure_null:
+            keys = curve_keys.daemon_keys(self.config.state_dir, self.config.curve_secret_key)
             router.curve_server = True
-            router.curve_publickey = public
-            router.curve_secretkey = secret
-            self.curve_public = public.decode("ascii")
+            router.curve_publickey = keys.server_public
+            router.curve_secretkey = keys.server_secret
+            self.curve_public = keys.server_public.decode("ascii")
+            self.curve_client = (keys.client_public.decode(), keys.client_secret.decode())
+            self.gate.local_keys = {keys.client_public}
         return router
 
     def _bind(self) -> str:
@@ -103,7 +108,9 @@ class Server(Handlers):
 
     def write_connection_file(self) -> Path:
         path = self.config.connection_file or connection.path_for(self.endpoint)
-        info = connection.make_info(self.endpoint, self.key, __version__, self.curve_public)
+        info = connection.make_info(
+            self.endpoint, self.key, __version__, self.curve_public, self.curve_client
+        )
         self.connection_path = connection.write(info, Path(path))
         log.info("connection file: %s", self.connection_path)
         return self.connection_path
@@ -192,6 +199,10 @@ class Server(Handlers):
             )
         except ProtocolError as exc:
             self.counters["rejected"] += 1
+            if exc.code is ErrorCode.VERSION_MISMATCH:
+                exc, frame0 = version_mismatch(frames[1].bytes if len(frames) > 1 else b"")
+                self._reply_protocol_error(ident, exc, frame0)
+                return
             self._reply_protocol_error(ident, exc)
             return
         try:
@@ -209,13 +220,16 @@ class Server(Handlers):
         except Exception as exc:  # a bug in a handler must not end the daemon
             self.outbox.send_error(ident, job_error(exc, self.engine), **address)
 
-    def _reply_protocol_error(self, ident: bytes, exc: ProtocolError) -> None:
+    def _reply_protocol_error(
+        self, ident: bytes, exc: ProtocolError, frame0: bytes | None = None
+    ) -> None:
         if not self._error_replies.allow():
             return
         log.debug("rejected a message: %s", exc.message)
         unsigned = exc.code in UNSIGNED_ERRORS
         msg = protocol.error_message(exc.code, exc.message, exc.hint, **exc.fields)
-        self.outbox.send(ident, msg, droppable=True, key=None if unsigned else self.key)
+        key = None if unsigned else self.key
+        self.outbox.send(ident, msg, droppable=True, key=key, frame0=frame0)
 
     def _drain_events(self) -> None:
         while True:
@@ -229,3 +243,34 @@ class Server(Handlers):
                     self.queue.wedged = ""
                 continue
             getattr(self, f"_event_{kind.value}")(job, payload)
+
+
+#: Frame 0 of the protocol versions this daemon can still answer in (``NS<n>``, n >= 1):
+#: frames 0-2 of an unsigned error keep one layout in every version.
+_VERSION_FRAME = re.compile(rb"NS([1-9][0-9]{0,3})")
+
+
+def version_mismatch(peer_frame0: bytes) -> tuple[ProtocolError, bytes | None]:
+    """The error for a peer speaking another protocol version, and the frame 0 to send it
+    with: an older client gets the reply in its own version, so that it can decode it and
+    show the daemon's words ("upgrade") rather than a version error about the reply."""
+    match = _VERSION_FRAME.fullmatch(peer_frame0[:16])
+    ours = protocol.PROTOCOL_VERSION
+    if match is None:
+        shown = peer_frame0[:16].decode("ascii", "replace")
+        return ProtocolError(
+            ErrorCode.VERSION_MISMATCH,
+            f"The client's first frame ({shown!r}) names no protocol version; the daemon "
+            f"speaks {protocol.VERSION.decode()} (neural-style {__version__}).",
+            "Use a neural-style client (the CLI or the GIMP plug-in) of the daemon's version.",
+        ), None
+    theirs = int(match.group(1))
+    older = theirs < ours
+    side = "client (CLI or GIMP plug-in)" if older else "daemon"
+    return ProtocolError(
+        ErrorCode.VERSION_MISMATCH,
+        f"This client speaks protocol {theirs}, the daemon protocol {ours} (neural-style "
+        f"{__version__}): {'upgrade' if older else 'the client is newer; upgrade'} the {side}.",
+        f"Upgrade it to neural-style {__version__} (pip install -U neural-style-gimp), then "
+        "reinstall the plug-in (neural-style install-plugin) and restart GIMP.",
+    ), (peer_frame0 if older else None)
