@@ -105,7 +105,6 @@ def _blend(text: str) -> tuple[float, ...]:
 
 # --------------------------------------------------------------------------- stylize
 def add_stylize(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    PRESETS = schema.PRESETS
     unset = argparse.SUPPRESS  # only flags actually given override the preset/defaults
     p = sub.add_parser(
         "stylize",
@@ -117,6 +116,22 @@ def add_stylize(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("content", help="content image file")
     p.add_argument("styles", nargs="+", metavar="style", help="style image file(s)")
     p.add_argument("-o", "--output", required=True, help="output image file (.png, .jpg, …)")
+    add_job_options(p)
+    p.add_argument(
+        "--mask", help="grayscale image: white = stylize, black = keep the content, gray blends"
+    )
+    p.add_argument("--report", help="write a JSON report of the run here")
+    p.set_defaults(
+        func=cmd_stylize,
+        report=None,
+        mask=None,
+    )
+
+
+def add_job_options(p: argparse.ArgumentParser) -> None:
+    """The options of a stylize job other than its files, shared by `stylize` and `batch`
+    (one definition, so the two commands take the same flags)."""
+    PRESETS = schema.PRESETS
     p.add_argument(
         "--preset",
         choices=[*PRESETS, NO_PRESET],
@@ -126,25 +141,13 @@ def add_stylize(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     )
     _add_param_flags(p)
     p.add_argument(
-        "--mask", help="grayscale image: white = stylize, black = keep the content, gray blends"
-    )
-    p.add_argument(
         "--weights", help="VGG-19 weights file (else $NEURAL_STYLE_WEIGHTS, else Keras' cache)"
     )
-    p.add_argument("--report", help="write a JSON report of the run here")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--local", action="store_true", help="run in this process, not a daemon")
     where.add_argument("--daemon", metavar="ENDPOINT", help="use the daemon at ENDPOINT")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(
-        func=cmd_stylize,
-        local=False,
-        daemon=None,
-        quiet=False,
-        weights=None,
-        report=None,
-        mask=None,
-    )
+    p.set_defaults(local=False, daemon=None, quiet=False, weights=None)
 
 
 #: Job parameters that are no stylize flag (the CLI shows no previews).
@@ -464,10 +467,11 @@ CommandAdder = Callable[[argparse._SubParsersAction], None]  # type: ignore[type
 
 
 def _command_adders() -> list[CommandAdder]:
-    from neural_style.daemon import bench, plugin_install, service_cli
+    from neural_style.daemon import batch, bench, plugin_install, service_cli
 
     return [
         add_stylize,
+        batch.add_parser,
         add_weights_commands,
         service_cli.add_commands,
         plugin_install.add_commands,
