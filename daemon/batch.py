@@ -263,43 +263,44 @@ def make_runner(args: argparse.Namespace) -> Runner:
 
 # --------------------------------------------------------------------------- progress
 class BatchBar:
-    """One tqdm bar on stderr over every step of every input still to do: files done,
-    the current file's step, ETA."""
+    """One tqdm bar on stderr over every step of every input still to do; its label says
+    files done and the current file's step, tqdm adds the ETA."""
 
     def __init__(self, files_total: int, steps_per_file: int, disabled: bool) -> None:
         from tqdm import tqdm
 
         self._bar = tqdm(
             total=files_total * steps_per_file,
-            unit="step",
             disable=disabled,
             file=sys.stderr,
             dynamic_ncols=True,
-            bar_format="{desc} |{bar}| {postfix} [{elapsed}<{remaining}]",
+            bar_format="{desc} |{bar}| [{elapsed}<{remaining}]",
         )
         self._files_total, self._per_file = files_total, steps_per_file
         self._files_done = 0
         self._base = 0  # bar position at the start of the current file
         self._name = ""
-        self._describe()
 
-    def _describe(self) -> None:
-        self._bar.set_description_str(f"{self._files_done}/{self._files_total} files", False)
+    def _label(self, step: int, refresh: bool) -> None:
+        self._bar.set_description_str(
+            f"{self._files_done}/{self._files_total} files, {self._name} step "
+            f"{step}/{self._per_file}",
+            refresh=refresh,
+        )
 
     def start(self, name: str) -> None:
         self._name = name
-        self._bar.set_postfix_str(f"{name} step 0/{self._per_file}", refresh=True)
+        self._label(0, refresh=True)
 
     def step(self, it: Step) -> None:
-        done = self._base + min(it.step, self._per_file)
-        self._bar.update(done - self._bar.n)
-        self._bar.set_postfix_str(f"{self._name} step {it.step}/{it.total}", refresh=False)
+        self._label(it.step, refresh=False)
+        self._bar.update(self._base + min(it.step, self._per_file) - self._bar.n)
 
     def finish_file(self) -> None:
         self._files_done += 1
         self._base += self._per_file
+        self._label(self._per_file, refresh=False)
         self._bar.update(self._base - self._bar.n)
-        self._describe()
 
     def close(self) -> None:
         self._bar.close()
