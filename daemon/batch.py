@@ -307,7 +307,7 @@ class BatchBar:
 
 
 # --------------------------------------------------------------------------- the command
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "batch",
         help="stylize many image files (files, folders, globs) after the same style(s)",
