@@ -55,6 +55,9 @@ def _quiet_tensorflow(argv: Sequence[str] | None = None) -> bool:
         os.environ["NEURAL_STYLE_VERBOSE"] = "1"
         return True
     os.environ.update(QUIET_ENV)
+    from neural_style.daemon.quiet import hide_tensorflow_start_up
+
+    hide_tensorflow_start_up()  # the lines TensorFlow prints before absl reads its level
     return False
 
 
