@@ -467,7 +467,7 @@ CommandAdder = Callable[[argparse._SubParsersAction], None]  # type: ignore[type
 
 
 def _command_adders() -> list[CommandAdder]:
-    from neural_style.daemon import bench, plugin_install, service_cli
+    from neural_style.daemon import bench, doctor, plugin_install, service_cli
 
     return [
         add_stylize,
@@ -475,6 +475,7 @@ def _command_adders() -> list[CommandAdder]:
         service_cli.add_commands,
         plugin_install.add_commands,
         bench.add_commands,
+        doctor.add_parser,
     ]
 
 

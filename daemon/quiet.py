@@ -5,7 +5,7 @@ lines are written while ``import tensorflow`` loads its shared libraries, before
 "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 and, on CPUs where TensorFlow turns oneDNN on (AVX-512 VNNI / BF16 / AMX), "I0000 ...
 port.cc:153] oneDNN custom operations are on ..." (each printed twice with tensorflow-cpu
-2.20 on Linux, measured with ``python -c 'import tensorflow'``). ``TF_ENABLE_ONEDNN_OPTS=0``
+2.21 on Linux, measured with ``python -c 'import tensorflow'``). ``TF_ENABLE_ONEDNN_OPTS=0``
 would silence the second but also turn off the bf16 kernels, so instead the first import of
 ``tensorflow`` runs with file descriptor 2 sent to a scratch file; afterwards every line of
 it that is not an INFO/WARNING log line is written back to stderr, so errors still show.
