@@ -413,7 +413,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if all_ok(checks) else 1
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "doctor",
         help="check the set-up (weights, TensorFlow, GPU, GIMP, daemon) and say how to fix it",

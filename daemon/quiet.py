@@ -86,7 +86,7 @@ class _QuietFinder(importlib.abc.MetaPathFinder):
             sys.meta_path.remove(self)
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is not None and spec.loader is not None:
-            spec.loader = _QuietLoader(spec.loader)  # type: ignore[arg-type]
+            spec.loader = _QuietLoader(spec.loader)
         return spec
 
 
