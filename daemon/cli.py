@@ -55,6 +55,9 @@ def _quiet_tensorflow(argv: Sequence[str] | None = None) -> bool:
         os.environ["NEURAL_STYLE_VERBOSE"] = "1"
         return True
     os.environ.update(QUIET_ENV)
+    from neural_style.daemon.quiet import hide_tensorflow_start_up
+
+    hide_tensorflow_start_up()  # the lines TensorFlow prints before absl reads its level
     return False
 
 
@@ -467,7 +470,7 @@ CommandAdder = Callable[[argparse._SubParsersAction], None]  # type: ignore[type
 
 
 def _command_adders() -> list[CommandAdder]:
-    from neural_style.daemon import batch, bench, plugin_install, service_cli
+    from neural_style.daemon import batch, bench, doctor, plugin_install, service_cli
 
     return [
         add_stylize,
@@ -476,6 +479,7 @@ def _command_adders() -> list[CommandAdder]:
         service_cli.add_commands,
         plugin_install.add_commands,
         bench.add_commands,
+        doctor.add_parser,
     ]
 
 

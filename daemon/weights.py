@@ -27,7 +27,8 @@ WEIGHTS_MD5 = "253f8cb515780f3b799900260a226db6"
 ENV_VAR = "NEURAL_STYLE_WEIGHTS"
 FETCH_HINT = (
     "Run `neural-style fetch-weights` to download it (about 80 MB, once), or pass "
-    f"--weights PATH / set {ENV_VAR} to a copy of {WEIGHTS_FILENAME}."
+    f"--weights PATH / set {ENV_VAR} to a copy of {WEIGHTS_FILENAME}. `neural-style doctor` "
+    "checks the whole set-up."
 )
 SYNTHETIC_WARNING = (
     "WARNING: these VGG-19 weights are not Keras' ImageNet file (checksum mismatch): "

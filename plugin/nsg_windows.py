@@ -231,7 +231,8 @@ def ask_to_start(ui: Any, command: list[str]) -> bool:
     where = "\n(outside GIMP's Flatpak sandbox: flatpak-spawn --host)" if in_flatpak() else ""
     label = Gtk.Label(label=(
         "The Neural Style service is not running.\nStart it now? It keeps running in the "
-        f"background for the next pictures.\n\nCommand: {' '.join(command)}{where}"
+        "background for the next pictures (if it does not start, run `neural-style doctor` "
+        f"in a terminal).\n\nCommand: {' '.join(command)}{where}"
     ))  # fmt: skip
     label.set_xalign(0.0)
     label.set_line_wrap(True)
@@ -296,8 +297,8 @@ def wait_for_daemon(
         what = "stopped" if state["outcome"] == "exited" else "did not answer in time"
         hint = f" {FLATPAK_PERMISSION}" if in_flatpak() else ""
         raise PluginError(
-            f"The Neural Style service {what} while starting. Its messages are in {log_path}."
-            + hint
+            f"The Neural Style service {what} while starting. Its messages are in {log_path}; "
+            "`neural-style doctor` in a terminal checks the set-up." + hint
         )
 
 

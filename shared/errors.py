@@ -60,11 +60,12 @@ class NeuralStyleError(Exception):
 #: 'Max size' in GIMP, --size in the CLI). Codes without an entry fall back to the message.
 USER_TEXTS: dict[ErrorCode, str] = {
     ErrorCode.DAEMON_UNAVAILABLE: (
-        "The Neural Style daemon is not running{where}. Start it with:\n    {start}"
+        "The Neural Style daemon is not running{where}. Start it with:\n    {start}\n"
+        "If it does not start, `neural-style doctor` says what is wrong."
     ),
     ErrorCode.WEIGHTS_MISSING: (
         "The Neural Style daemon has no VGG-19 weights. Download them with:\n    {fetch}\n"
-        "then restart the daemon ({start})."
+        "then restart the daemon ({start}). `neural-style doctor` shows which file is used."
     ),
     ErrorCode.TOO_LARGE: (
         "The image is too large for the daemon. Lower {size}, use a smaller area, or scale the "
@@ -83,8 +84,8 @@ USER_TEXTS: dict[ErrorCode, str] = {
     ),
     ErrorCode.CANCELLED: "The job was cancelled before it finished.",
     ErrorCode.TIMEOUT: (
-        "The daemon did not answer in time. Check it with 'neural-style status', or restart "
-        "it:\n    {start}"
+        "The daemon did not answer in time. Check it with 'neural-style status' or "
+        "'neural-style doctor', or restart it:\n    {start}"
     ),
 }
 #: The daemon went silent while a job was open (the client's DaemonDied, code
