@@ -416,7 +416,7 @@ class Batch:
         """One input: a failed Row for a bad input; a fatal error (the daemon went away)
         propagates and stops the batch."""
         from neural_style.daemon import images
-        from neural_style.daemon.service.admission import check_work_sizes
+        from neural_style.daemon.params import check_work_sizes
 
         start = time.perf_counter()
         row = Row(str(item.input), str(item.output), FAILED)

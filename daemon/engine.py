@@ -46,6 +46,7 @@ from neural_style.daemon.params import (
     Schedule,
     StyleParams,
     StylizeResult,
+    check_work_sizes,
 )
 from neural_style.daemon.vgg import (
     CONTENT_LAYERS,
@@ -118,7 +119,7 @@ def resolve_precision(precision: Precision) -> Precision:
     (AVX512_BF16 / AMX), for Adam and for L-BFGS. There the bench measured bf16 convolutions
     (first layer and all Grams and losses in fp32) ~1.8x faster per step, Adam's final fp32
     loss within 2 % of an fp32 run, and L-BFGS's line search unharmed by bf16 gradients
-    (docs/performance.md, session 8: each preset's fp32 and bf16 rows). Everywhere else fp32:
+    (docs/performance.md, "Precision": each preset's fp32 and bf16 rows). Everywhere else fp32:
     GPUs (not measured yet) and CPUs that would emulate bf16. Explicit choices are kept."""
     if precision is not Precision.AUTO:
         return precision
@@ -154,7 +155,7 @@ def split_tail(steps: int, share: float, keep: int = 1) -> tuple[int, int]:
 #: move every pixel by about the step size and undo much of what L-BFGS did (measured: 4.8e6
 #: -> 8.4e6 at 256 px). With its second moment warmed (below) a short ramp is enough: after
 #: 200 L-BFGS evaluations at 512 px and 200 Adam steps, ramps of 1, 15, 40 and 100 steps
-#: reached 3.27e6, 3.26e6, 3.31e6 and 3.42e6 (session 8, docs/performance.md).
+#: reached 3.27e6, 3.26e6, 3.31e6 and 3.42e6 (docs/performance.md, "Optimisers").
 ADAM_TAIL_RAMP = 15
 #: ... and its step counter starts here, so that Keras' bias corrections are ~1: its second
 #: moment starts at the square of L-BFGS's last gradient rather than at 0.
@@ -446,6 +447,7 @@ class StyleTransfer:
             images.split_alpha(images.to_float(images.as_hwc(s, f"style image {i + 1}")))[0]
             for i, s in enumerate(styles)
         ]
+        check_work_sizes(content, style_rgbs, params)
         if mask is not None:
             mask = images.as_hwc(mask, "mask")
         blend = _blend(params, len(style_rgbs))

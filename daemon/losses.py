@@ -40,7 +40,7 @@ def _gram_sum(flat: tf.Tensor) -> tuple[tf.Tensor, Callable[[tf.Tensor], tf.Tens
     own dtype: with bf16 features that is the bf16 convolutions' gradient precision anyway,
     and it spares the float32 copy of F and a float32 product (512x384, Zen 4 with
     AVX512_BF16: a bf16 loss+gradient 0.860 -> 0.816 s against a 0.744 s VGG floor; the
-    gradient moved by 0.16 % of its norm; session 11, docs/performance.md).
+    gradient moved by 0.16 % of its norm; docs/performance.md, "Precision").
 
     With one image (the engine's case: batch 1 is static in its signatures) both products
     run as plain 2-D MatMuls: TensorFlow's batched kernel was 13 % slower for these

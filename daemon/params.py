@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from neural_style.shared import limits, schema
+from neural_style.shared.errors import ErrorCode, NeuralStyleError
 from neural_style.shared.records import Step
 
 
@@ -214,3 +215,44 @@ class StylizeResult:
     """(width, height) the optimisation ran at."""
     precision: str = "fp32"
     """What the convolutions ran in ("fp32" or "bf16"): ``auto`` resolved on this device."""
+
+
+def check_work_sizes(
+    content: np.ndarray, styles: list[np.ndarray], params: StyleParams
+) -> tuple[int, int]:
+    """The working size; bad_request naming the minimum when any scale of the content or
+    a style would have a side under ``limits.MIN_WORK_SHORT_SIDE`` (VGG-19 would fail).
+
+    Mirrors the engine's ladder and style sizing; ``StyleTransfer.stylize`` calls it first,
+    so every path (daemon, ``--local``, batch) refuses such images before any TensorFlow work.
+    """
+    from neural_style.daemon.images import fit_long_side
+
+    least = limits.MIN_WORK_SHORT_SIDE
+    height, width = content.shape[:2]
+    ladder = sorted({min(side, max(width, height)) for side in params.ladder()})
+    sizes = [fit_long_side(width, height, side) for side in ladder]
+    for w, h in sizes:
+        if min(w, h) < least:
+            raise NeuralStyleError(
+                ErrorCode.BAD_REQUEST,
+                f"The content image ({width}x{height}) is too thin: at the working size "
+                f"{max(w, h)} it would be {w}x{h}, and every side must be at least {least} "
+                "pixels.",
+                f"Select an area at least {least} pixels high and wide (in proportion to the "
+                "size), raise the size parameter, or use fewer coarse scales.",
+            )
+    for i, style in enumerate(styles):
+        sh, sw = style.shape[:2]
+        for w, h in sizes:
+            side = round(max(w, h) * params.style_scale)
+            side = int(np.clip(side, 16, 2 * limits.MAX_WORK_SIDE))
+            tw, th = fit_long_side(sw, sh, side)
+            if min(tw, th) < least:
+                raise NeuralStyleError(
+                    ErrorCode.BAD_REQUEST,
+                    f"Style image {i + 1} ({sw}x{sh}) is too thin: at its working size it "
+                    f"would be {tw}x{th}, and every side must be at least {least} pixels.",
+                    "Use a less elongated style image, or a larger style scale.",
+                )
+    return sizes[-1]

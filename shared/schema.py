@@ -111,10 +111,10 @@ _LBFGS_LADDER = {"optimizer": "lbfgs", "scales": [], "precision": "auto"}
 #: ... and, for `balanced` and `quality`, the tutorial's Adam (lr 0.02, β1 0.99) at the finest
 #: scale after it (``adam_tail``): L-BFGS stalls in the basin it finds within ~100 evaluations
 #: at 512 px, where Adam, its step warmed up, goes on down to and below the tutorial's
-#: 1000-step loss (session 8, docs/performance.md). `balanced`'s 520 steps (52 + 52 + 104
-#: L-BFGS, 312 Adam): on session 10's CPU, bf16, 500 steps ended +0.5 % above the
-#: tutorial's loss and 520 −1.6 % (session 9, AVX2 fp32: 500 steps 2.987e6 against 2.998e6);
-#: with session 11's bf16 Gram gradient 520 fit in a quarter of the tutorial's time.
+#: 1000-step loss (docs/performance.md). `balanced`'s 520 steps (52 + 52 + 104 L-BFGS,
+#: 312 Adam): on a 2-core Zen 4 with AVX512_BF16, bf16, 500 steps ended +0.5 % above the
+#: tutorial's loss and 520 −1.6 % (AVX2-only EPYC, fp32: 500 steps 2.987e6 against 2.998e6);
+#: with the bf16 Gram gradient 520 fit in a quarter of the tutorial's time.
 PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"size": 384, "iterations": 100, **_LBFGS_LADDER},
     "balanced": {"size": 512, "iterations": 520, "adam_tail": 0.6, **_LBFGS_LADDER},

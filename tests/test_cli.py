@@ -73,7 +73,7 @@ def test_stylize_end_to_end_with_report(synthetic_weights: Path, tmp_path: Path)
     assert r["output"] == {"path": str(out.resolve()), "width": 128, "height": 128}
     assert r["work_size"] == {"width": 96, "height": 96}
     # the default preset's `auto`, reported as what it resolved to here (bf16 on CPUs with
-    # bf16 kernels, for L-BFGS too since session 8)
+    # bf16 kernels, for L-BFGS too)
     from neural_style.daemon.engine import resolve_precision
     from neural_style.daemon.params import Precision
 
@@ -127,6 +127,10 @@ def _bad_cases(tmp: Path) -> list[tuple[list[str], str]]:
     empty.write_bytes(b"")
     zero = png_header_only(tmp / "zero.png", 0, 10)
     huge = png_header_only(tmp / "huge.png", 20000, 20000)
+    thin = tmp / "thin.png"
+    Image.new("RGB", (64, 15), (120, 80, 40)).save(thin)
+    thin_style = tmp / "thin_style.png"
+    Image.new("RGB", (400, 6), (20, 80, 140)).save(thin_style)
     ok = [str(CONTENT), str(STYLE)]
     return [
         ([str(tmp / "missing.png"), str(STYLE)], "does not exist"),
@@ -136,6 +140,8 @@ def _bad_cases(tmp: Path) -> list[tuple[list[str], str]]:
         ([str(zero), str(STYLE)], "zero.png"),
         ([str(huge), str(STYLE)], "the limit is"),
         ([str(tmp), str(STYLE)], "not a file"),
+        ([str(thin), str(STYLE)], "at least 16 pixels"),
+        ([str(CONTENT), str(thin_style)], "at least 16 pixels"),
         ([*ok, "-o", str(tmp / "no_such_dir" / "out.png")], "does not exist"),
         ([*ok, "-o", str(tmp / "out.xyz")], "unknown image type"),
         ([*ok, "--size", "5"], "Invalid parameter size"),

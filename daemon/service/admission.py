@@ -1,4 +1,5 @@
-"""What a job may cost before it is queued: working sizes VGG-19 can take, and a rough
+"""What a job may cost before it is queued: working sizes VGG-19 can take (the check
+itself lives in daemon/params.py, so ``stylize --local`` runs it too), and a rough
 estimate of its peak memory (pure functions over the received arrays)."""
 
 from __future__ import annotations
@@ -7,9 +8,9 @@ import os
 
 import numpy as np
 
-from neural_style.daemon.params import StyleParams
-from neural_style.shared import limits
-from neural_style.shared.errors import ErrorCode, NeuralStyleError
+from neural_style.daemon.params import check_work_sizes
+
+__all__ = ["check_work_sizes", "estimate_job_bytes", "gib", "physical_memory"]
 
 #: Rough peak bytes per pixel, for the memory estimate at submit: a full-size content
 #: image becomes float copies (RGB, alpha, output) on the way in and out; a style image
@@ -24,46 +25,6 @@ EST_WORK_BYTES_PER_PIXEL = 400
 #: with tracemalloc on engine._init_input, 1024^2, u8/u16/f32, 1-4 channels).
 EST_INIT_BYTES_PER_PIXEL = 32
 EST_BASE_BYTES = 64 * 2**20
-
-
-def check_work_sizes(
-    content: np.ndarray, styles: list[np.ndarray], params: StyleParams
-) -> tuple[int, int]:
-    """The working size; bad_request naming the minimum when any scale of the content or
-    a style would have a side under ``limits.MIN_WORK_SHORT_SIDE`` (VGG-19 would fail).
-
-    Mirrors the engine's ladder and style sizing (engine.StyleTransfer.stylize).
-    """
-    from neural_style.daemon.images import fit_long_side
-
-    least = limits.MIN_WORK_SHORT_SIDE
-    height, width = content.shape[:2]
-    ladder = sorted({min(side, max(width, height)) for side in params.ladder()})
-    sizes = [fit_long_side(width, height, side) for side in ladder]
-    for w, h in sizes:
-        if min(w, h) < least:
-            raise NeuralStyleError(
-                ErrorCode.BAD_REQUEST,
-                f"The content image ({width}x{height}) is too thin: at the working size "
-                f"{max(w, h)} it would be {w}x{h}, and every side must be at least {least} "
-                "pixels.",
-                f"Select an area at least {least} pixels high and wide (in proportion to the "
-                "size), raise the size parameter, or use fewer coarse scales.",
-            )
-    for i, style in enumerate(styles):
-        sh, sw = style.shape[:2]
-        for w, h in sizes:
-            side = round(max(w, h) * params.style_scale)
-            side = int(np.clip(side, 16, 2 * limits.MAX_WORK_SIDE))
-            tw, th = fit_long_side(sw, sh, side)
-            if min(tw, th) < least:
-                raise NeuralStyleError(
-                    ErrorCode.BAD_REQUEST,
-                    f"Style image {i + 1} ({sw}x{sh}) is too thin: at its working size it "
-                    f"would be {tw}x{th}, and every side must be at least {least} pixels.",
-                    "Use a less elongated style image, or a larger style scale.",
-                )
-    return sizes[-1]
 
 
 def estimate_job_bytes(
