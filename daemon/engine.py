@@ -35,7 +35,13 @@ import numpy as np
 import tensorflow as tf
 
 from neural_style.daemon import color, images, lbfgs, tiling
-from neural_style.daemon.losses import content_loss, gram_matrix, style_loss, tv_loss
+from neural_style.daemon.losses import (
+    content_loss,
+    gram_matrix,
+    style_loss,
+    temporal_loss,
+    tv_loss,
+)
 from neural_style.daemon.params import (
     STOP,
     ColorMode,
@@ -427,6 +433,7 @@ class StyleTransfer:
         callback: Callback | None = None,
         mask: np.ndarray | None = None,
         init: np.ndarray | None = None,
+        temporal: Any = None,
     ) -> StylizeResult:
         """Stylize ``content`` (HxW or HxWxC, C in 1..4; uint8/uint16/float32) after ``styles``.
 
@@ -436,6 +443,8 @@ class StyleTransfer:
         result over the content, so where it is 0 the content is returned unchanged.
         ``init`` (the content's size; e.g. an earlier result, to refine it) is the starting
         image instead of ``params.init``: the first scale starts from it, resized.
+        ``temporal`` (frames mode: a :class:`~neural_style.daemon.frames.temporal.TemporalTerm`
+        at the working size) adds Ruder et al.'s temporal loss at the finest scale.
         """
         start = time.perf_counter()
         content = images.as_hwc(content, "content image")
@@ -461,6 +470,7 @@ class StyleTransfer:
         target_rgb, style_rgbs = _color_inputs(params.preserve_color, rgb, style_rgbs)
         init_rgb = _init_input(init, params.preserve_color, (width, height))
         run = _Run(params, callback, start)
+        temporal_term = _temporal_input(temporal, params.preserve_color, work)
         lbfgs_total, adam_tail = (
             split_tail(params.iterations, params.adam_tail, len(sizes))
             if has_adam_tail(params)
@@ -492,6 +502,7 @@ class StyleTransfer:
                 state = None
             coarse_content = content_k
             run.scale = max(size)
+            run.temporal = temporal_term if size == work else None
             if params.optimizer is Optimizer.ADAM:
                 x, state = _run_adam(self, x, state, targets, params, steps, run)
             elif size == work and adam_tail:
@@ -556,6 +567,54 @@ def _init_input(
     return init_rgb
 
 
+@dataclass(frozen=True)
+class _Temporal:
+    """The temporal term as the graph takes it."""
+
+    target: tf.Tensor  # (1, h, w, 3)
+    mask: tf.Tensor  # (1, h, w, 1)
+    weight: tf.Tensor  # scalar
+
+
+def _temporal_input(term: Any, mode: ColorMode, work: tuple[int, int]) -> _Temporal | None:
+    """``term`` (target, mask, weight) checked against the working size, in the colours the
+    optimisation sees (luminance when that mode); None without a term or with weight 0."""
+    if term is None or not term.weight:
+        return None
+    target = np.asarray(term.target, np.float32)[..., :3]
+    mask = np.asarray(term.mask, np.float32)
+    if target.shape[:2] != (work[1], work[0]) or mask.shape[:2] != (work[1], work[0]):
+        raise images.bad(
+            f"The temporal target is {target.shape[1]}x{target.shape[0]}; it must have the "
+            f"working size {work[0]}x{work[1]}."
+        )
+    if mode is ColorMode.LUMINANCE:
+        target = color.gray_rgb(color.luminance(target))
+    return _Temporal(
+        tf.constant(target[None]), tf.constant(mask.reshape(1, work[1], work[0], 1)),
+        tf.constant(float(term.weight), tf.float32),
+    )  # fmt: skip
+
+
+@tf.function(input_signature=[_IMAGE, _IMAGE, tf.TensorSpec((1, None, None, 1)), _SCALAR])
+def _temporal_value_and_grad(x, target, mask, weight):  # type: ignore[no-untyped-def]
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        value = weight * temporal_loss(x, target, mask)
+    return value, tape.gradient(value, x)
+
+
+def _add_temporal(run: _Run, x: tf.Tensor, out: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A loss evaluation's (total, c, s, tv, grad, x_content) with the run's temporal term
+    added to the total and the gradient (the other terms as they were)."""
+    term = run.temporal
+    if term is None:
+        return out
+    total, c, s, tv, grad, x_content = out
+    value, g = _temporal_value_and_grad(x, term.target, term.mask, term.weight)
+    return total + value, c, s, tv, grad + tf.cast(g, grad.dtype), x_content
+
+
 def _blend(params: StyleParams, count: int) -> list[float]:
     weights = list(params.style_blend) if params.style_blend else [1.0] * count
     if len(weights) != count:
@@ -609,14 +668,18 @@ def _run_adam(
     best, best_loss = x, float("inf")
     t = state.t
     content_target, step_weights = _content_target(targets, x, weights)
-    tiled = engine.tile_for(x0.shape[0], x0.shape[1]) is not None
+    # the temporal term is added outside the fused step: the step runs unfused then
+    tiled = engine.tile_for(x0.shape[0], x0.shape[1]) is not None or run.temporal is not None
     for k in range(steps):
         t += 1
         lr = tf.constant(schedule[k], tf.float32)
         if tiled:
-            total, c, s, tv, grad, x_content = engine._loss_and_grad_any(
-                fns, params, x, content_target, targets.grams, step_weights
-            )
+            total, c, s, tv, grad, x_content = _add_temporal(
+                run, x,
+                engine._loss_and_grad_any(
+                    fns, params, x, content_target, targets.grams, step_weights
+                ),
+            )  # fmt: skip
             x_new, m, v = _adam_update(x, m, v, grad, tf.constant(float(t)), lr, beta1)
         else:
             x_new, m, v, total, c, s, tv, x_content = fns.adam_step(
@@ -645,9 +708,10 @@ def _run_adam(
     else:
         if not decay:
             # The final update is usually the best image: evaluate it so it can win.
-            total, *_ = engine._loss_and_grad_any(
-                fns, params, x, content_target, targets.grams, weights
-            )
+            total, *_ = _add_temporal(
+                run, x,
+                engine._loss_and_grad_any(fns, params, x, content_target, targets.grams, weights),
+            )  # fmt: skip
             if float(total) < best_loss:
                 best = x
     result = ema if decay and ema is not None else best
@@ -705,9 +769,11 @@ def _run_lbfgs(
             raise lbfgs.Stop
         evaluations += 1
         content_target, step_weights = _content_target(current["targets"], x, weights)
-        total, c, s, tv, grad, x_content = engine._loss_and_grad_any(
-            fns, params, x, content_target, targets.grams, step_weights
-        )
+        total, c, s, tv, grad, x_content = _add_temporal(
+            run, x,
+            engine._loss_and_grad_any(fns, params, x, content_target, targets.grams,
+                                      step_weights),
+        )  # fmt: skip
         if current["targets"].content is None:  # the first evaluation is at the content
             current["targets"] = Targets(x_content, targets.grams)
         loss = float(total)
@@ -792,6 +858,8 @@ class _Run:
         self.step = 0
         self.iterates: list[Iterate] = []
         self.stopped = False
+        #: The temporal term at the scale now running (frames mode, finest scale only).
+        self.temporal: _Temporal | None = None
 
     def report(self, loss: float, c: float, s: float, tv: float, x: tf.Tensor) -> bool:
         """Record a step and call the callback; True when the run must stop now."""

@@ -51,13 +51,15 @@ setup_import_path()  # the bundled helpers, client and vendored pyzmq/msgpack co
 from nsg_helpers import (  # noqa: E402
     ADVANCED_FIELDS, ARGUMENTS, DIALOG_FIELDS, HELP_DOMAIN, MAX_MAX_SIZE, PREVIEW_SIDE,
     PROC_BLURB, PROC_HELP, PROC_NAME, SAVED_KEYS, SETTINGS_FILE, PluginError, StoppedAndKept,
-    StyleFile, UserCancelled, daemon_speed, estimate_text, find_refine_source, fit_within,
+    StyleFile, UserCancelled, check_size, daemon_speed, estimate_text, find_refine_source,
+    fit_within,
     is_opaque_mask, job_settings, load_client, load_settings, log_event, measured_speed,
     pick_style_layer, pixel_format, refinable, remembered_style, result_name, save_settings,
     style_file_of,
 )
 from nsg_layers import CanvasPreview, insert_kept, insert_result  # noqa: E402
-from nsg_windows import gtk_ui, has_display, run_job, service_status  # noqa: E402
+from nsg_windows import connect, gtk_ui, has_display, run_job, service_status  # noqa: E402
+import nsg_frames  # noqa: E402
 import gi  # noqa: E402
 
 gi.require_version("Gimp", "3.0")
@@ -332,12 +334,14 @@ class NeuralStyle(Gimp.PlugIn):
         help_dir = os.path.join(PLUGIN_DIR, "help")
         if os.path.isdir(help_dir):
             self.set_help_domain(HELP_DOMAIN, Gio.File.new_for_path(help_dir))
-        return [PROC_NAME]
+        return [PROC_NAME, nsg_frames.FRAMES_PROC_NAME]
 
     def do_set_i18n(self, _name: str) -> bool:
         return False
 
     def do_create_procedure(self, name: str) -> Any:
+        if name == nsg_frames.FRAMES_PROC_NAME:
+            return _frames_procedure(self, name)
         proc = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, self.run, None)
         proc.set_image_types("RGB*, GRAY*")
         proc.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
@@ -346,12 +350,7 @@ class NeuralStyle(Gimp.PlugIn):
         proc.set_documentation(PROC_BLURB, PROC_HELP, name)
         proc.set_attribution("Neural Style for GIMP contributors", "MIT", "2025")
         flags = GObject.ParamFlags.READWRITE
-        for kind, arg, label, blurb, *rest in ARGUMENTS:  # in order: positional callers
-            if kind == "choice":
-                rest = [_choice(rest[0]), rest[1]]
-            elif kind == "file":
-                rest = [Gimp.FileChooserAction.OPEN, *rest]
-            getattr(proc, f"add_{kind}_argument")(arg, label, blurb, *rest, flags)
+        _add_arguments(proc, ARGUMENTS)
         proc.add_layer_return_value("new-layer", "New layer", "The stylized layer", False, flags)
         return proc
 
@@ -385,6 +384,79 @@ class NeuralStyle(Gimp.PlugIn):
         retval.remove(1)
         retval.insert(1, GObject.Value(Gimp.Layer, layer))
         return retval
+
+
+def _add_arguments(proc: Any, arguments: list[tuple[Any, ...]]) -> None:
+    flags = GObject.ParamFlags.READWRITE
+    for kind, arg, label, blurb, *rest in arguments:  # in order: positional callers
+        if kind == "choice":
+            rest = [_choice(rest[0]), rest[1]]
+        elif kind == "file":
+            rest = [Gimp.FileChooserAction.OPEN, *rest]
+        getattr(proc, f"add_{kind}_argument")(arg, label, blurb, *rest, flags)
+
+
+def _frames_procedure(plugin: Any, name: str) -> Any:
+    """Filters > Animation > Neural Style (all frames)…: nsg_frames does the work."""
+    proc = Gimp.ImageProcedure.new(plugin, name, Gimp.PDBProcType.PLUGIN, _run_frames, None)
+    proc.set_image_types("RGB*, GRAY*")
+    proc.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.ALWAYS)
+    proc.set_menu_label(nsg_frames.FRAMES_MENU_LABEL)
+    proc.add_menu_path(nsg_frames.FRAMES_MENU_PATH)
+    proc.set_documentation(nsg_frames.FRAMES_BLURB, nsg_frames.FRAMES_HELP, name)
+    proc.set_attribution("Neural Style for GIMP contributors", "MIT", "2025")
+    _add_arguments(proc, nsg_frames.FRAMES_ARGUMENTS)
+    proc.add_layer_return_value("new-group", "New layer group", "The stylized frames", False,
+                                GObject.ParamFlags.READWRITE)  # fmt: skip
+    return proc
+
+
+def _run_frames(procedure, run_mode, image, _drawables, config, _data):  # type: ignore[no-untyped-def]
+    interactive = run_mode == Gimp.RunMode.INTERACTIVE
+    try:
+        if interactive:
+            dialog = gtk_ui().GimpUi.ProcedureDialog.new(procedure, config,
+                                                         nsg_frames.FRAMES_TITLE)  # fmt: skip
+            dialog.fill(list(nsg_frames.FRAMES_DIALOG_FIELDS))
+            ok = dialog.run()
+            dialog.destroy()
+            if not ok:
+                return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+        group = frames(image, config, interactive and has_display())
+    except UserCancelled:
+        log_event("cancelled")
+        return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+    except PluginError as exc:
+        log_event("failed", message=str(exc))
+        return _failed(procedure, str(exc))
+    except Exception as exc:
+        trace = traceback.format_exc()
+        log_event("crashed", traceback=trace)
+        return _failed(procedure, f"Neural Style failed unexpectedly: {exc!r}. Please "
+                       f"report this with the traceback:\n{trace}")  # fmt: skip
+    retval = procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+    retval.remove(1)
+    retval.insert(1, GObject.Value(Gimp.Layer, group))
+    return retval
+
+
+def frames(image: Any, config: Any, interactive: bool) -> Any:
+    """All frames (nsg_frames.stylize_frames with this file's GIMP readers)."""
+    if not interactive:
+        Gimp.progress_init("Neural Style: connecting to the daemon…")
+    try:
+        group = nsg_frames.stylize_frames(
+            image, config, interactive, job_settings=job_settings,
+            load_client=lambda: load_client(setup_import_path()), connect=connect,
+            read=_read, read_style=read_style, read_style_file=read_style_file,
+            pixel_format=pixel_format, precision=_precision_nick(image),
+            check_size=check_size, gtk_ui=gtk_ui, progress=_progress,
+        )  # fmt: skip
+    finally:
+        if not interactive:
+            Gimp.progress_end()
+    Gimp.displays_flush()
+    return group
 
 
 def _failed(procedure: Any, message: str) -> Any:

@@ -495,8 +495,15 @@ class Client(_Connection):
         init: ImageBuf | None = None,
         preview_every: int = 0,
         preview_max_side: int = PREVIEW_SIDE,
+        previous: tuple[ImageBuf, ImageBuf] | None = None,
+        temporal_weight: float | None = None,
     ) -> Job:
-        """Send a job and return at once; follow it with :meth:`Job.poll`."""
+        """Send a job and return at once; follow it with :meth:`Job.poll`.
+
+        ``previous``: frames mode, the previous frame's (content, stylized result): the
+        daemon starts from that result warped to this frame by optical flow and adds the
+        temporal loss (``temporal_weight``; the daemon's default when None). Daemons that
+        list the ``frames`` feature take it."""
         job_id = uuid.uuid4().hex[:16]
         msg = Message(
             "submit",
@@ -512,6 +519,10 @@ class Client(_Connection):
                 "heartbeat_s": self.heartbeat_interval,
             },
         )
+        if previous is not None:
+            msg.fields["previous_content"], msg.fields["previous_result"] = previous
+        if temporal_weight is not None:
+            msg.fields["temporal_weight"] = float(temporal_weight)
         try:
             protocol.validate(msg)
         except ProtocolError as exc:
@@ -535,6 +546,8 @@ class Client(_Connection):
         on_preview: Callable[[Preview], object] | None = None,
         preview_every: int = 0,
         preview_max_side: int = PREVIEW_SIDE,
+        previous: tuple[ImageBuf, ImageBuf] | None = None,
+        temporal_weight: float | None = None,
     ) -> Done:
         """Run a job to the end. A callback returning ``"stop"`` cancels the job.
 
@@ -549,6 +562,8 @@ class Client(_Connection):
             init=init,
             preview_every=preview_every,
             preview_max_side=preview_max_side,
+            previous=previous,
+            temporal_weight=temporal_weight,
         )
         return job.wait(lambda event: _notify(event, on_progress, on_preview))
 

@@ -84,10 +84,12 @@ MAX_ITERATE_ROWS: int = 2 * limits.MAX_ITERATIONS
 ITERATE_COLUMNS: tuple[str, ...] = STEP_COLUMNS
 #: dtype code -> bytes per channel value.
 DTYPES: dict[str, int] = defaults.DTYPE_SIZES
-#: Most buffers one message can carry: content + styles + mask + init.
-MAX_BUFFERS: int = 3 + limits.MAX_STYLES
+#: Most buffers one message can carry: content + styles + mask + init + the previous
+#: frame's content and result.
+MAX_BUFFERS: int = 5 + limits.MAX_STYLES
 FEATURES: tuple[str, ...] = (
     "preview", "mask", "cancel", "heartbeat", "style_cache", "iterates", "curve", "init",
+    "frames",
 )  # fmt: skip
 
 
@@ -375,6 +377,13 @@ SCHEMAS: dict[str, dict[str, tuple[Validator | str, bool]]] = {
         "mask": (_IMAGE, False),
         # The starting image instead of the content (refine an earlier result).
         "init": (_IMAGE, False),
+        # Frames mode: the previous frame's content and stylized result (both the content's
+        # size). The daemon starts from that result warped by optical flow and adds the
+        # temporal loss with this weight (0: the warped start only); a scene cut runs the
+        # frame on its own.
+        "previous_content": (_IMAGE, False),
+        "previous_result": (_IMAGE, False),
+        "temporal_weight": (_num(0.0, 1e12), False),
         "preview_every": (_int(0, limits.MAX_ITERATIONS), False),
         "preview_max_side": (_int(16, MAX_PREVIEW_SIDE), False),
         "heartbeat_s": (_num(0.05, 60.0), False),
@@ -737,6 +746,16 @@ def _check_cross_fields(msg_type: str, fields: dict[str, Any]) -> None:
                 f"submit.init: must have the content's size {content.width}x{content.height}, "
                 f"got {init.width}x{init.height}"
             )
+    if msg_type == "submit" and ("previous_content" in fields) != ("previous_result" in fields):
+        raise _bad("submit.previous_content and submit.previous_result go together")
+    for name in ("previous_content", "previous_result"):
+        if msg_type == "submit" and name in fields:
+            image, content = fields[name], fields["content"]
+            if (image.width, image.height) != (content.width, content.height):
+                raise _bad(
+                    f"submit.{name}: must have the content's size "
+                    f"{content.width}x{content.height}, got {image.width}x{image.height}"
+                )
     if msg_type == "progress" and fields["step"] > fields["total"]:
         raise _bad(f"progress.step: {fields['step']} exceeds total {fields['total']}")
 

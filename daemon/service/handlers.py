@@ -160,6 +160,7 @@ class Handlers:
             tv=float(last.tv) if last else 0.0,
             device=self.engine.device,
             weights=weights_dict(self.engine),
+            frame=dict(getattr(result, "frame", None) or {}),
         )
 
     # -- descriptions
