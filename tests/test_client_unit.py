@@ -307,14 +307,15 @@ def test_one_client_cannot_fill_the_queue(server):
         assert isinstance(collect(other)[-1], Done)
 
 
-def test_job_time_limit_answers_timeout(server):
-    """Issue 13 (9): a job over the daemon's time limit is stopped and answered."""
-    from neural_style.shared.client import Timeout
+def test_job_time_limit_answers_time_limit(server):
+    """Issue 13 (9): a job over the daemon's time limit is stopped and answered
+    ``time_limit`` (not ``timeout``, which means the daemon did not answer)."""
+    from neural_style.shared.client import TimeLimit
 
     srv = server(job_time_limit_s=0.3)
     with client_for(srv) as c:
         t0 = time.monotonic()
-        with pytest.raises(Timeout, match=r"limit of 0\.3 s"):
+        with pytest.raises(TimeLimit, match=r"limit of 0\.3 s"):
             c.stylize(image(rgb(32, 32)), [image(rgb(8, 8))], {"size": 32, "iterations": 100000})
         assert time.monotonic() - t0 < 5
         assert c.status()["jobs"]["timed_out"] == 1
