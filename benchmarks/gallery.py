@@ -2,7 +2,7 @@
 
     .venv/bin/neural-style synth-weights --trained-standin /tmp/standin.h5
     .venv/bin/python benchmarks/gallery.py --weights /tmp/standin.h5 --size 512 \
-        --presets fast,balanced --out docs/gallery-512.png --strip docs/gallery-strip.png
+        --presets fast,balanced --out docs/gallery-512.png
     .venv/bin/python benchmarks/gallery.py --weights /tmp/standin.h5 --size 1024 --pairs 1 \
         --presets fast,balanced --out docs/gallery-1024.png
 
@@ -14,7 +14,8 @@ by the cores TensorFlow used, which is what the run takes alone on that machine 
 other work shares the CPU while the gallery is drawn; the wall time is in OUT.json too.
 
 Runs are cached (keyed by pixels, parameters and weights), so an interrupted gallery resumes
-and a last call only draws. The sheet says that it was made with the stand-in, not the
+and a last call only draws. README's strip (docs/gallery-strip.png) is cut from the 512 px
+sheet by benchmarks/gallery_strip.py. The sheet says that it was made with the stand-in, not the
 ImageNet weights, when the weights file is not the ImageNet one. Also writes OUT.json.
 """
 

@@ -218,8 +218,8 @@ def _within_rounding(
 
 
 def test_bench_json_has_the_documented_fields(synthetic_weights: Path, tmp_path: Path) -> None:
-    """A tiny ``bench --json`` run: the object README documents, on stdout alone (progress
-    goes to stderr), with the synthetic flag set. Numbers are printed, not judged."""
+    """A tiny ``bench --json`` run: the object docs/performance.md documents, on stdout alone
+    (progress goes to stderr), with the synthetic flag set. Numbers are printed, not judged."""
     proc = run_cli(
         "bench", "--json", "--sizes", "64", "--steps", "2", "--warmup", "1",
         "--presets", "fast", "--preset-size", "64", "--baseline-steps", "15",
