@@ -54,13 +54,13 @@ __all__ = [
     "Preview",
     "Progress",
     "Step",
-    "Timeout",
     "TimeLimit",
-    "WorkerCrashed",
+    "Timeout",
     "TooLarge",
     "Unauthenticated",
     "VersionMismatch",
     "WeightsMissing",
+    "WorkerCrashed",
     "error_for",
 ]
 

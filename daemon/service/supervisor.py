@@ -88,7 +88,7 @@ class ProcessExecutor:
         self._failed_at = 0.0
         self._proc: subprocess.Popen[bytes] | None = None
         self._pipe: Pipe | None = None
-        self._readers: list[threading.Thread] = []
+        self._readers: list[_Reader] = []
         self._lock = threading.Lock()
         self._running: ServiceJob | None = None
         self._sent = False
@@ -116,13 +116,9 @@ class ProcessExecutor:
         try:
             header, _ = pipe.recv()
         except (PipeClosed, TimeoutError) as exc:
-            code = self._proc.wait(timeout=5) if self._proc else None
-            self._stop_process()
-            raise NeuralStyleError(
-                ErrorCode.INTERNAL,
-                f"The engine's worker process {_exit_text(code)} while loading the model ({exc}).",
-                "Run `neural-style doctor` to check TensorFlow and the weights.",
-            ) from None
+            self._stop_process()  # kills it when it hangs
+            code = self._proc.returncode if self._proc else None
+            raise _load_failed(_exit_text(code), exc) from None
         pipe.sock.settimeout(None)
         if header["op"] == "failed":
             self._stop_process()
@@ -161,7 +157,9 @@ class ProcessExecutor:
             reason = job.cancel_reason or "client"
             with contextlib.suppress(PipeClosed):
                 self._send({"op": "cancel", "job": job.job_id, "reason": reason})
-        elif now - self._cancel_sent_at > self._grace():
+        elif now - self._cancel_sent_at > max(
+            MIN_KILL_GRACE_S, KILL_GRACE_STEPS * self._slowest_gap
+        ):
             log.error(
                 "job %s: the worker did not reach its next step %.0f s after the cancel "
                 "(%s); killing it", job.job_id, now - self._cancel_sent_at, job.cancel_reason,
@@ -197,21 +195,7 @@ class ProcessExecutor:
 
     # -- the worker's life
     def _spawn(self) -> Pipe:
-        ours, theirs = socket.socketpair()
-        ours.setsockopt(
-            socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", int(SEND_TIMEOUT_S), 0)
-        )
-        cmd = [sys.executable, "-m", "neural_style.daemon.service.worker_process",
-               "--fd", str(theirs.fileno())]  # fmt: skip
-        if self._weights_arg:
-            cmd += ["--weights", str(self._weights_arg)]
-        if self._log_file:
-            cmd += ["--log-file", str(self._log_file)]
-        if self._verbose:
-            cmd.append("--verbose")
-        self._proc = subprocess.Popen(cmd, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
-        theirs.close()
-        self._pipe = Pipe(ours)
+        self._proc, self._pipe = spawn_worker(self._weights_arg, self._log_file, self._verbose)
         self.state = "loading"
         log.info("worker process %d: loading the model", self._proc.pid)
         return self._pipe
@@ -276,9 +260,6 @@ class ProcessExecutor:
             raise PipeClosed("no worker")
         self._pipe.send(header, arrays)
 
-    def _grace(self) -> float:
-        return max(MIN_KILL_GRACE_S, KILL_GRACE_STEPS * self._slowest_gap)
-
     def _kill(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -296,32 +277,14 @@ class ProcessExecutor:
 
     # -- the reader thread (one per worker)
     def _start_reader(self, pipe: Pipe, proc: subprocess.Popen[bytes]) -> None:
+        assert self._context is not None
         self._readers = [r for r in self._readers if r.is_alive()]
-        reader = threading.Thread(
-            target=self._read, args=(pipe, proc), name=f"neural-style-worker-{proc.pid}",
-            daemon=True,
-        )  # fmt: skip
+        reader = _Reader(self, pipe, proc, self._context, self._wake_endpoint)
         self._readers.append(reader)
         reader.start()
 
-    def _read(self, pipe: Pipe, proc: subprocess.Popen[bytes]) -> None:
-        assert self._context is not None
-        wake = self._context.socket(zmq.PUSH)
-        wake.setsockopt(zmq.LINGER, 0)
-        wake.connect(self._wake_endpoint)
-        try:
-            while True:
-                header, arrays = pipe.recv()
-                if proc is not self._proc:
-                    break  # a newer worker took over
-                self._on_message(header, arrays)
-                with contextlib.suppress(zmq.Again):
-                    wake.send(b"", zmq.NOBLOCK)
-        except (PipeClosed, OSError, ValueError, KeyError):
-            with contextlib.suppress(zmq.Again):
-                wake.send(b"", zmq.NOBLOCK)  # tick() finds the dead process
-        finally:
-            wake.close()
+    def _current(self, proc: subprocess.Popen[bytes]) -> bool:
+        return proc is self._proc
 
     def _on_message(self, header: dict[str, Any], arrays: list[Any]) -> None:
         op = header["op"]
@@ -354,6 +317,70 @@ class ProcessExecutor:
             self._end_running(kind, payload)
         else:
             self.events.put((kind, job, payload))
+
+
+def spawn_worker(
+    weights: str | None, log_file: Path | None, verbose: bool
+) -> tuple[subprocess.Popen[bytes], Pipe]:
+    """Start ``worker_process`` with one end of a socketpair; return it and our end."""
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(
+        socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", int(SEND_TIMEOUT_S), 0)
+    )
+    cmd = [sys.executable, "-m", "neural_style.daemon.service.worker_process",
+           "--fd", str(theirs.fileno())]  # fmt: skip
+    if weights:
+        cmd += ["--weights", str(weights)]
+    if log_file:
+        cmd += ["--log-file", str(log_file)]
+    if verbose:
+        cmd.append("--verbose")
+    proc = subprocess.Popen(cmd, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+    theirs.close()
+    return proc, Pipe(ours)
+
+
+class _Reader(threading.Thread):
+    """Reads one worker's messages and hands them to its executor, waking the loop after
+    each (and once more when the pipe closes, so that ``tick`` finds the dead process)."""
+
+    def __init__(
+        self,
+        executor: ProcessExecutor,
+        pipe: Pipe,
+        proc: subprocess.Popen[bytes],
+        context: zmq.Context,
+        wake_endpoint: str,
+    ) -> None:
+        super().__init__(name=f"neural-style-worker-{proc.pid}", daemon=True)
+        self.executor, self.pipe, self.proc = executor, pipe, proc
+        self.context, self.wake_endpoint = context, wake_endpoint
+
+    def run(self) -> None:
+        wake = self.context.socket(zmq.PUSH)
+        wake.setsockopt(zmq.LINGER, 0)
+        wake.connect(self.wake_endpoint)
+        try:
+            while True:
+                header, arrays = self.pipe.recv()
+                if not self.executor._current(self.proc):
+                    break  # a newer worker took over
+                self.executor._on_message(header, arrays)
+                with contextlib.suppress(zmq.Again):
+                    wake.send(b"", zmq.NOBLOCK)
+        except (PipeClosed, OSError, ValueError, KeyError):
+            with contextlib.suppress(zmq.Again):
+                wake.send(b"", zmq.NOBLOCK)
+        finally:
+            wake.close()
+
+
+def _load_failed(why: str, exc: BaseException) -> NeuralStyleError:
+    return NeuralStyleError(
+        ErrorCode.INTERNAL,
+        f"The engine's worker process {why} while loading the model ({exc}).",
+        "Run `neural-style doctor` to check TensorFlow and the weights.",
+    )
 
 
 def _crashed(why: str) -> NeuralStyleError:
