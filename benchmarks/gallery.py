@@ -64,9 +64,8 @@ def main() -> int:
     args = ap.parse_args()
     args.json = True  # progress on stderr
 
-    from neural_style.daemon import images, quality
-    from neural_style.daemon.bench import _at_size, _say, baseline, fp32_loss
-    from neural_style.daemon.engine import StyleTransfer
+    from neural_style.daemon.engine import StyleTransfer, images, quality
+    from neural_style.daemon.engine.bench import _at_size, _say, baseline, fp32_loss
 
     presets = [p for p in args.presets.split(",") if p]
     indices = _indices(args.pairs)
@@ -174,8 +173,8 @@ def _preset_run(
     times: wall_s, cpu_s and alone_s (CPU time over the threads TensorFlow ran)."""
     import tensorflow as tf
 
-    from neural_style.daemon.bench import _cache_folder
-    from neural_style.daemon.params import StyleParams
+    from neural_style.daemon.engine.bench import _cache_folder
+    from neural_style.daemon.engine.params import StyleParams
 
     params = StyleParams.from_dict({"preset": name, "size": args.size})
     key = hashlib.sha256(content.tobytes() + style.tobytes())

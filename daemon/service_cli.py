@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from neural_style.daemon.params import StyleParams, StylizeResult
+from neural_style.daemon.engine.params import StyleParams, StylizeResult
 from neural_style.daemon.service import (
     ServerConfig,
     array_from_image,

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from neural_style.daemon.params import STOP, Iterate, StylizeResult
+from neural_style.daemon.engine.params import STOP, Iterate, StylizeResult
 from neural_style.daemon.service import Server, ServerConfig, is_loopback_endpoint
 from neural_style.shared import protocol
 from neural_style.shared.client import (
@@ -141,7 +141,7 @@ def test_job_events_and_result(server):
 def test_remote_stylize_gives_the_engines_records(server, monkeypatch):
     """The CLI's daemon path: Job.wait, progress as Step records with previews attached,
     the result's table as Steps, the stats as JobStats (one record per concept)."""
-    from neural_style.daemon.params import StyleParams
+    from neural_style.daemon.engine.params import StyleParams
     from neural_style.daemon.service_cli import stylize_remote
     from neural_style.shared import connection
     from neural_style.shared.records import STEP_COLUMNS, JobStats, Step

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from neural_style.daemon.params import StylizeResult
+from neural_style.daemon.engine.params import StylizeResult
 from neural_style.daemon.service.codec import image_from_array
 from neural_style.daemon.service.config import ServerConfig
 from neural_style.daemon.service.executor import Executor

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from neural_style.daemon.params import StyleParams
+from neural_style.daemon.engine.params import StyleParams
 from neural_style.daemon.service import admission
 from neural_style.daemon.service.codec import checked_array
 from neural_style.daemon.service.config import ServerConfig

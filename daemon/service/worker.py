@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import zmq
 
-from neural_style.daemon.params import STOP, StyleParams, StylizeResult
+from neural_style.daemon.engine.params import STOP, StyleParams, StylizeResult
 from neural_style.daemon.service.codec import preview_image
 from neural_style.daemon.service.jobs import ServiceJob
 from neural_style.shared.errors import ErrorCode, NeuralStyleError

@@ -244,7 +244,7 @@ def event_message(kind: Any, job: Any, payload: Any) -> tuple[dict[str, Any], li
 
 def event_payload(header: dict[str, Any], arrays: list[np.ndarray]) -> Any:
     """The payload of an event message, as :class:`~.worker.JobRunner` posted it."""
-    from neural_style.daemon.params import StylizeResult
+    from neural_style.daemon.engine.params import StylizeResult
     from neural_style.daemon.service.codec import image_from_array
     from neural_style.shared.errors import ErrorCode, NeuralStyleError
     from neural_style.shared.records import Step

@@ -19,7 +19,7 @@ import sys
 import threading
 from typing import Any
 
-from neural_style.daemon.params import StyleParams
+from neural_style.daemon.engine.params import StyleParams
 from neural_style.daemon.service import worker_pipe
 from neural_style.daemon.service.jobs import ServiceJob
 from neural_style.daemon.service.worker import JobRunner, WorkerEvent
