@@ -88,10 +88,10 @@ def roundtrip(curve: bool, dtype: str, repeat: int) -> dict[str, Any]:
 def step_512(weights: str | None) -> float:
     """Median seconds of one steady optimiser step at 512 px (default parameters)."""
     from neural_style.daemon.engine import StyleTransfer
-    from neural_style.daemon.params import StyleParams
+    from neural_style.daemon.engine.params import StyleParams
 
     if weights is None:
-        from neural_style.daemon.weights import write_synthetic_weights
+        from neural_style.daemon.engine.weights import write_synthetic_weights
 
         folder = Path(tempfile.mkdtemp(prefix="bench-curve-"))
         weights = str(write_synthetic_weights(folder / "vgg19_synth.h5", seed=0))

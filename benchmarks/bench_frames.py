@@ -65,7 +65,7 @@ def run_mode(
     """One pass over the sequence: ``weight`` None = independent frames."""
     import numpy as np
 
-    from neural_style.daemon import quality
+    from neural_style.daemon.engine import quality
     from neural_style.daemon.frames import temporal
     from neural_style.daemon.frames.flicker import sequence_flicker
 
@@ -143,10 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     from PIL import Image
 
-    from neural_style.daemon import quality
-    from neural_style.daemon.engine import StyleTransfer
+    from neural_style.daemon.engine import StyleTransfer, quality
+    from neural_style.daemon.engine.params import StyleParams, preset_values
     from neural_style.daemon.frames import sequences, temporal
-    from neural_style.daemon.params import StyleParams, preset_values
 
     weights = [float(w) for w in args.temporal_weight.split(",") if w] or [temporal.TEMPORAL_WEIGHT]
     values = {**preset_values(args.preset), "size": args.size}

@@ -2,7 +2,7 @@
 
 Why a subprocess per size: ``ru_maxrss`` is a high-water mark for the whole process, so each
 size gets a fresh interpreter and its own peak. The image is 3:2 (long side x 2/3), the tile
-is :func:`neural_style.daemon.tiling.auto_tile`'s choice unless ``--tile`` is given (when it
+is :func:`neural_style.daemon.engine.tiling.auto_tile`'s choice unless ``--tile`` is given (when it
 says the whole image fits, the run is one tile, i.e. the untiled cost), and the weights are
 synthetic unless ``--weights`` is given (the cost does not depend on their values).
 
@@ -32,8 +32,8 @@ def child(long_side: int, tile: int | None, halo: int, weights: Path) -> dict[st
     import numpy as np
     import tensorflow as tf
 
-    from neural_style.daemon import tiling
-    from neural_style.daemon.vgg import VGGFeatures, load_keras_vgg19
+    from neural_style.daemon.engine import tiling
+    from neural_style.daemon.engine.vgg import VGGFeatures, load_keras_vgg19
 
     t_load = time.perf_counter()
     features = VGGFeatures(load_keras_vgg19(weights))
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         weights = args.weights
         if weights is None:
-            from neural_style.daemon.weights import write_synthetic_weights
+            from neural_style.daemon.engine.weights import write_synthetic_weights
 
             weights = write_synthetic_weights(Path(tmp) / "vgg19_synth.h5", seed=0)
         records: list[dict[str, Any]] = []

@@ -2,7 +2,7 @@
 
     .venv/bin/neural-style synth-weights --trained-standin /tmp/standin.h5
     .venv/bin/python benchmarks/gallery.py --weights /tmp/standin.h5 --size 512 \
-        --presets fast,balanced --out docs/gallery-512.png --strip docs/gallery-strip.png
+        --presets fast,balanced --out docs/gallery-512.png
     .venv/bin/python benchmarks/gallery.py --weights /tmp/standin.h5 --size 1024 --pairs 1 \
         --presets fast,balanced --out docs/gallery-1024.png
 
@@ -14,7 +14,8 @@ by the cores TensorFlow used, which is what the run takes alone on that machine 
 other work shares the CPU while the gallery is drawn; the wall time is in OUT.json too.
 
 Runs are cached (keyed by pixels, parameters and weights), so an interrupted gallery resumes
-and a last call only draws. The sheet says that it was made with the stand-in, not the
+and a last call only draws. README's strip (docs/gallery-strip.png) is cut from the 512 px
+sheet by benchmarks/gallery_strip.py. The sheet says that it was made with the stand-in, not the
 ImageNet weights, when the weights file is not the ImageNet one. Also writes OUT.json.
 """
 
@@ -63,9 +64,8 @@ def main() -> int:
     args = ap.parse_args()
     args.json = True  # progress on stderr
 
-    from neural_style.daemon import images, quality
-    from neural_style.daemon.bench import _at_size, _say, baseline, fp32_loss
-    from neural_style.daemon.engine import StyleTransfer
+    from neural_style.daemon.engine import StyleTransfer, images, quality
+    from neural_style.daemon.engine.bench import _at_size, _say, baseline, fp32_loss
 
     presets = [p for p in args.presets.split(",") if p]
     indices = _indices(args.pairs)
@@ -173,8 +173,8 @@ def _preset_run(
     times: wall_s, cpu_s and alone_s (CPU time over the threads TensorFlow ran)."""
     import tensorflow as tf
 
-    from neural_style.daemon.bench import _cache_folder
-    from neural_style.daemon.params import StyleParams
+    from neural_style.daemon.engine.bench import _cache_folder
+    from neural_style.daemon.engine.params import StyleParams
 
     params = StyleParams.from_dict({"preset": name, "size": args.size})
     key = hashlib.sha256(content.tobytes() + style.tobytes())

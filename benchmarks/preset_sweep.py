@@ -32,10 +32,9 @@ def main() -> int:
     ap.add_argument("configs", nargs="+")
     args = ap.parse_args()
 
-    from neural_style.daemon import images, quality
-    from neural_style.daemon.bench import _at_size, fp32_loss
-    from neural_style.daemon.engine import StyleTransfer
-    from neural_style.daemon.params import StyleParams
+    from neural_style.daemon.engine import StyleTransfer, images, quality
+    from neural_style.daemon.engine.bench import _at_size, fp32_loss
+    from neural_style.daemon.engine.params import StyleParams
 
     engine = StyleTransfer.load(args.weights)
     meter = quality.TextureMeter(engine._conv_weights)

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from neural_style.daemon.engine import StyleTransfer
-    from neural_style.daemon.params import StyleParams, StylizeResult
+    from neural_style.daemon.engine.params import StyleParams, StylizeResult
     from neural_style.shared.records import Step
 
 OUTPUT_SUFFIX = ".png"
@@ -84,7 +84,7 @@ def expand_inputs(args: Sequence[str], folder_suffixes: frozenset[str]) -> list[
     A path that does not exist or a pattern that matches nothing is a usage error: the
     command line is wrong, and nothing has started yet.
     """
-    from neural_style.daemon.images import bad
+    from neural_style.daemon.engine.images import bad
 
     found: list[Path] = []
     for arg in args:
@@ -116,7 +116,7 @@ def plan(inputs: Sequence[Path], out_dir: Path) -> list[Item]:
     """Each input's output; two inputs with the same stem, or an output that would replace
     an input, are a usage error naming them (no silent renaming: a re-run must find the
     same output for the same input)."""
-    from neural_style.daemon.images import bad
+    from neural_style.daemon.engine.images import bad
 
     by_output: dict[Path, list[Path]] = {}
     for p in inputs:
@@ -158,7 +158,7 @@ def remove_partials(output: Path) -> None:
 
 def save_atomic(image: np.ndarray, output: Path) -> None:
     """PNG through a temporary file beside ``output`` and a rename."""
-    from neural_style.daemon import images
+    from neural_style.daemon.engine import images
 
     pil = images.array_to_pil(images.as_hwc(image, "result"), OUTPUT_SUFFIX)
     with files.atomic_path(output, suffix=OUTPUT_SUFFIX) as tmp:
@@ -362,7 +362,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from neural_style.daemon import images
+    from neural_style.daemon.engine import images
 
     params = cli.params_from_args(args)
     if cli.init_image_path(args) is not None:
@@ -460,8 +460,8 @@ class Batch:
     def _one(self, runner: Runner, hook: Hook, item: Item, on_step: OnStep) -> Row:
         """One input: a failed Row for a bad input; a fatal error (the daemon went away)
         propagates and stops the batch."""
-        from neural_style.daemon import images
-        from neural_style.daemon.params import check_work_sizes
+        from neural_style.daemon.engine import images
+        from neural_style.daemon.engine.params import check_work_sizes
 
         start = time.perf_counter()
         row = Row(str(item.input), str(item.output), FAILED)

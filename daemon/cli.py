@@ -21,7 +21,7 @@ from neural_style.shared.errors import ErrorCode, NeuralStyleError
 if TYPE_CHECKING:
     import numpy as np
 
-    from neural_style.daemon.params import StyleParams
+    from neural_style.daemon.engine.params import StyleParams
 
 EXIT_USAGE = 2
 DEFAULTS_NOTE = (
@@ -74,7 +74,7 @@ def _write_json_atomic(data: dict[str, Any], path: Path) -> None:
 
 
 def _check_report_path(path: Path) -> Path:
-    from neural_style.daemon.images import bad
+    from neural_style.daemon.engine.images import bad
 
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir() or not os.access(parent, os.W_OK) or path.is_dir():
@@ -213,7 +213,7 @@ def _scales(text: str) -> tuple[int, ...]:
 
 def params_from_args(args: argparse.Namespace) -> StyleParams:
     """StyleParams from the flags given (a preset first, explicit flags over it)."""
-    from neural_style.daemon.params import StyleParams
+    from neural_style.daemon.engine.params import StyleParams
 
     given = {name: getattr(args, name) for name in PARAM_FLAGS if hasattr(args, name)}
     if init_image_path(args) is not None:
@@ -242,7 +242,7 @@ def load_init_image(path: str, content: np.ndarray) -> np.ndarray:
     The engine starts every scale from the init resized, as it does the content; it wants
     it at the content's size (a refine of a ``--no-keep-size`` result is smaller).
     """
-    from neural_style.daemon import images
+    from neural_style.daemon.engine import images
 
     if not Path(path).exists():
         modes = ", ".join(next(f.choices for f in schema.FIELDS if f.name == INIT_FLAG))
@@ -265,7 +265,7 @@ def load_init_image(path: str, content: np.ndarray) -> np.ndarray:
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
-    from neural_style.daemon import images
+    from neural_style.daemon.engine import images
 
     params = params_from_args(args)
     content = images.load_image(args.content, "content image")
@@ -317,7 +317,7 @@ def _peak_rss_mb() -> float:
 
 
 def _synthetic_warning() -> str:
-    from neural_style.daemon.weights import SYNTHETIC_WARNING
+    from neural_style.daemon.engine.weights import SYNTHETIC_WARNING
 
     return SYNTHETIC_WARNING
 
@@ -432,7 +432,7 @@ def add_weights_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
 
 
 def cmd_fetch_weights(args: argparse.Namespace) -> int:
-    from neural_style.daemon.weights import fetch_weights, inspect_weights
+    from neural_style.daemon.engine.weights import fetch_weights, inspect_weights
 
     path = fetch_weights()
     info = inspect_weights(path)
@@ -441,10 +441,10 @@ def cmd_fetch_weights(args: argparse.Namespace) -> int:
 
 
 def cmd_synth_weights(args: argparse.Namespace) -> int:
-    from neural_style.daemon.weights import write_synthetic_weights
+    from neural_style.daemon.engine.weights import write_synthetic_weights
 
     if args.trained_standin:
-        from neural_style.daemon.standin import build_trained_standin
+        from neural_style.daemon.engine.standin import build_trained_standin
 
         try:
             path, _ = build_trained_standin(args.path, args.photos, args.hed)
@@ -458,7 +458,7 @@ def cmd_synth_weights(args: argparse.Namespace) -> int:
 
 
 def cmd_check_weights(args: argparse.Namespace) -> int:
-    from neural_style.daemon.weights import inspect_weights, resolve_weights
+    from neural_style.daemon.engine.weights import inspect_weights, resolve_weights
 
     info = inspect_weights(resolve_weights(args.weights))
     print(json.dumps(info.to_dict(), indent=2))
@@ -470,7 +470,8 @@ CommandAdder = Callable[[argparse._SubParsersAction], None]  # type: ignore[type
 
 
 def _command_adders() -> list[CommandAdder]:
-    from neural_style.daemon import batch, bench, doctor, plugin_install, service_cli
+    from neural_style.daemon import batch, doctor, plugin_install, service_cli
+    from neural_style.daemon.engine import bench
 
     return [
         add_stylize,

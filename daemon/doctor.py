@@ -110,11 +110,11 @@ def import_tensorflow() -> tuple[Any, Check]:
 
 def weights_kind(path: Path, md5: str) -> str:
     """ImageNet (Keras' checksum), the trained stand-in (its 4th convolutions of blocks 3-5
-    are scaled identities, see daemon/standin.py) or synthetic random (anything else)."""
+    are scaled identities, see daemon/engine/standin.py) or synthetic random (anything else)."""
     import h5py
     import numpy as np
 
-    from neural_style.daemon import standin, weights
+    from neural_style.daemon.engine import standin, weights
 
     if md5 == weights.WEIGHTS_MD5:
         return IMAGENET
@@ -138,7 +138,7 @@ def weights_kind(path: Path, md5: str) -> str:
 def check_weights(explicit: str | None) -> Check:
     """Found by stylize's own order (--weights, $NEURAL_STYLE_WEIGHTS, Keras' cache),
     loadable (Keras' layout), its kind and sha256."""
-    from neural_style.daemon import weights
+    from neural_style.daemon.engine import weights
     from neural_style.shared.errors import NeuralStyleError
 
     try:
@@ -209,7 +209,7 @@ def check_devices(tf: Any) -> Check:
 
 
 def check_bf16() -> Check:
-    from neural_style.daemon.engine import _cpu_has_bf16
+    from neural_style.daemon.engine.precision import _cpu_has_bf16
 
     if _cpu_has_bf16():
         return Check("bf16", True, "this CPU has native bf16 kernels (AVX512_BF16 / AMX): "

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from neural_style.daemon.params import StyleParams, StylizeResult
+from neural_style.daemon.engine.params import StyleParams, StylizeResult
 from neural_style.daemon.service import (
     ServerConfig,
     array_from_image,
@@ -107,8 +107,11 @@ def _add_serve(subparsers: Any) -> None:
                    help="bytes of images that may wait in the queue (default: 25%% of RAM)",
                    )  # fmt: skip
     p.add_argument("--job-time-limit", type=float, default=48 * 3600.0, metavar="SECONDS",
-                   help="stop a job running longer, answering timeout; 0: none (default "
+                   help="stop a job running longer, answering time_limit; 0: none (default "
                    "%(default)g)")  # fmt: skip
+    p.add_argument("--worker", choices=("process", "thread"), default="process",
+                   help="where the engine runs: a supervised worker process, restarted when "
+                   "it crashes or hangs (default), or a thread of the daemon")  # fmt: skip
     p.add_argument("--log-file", type=Path, metavar="FILE",
                    help="log file (default: daemon.log in the user log dir)")  # fmt: skip
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -200,6 +203,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_job_bytes=args.max_job_memory,
         max_queue_bytes=args.max_queue_memory,
         job_time_limit_s=args.job_time_limit,
+        worker=args.worker,
+        verbose=args.verbose,
     )
     return serve(config)
 
@@ -326,6 +331,14 @@ def format_status(info: dict[str, Any]) -> str:
         sides = ", ".join(f"{s} s at {k} px" for k, s in by_side)
         rate = info["step_s_per_mpx"]
         lines.append(f"  step time: {rate:.3g} s per step per megapixel ({sides})")
+    worker = info.get("worker") or {}
+    if worker:
+        exited = f"; last exit: {worker['last_exit']}" * bool(worker.get("last_exit"))
+        pid = f" pid {worker['pid']}," * bool(worker.get("pid"))
+        lines.append(
+            f"  worker:    {worker.get('kind')}{pid} {worker.get('state')}, "
+            f"{worker.get('restarts', 0)} restarts{exited}"
+        )
     if info.get("rss_bytes"):
         lines.append(f"  memory:    {info['rss_bytes'] / 2**20:.0f} MiB resident")
     if info.get("connection_file"):

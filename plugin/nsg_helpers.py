@@ -202,7 +202,7 @@ def build_params(
     style_scale: float = DEFAULT_STYLE_SCALE,
     blend: float | None = None,
 ) -> dict[str, Any]:
-    """The job's parameter dict (keys are daemon/params.py StyleParams fields, plus preset).
+    """The job's parameter dict (keys are daemon/engine/params.py StyleParams fields, plus preset).
 
     * preserve-color turns colour preservation on, in ``color_mode`` ("luminance": only the
       style's luminance is transferred; "histogram": the style's colours are matched to the

@@ -54,11 +54,13 @@ __all__ = [
     "Preview",
     "Progress",
     "Step",
+    "TimeLimit",
     "Timeout",
     "TooLarge",
     "Unauthenticated",
     "VersionMismatch",
     "WeightsMissing",
+    "WorkerCrashed",
     "error_for",
 ]
 
@@ -124,6 +126,18 @@ class Timeout(_CodedError):
     CODE = ErrorCode.TIMEOUT
 
 
+class WorkerCrashed(_CodedError):
+    """The daemon's engine process died during the job (the daemon started a new one)."""
+
+    CODE = ErrorCode.WORKER_CRASHED
+
+
+class TimeLimit(_CodedError):
+    """The job ran past the daemon's ``--job-time-limit``."""
+
+    CODE = ErrorCode.TIME_LIMIT
+
+
 class DaemonUnavailable(_CodedError):
     """No daemon answers; the hint is the command that starts one."""
 
@@ -150,6 +164,8 @@ _BY_CODE: dict[ErrorCode, type[_CodedError]] = {
         InternalError,
         Unauthenticated,
         Timeout,
+        WorkerCrashed,
+        TimeLimit,
         DaemonUnavailable,
     )
 }
@@ -159,7 +175,7 @@ def error_for(code: ErrorCode | str, message: str, hint: str = "") -> NeuralStyl
     """The exception for an error code (``InternalError`` for codes this end doesn't know)."""
     try:
         cls = _BY_CODE[ErrorCode(code)]
-    except ValueError:
+    except (ValueError, KeyError):
         cls = InternalError
     return cls(message, hint)
 

@@ -23,6 +23,10 @@ class ErrorCode(str, Enum):
     UNAUTHENTICATED = "unauthenticated"
     DAEMON_UNAVAILABLE = "daemon_unavailable"
     TIMEOUT = "timeout"
+    #: The daemon's engine process died while running the job (a new one was started).
+    WORKER_CRASHED = "worker_crashed"
+    #: The job ran past the daemon's time limit (``serve --job-time-limit``).
+    TIME_LIMIT = "time_limit"
 
 
 #: Errors a daemon may send unsigned, because it cannot sign for a peer it does not trust
@@ -86,6 +90,14 @@ USER_TEXTS: dict[ErrorCode, str] = {
     ErrorCode.TIMEOUT: (
         "The daemon did not answer in time. Check it with 'neural-style status' or "
         "'neural-style doctor', or restart it:\n    {start}"
+    ),
+    ErrorCode.WORKER_CRASHED: (
+        "The daemon's engine crashed while running this job (it started a new one). Try "
+        "again; if it happens again, lower {size}."
+    ),
+    ErrorCode.TIME_LIMIT: (
+        "The job ran longer than the daemon's time limit. Lower {size} or the number of "
+        "steps, or restart the daemon with a larger --job-time-limit."
     ),
 }
 #: The daemon went silent while a job was open (the client's DaemonDied, code

@@ -14,7 +14,7 @@ DATA = Path(__file__).resolve().parent / "data"
 
 
 def load_png(name: str) -> np.ndarray:
-    from neural_style.daemon.images import load_image
+    from neural_style.daemon.engine.images import load_image
 
     return load_image(DATA / name)
 
@@ -32,7 +32,7 @@ def private_state_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def synthetic_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Keras-layout VGG-19 notop file with seeded random values (the real one can't be
     downloaded on CI machines)."""
-    from neural_style.daemon.weights import write_synthetic_weights
+    from neural_style.daemon.engine.weights import write_synthetic_weights
 
     return write_synthetic_weights(tmp_path_factory.mktemp("weights") / "vgg19_synth.h5", seed=0)
 
@@ -62,7 +62,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 def standin_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The trained stand-in (HED's VGG-16 in VGG-19's layout, calibrated): the only
     weights here on which picture quality can be judged. Built once per session (~30 s)."""
-    from neural_style.daemon.standin import build_trained_standin, find_hed_weights
+    from neural_style.daemon.engine.standin import build_trained_standin, find_hed_weights
 
     photos = SHARED_DATA / "content"
     if not photos.is_dir():

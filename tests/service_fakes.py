@@ -10,7 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from neural_style.daemon.params import Iterate, StylizeResult
+from neural_style.daemon.engine.params import Iterate, StylizeResult
 from neural_style.daemon.service import Server, ServerConfig
 from neural_style.shared import connection
 from neural_style.shared.client import Client

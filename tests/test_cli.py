@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from neural_style.daemon.params import PRESETS, StyleParams
+from neural_style.daemon.engine.params import PRESETS, StyleParams
 
 DATA = Path(__file__).resolve().parent / "data"
 CONTENT = DATA / "chelsea_128.png"
@@ -75,7 +75,7 @@ def test_stylize_end_to_end_with_report(synthetic_weights: Path, tmp_path: Path)
     # the default preset's `auto`, reported as what it resolved to here (bf16 on CPUs with
     # bf16 kernels, for L-BFGS too)
     from neural_style.daemon.engine import resolve_precision
-    from neural_style.daemon.params import Precision
+    from neural_style.daemon.engine.params import Precision
 
     assert r["precision"] == resolve_precision(Precision.AUTO).value
 
@@ -218,8 +218,8 @@ def _within_rounding(
 
 
 def test_bench_json_has_the_documented_fields(synthetic_weights: Path, tmp_path: Path) -> None:
-    """A tiny ``bench --json`` run: the object README documents, on stdout alone (progress
-    goes to stderr), with the synthetic flag set. Numbers are printed, not judged."""
+    """A tiny ``bench --json`` run: the object docs/performance.md documents, on stdout alone
+    (progress goes to stderr), with the synthetic flag set. Numbers are printed, not judged."""
     proc = run_cli(
         "bench", "--json", "--sizes", "64", "--steps", "2", "--warmup", "1",
         "--presets", "fast", "--preset-size", "64", "--baseline-steps", "15",
@@ -271,7 +271,7 @@ def test_bench_baseline_is_cached_per_pair_size_and_weights(engine, chelsea64, s
     weights file, then read back with the time it took."""
     import argparse
 
-    from neural_style.daemon.bench import baseline
+    from neural_style.daemon.engine.bench import baseline
 
     args = argparse.Namespace(baseline_steps=4, cache=tmp_path, json=True)
     first = baseline(engine, chelsea64, starry64, 48, args)

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from neural_style.daemon.params import STOP, Iterate, StylizeResult
+from neural_style.daemon.engine.params import STOP, Iterate, StylizeResult
 from neural_style.daemon.service import Server, ServerConfig, is_loopback_endpoint
 from neural_style.shared import protocol
 from neural_style.shared.client import (
@@ -141,7 +141,7 @@ def test_job_events_and_result(server):
 def test_remote_stylize_gives_the_engines_records(server, monkeypatch):
     """The CLI's daemon path: Job.wait, progress as Step records with previews attached,
     the result's table as Steps, the stats as JobStats (one record per concept)."""
-    from neural_style.daemon.params import StyleParams
+    from neural_style.daemon.engine.params import StyleParams
     from neural_style.daemon.service_cli import stylize_remote
     from neural_style.shared import connection
     from neural_style.shared.records import STEP_COLUMNS, JobStats, Step
@@ -307,14 +307,15 @@ def test_one_client_cannot_fill_the_queue(server):
         assert isinstance(collect(other)[-1], Done)
 
 
-def test_job_time_limit_answers_timeout(server):
-    """Issue 13 (9): a job over the daemon's time limit is stopped and answered."""
-    from neural_style.shared.client import Timeout
+def test_job_time_limit_answers_time_limit(server):
+    """Issue 13 (9): a job over the daemon's time limit is stopped and answered
+    ``time_limit`` (not ``timeout``, which means the daemon did not answer)."""
+    from neural_style.shared.client import TimeLimit
 
     srv = server(job_time_limit_s=0.3)
     with client_for(srv) as c:
         t0 = time.monotonic()
-        with pytest.raises(Timeout, match=r"limit of 0\.3 s"):
+        with pytest.raises(TimeLimit, match=r"limit of 0\.3 s"):
             c.stylize(image(rgb(32, 32)), [image(rgb(8, 8))], {"size": 32, "iterations": 100000})
         assert time.monotonic() - t0 < 5
         assert c.status()["jobs"]["timed_out"] == 1

@@ -8,9 +8,14 @@ import itertools
 import numpy as np
 import pytest
 
-from neural_style.daemon import color, images
-from neural_style.daemon.engine import adam_schedule, split_iterations
-from neural_style.daemon.params import STOP, Schedule, StyleParams, auto_ladder, preset_values
+from neural_style.daemon.engine import adam_schedule, color, images, split_iterations
+from neural_style.daemon.engine.params import (
+    STOP,
+    Schedule,
+    StyleParams,
+    auto_ladder,
+    preset_values,
+)
 from neural_style.shared.errors import NeuralStyleError
 
 from .conftest import load_png
@@ -265,7 +270,7 @@ def test_bf16_features_keep_the_first_convolution_in_fp32(synthetic_weights) -> 
     in bf16 the pixels themselves (0..255 scale) would round to a full 1/255 step."""
     import tensorflow as tf
 
-    from neural_style.daemon.vgg import FIRST_CONV, VGGFeatures, load_keras_vgg19
+    from neural_style.daemon.engine.vgg import FIRST_CONV, VGGFeatures, load_keras_vgg19
 
     conv = load_keras_vgg19(synthetic_weights)
     fp32 = VGGFeatures(conv, outputs=(FIRST_CONV, "block2_conv1"))
@@ -282,8 +287,8 @@ def test_bf16_features_keep_the_first_convolution_in_fp32(synthetic_weights) -> 
 
 
 def test_auto_precision_is_bf16_only_on_cpus_with_bf16_kernels(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from neural_style.daemon import engine as engine_module
-    from neural_style.daemon.params import Precision
+    from neural_style.daemon.engine import precision as engine_module
+    from neural_style.daemon.engine.params import Precision
 
     monkeypatch.setattr(engine_module, "_cpu_has_bf16", lambda: True)
     assert engine_module.resolve_precision(Precision.AUTO) is Precision.BF16
@@ -298,7 +303,7 @@ def test_auto_precision_is_bf16_only_on_cpus_with_bf16_kernels(monkeypatch) -> N
 
 def test_the_result_says_which_precision_ran(engine, chelsea64, starry64) -> None:  # type: ignore[no-untyped-def]
     from neural_style.daemon.engine import resolve_precision
-    from neural_style.daemon.params import Precision
+    from neural_style.daemon.engine.params import Precision
 
     auto = engine.stylize(
         chelsea64, [starry64], StyleParams(iterations=1, precision="auto", **SMALL)

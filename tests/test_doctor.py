@@ -56,8 +56,8 @@ def report(*args: str, env: dict[str, str]) -> tuple[int, dict[str, Any], dict[s
 def cheap_standin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The stand-in's layout (HED's VGG-16 with identity 4th convolutions) at fixed scales:
     what the kind check looks at, without the ~30 s calibration of the real build."""
-    from neural_style.daemon import standin
-    from neural_style.daemon.weights import write_keras_layout
+    from neural_style.daemon.engine import standin
+    from neural_style.daemon.engine.weights import write_keras_layout
 
     try:
         base = standin.vgg19_layout(standin.read_hed_vgg16(standin.find_hed_weights()))
@@ -69,7 +69,7 @@ def cheap_standin(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_json_with_the_stand_in_says_its_kind_and_checksum(cheap_standin: Path, tmp_path: Path):
-    from neural_style.daemon.weights import file_digests
+    from neural_style.daemon.engine.weights import file_digests
 
     started = time.monotonic()
     code, data, checks = report("--weights", str(cheap_standin), env=doctor_env(tmp_path))
@@ -90,7 +90,7 @@ def test_json_with_the_stand_in_says_its_kind_and_checksum(cheap_standin: Path, 
 
 
 def test_kinds_synthetic_and_stand_in(synthetic_weights: Path, cheap_standin: Path) -> None:
-    from neural_style.daemon.weights import file_digests
+    from neural_style.daemon.engine.weights import file_digests
 
     assert doctor.weights_kind(synthetic_weights, file_digests(synthetic_weights)[0]) == (
         doctor.SYNTHETIC

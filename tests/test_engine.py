@@ -9,7 +9,7 @@ import itertools
 import numpy as np
 import pytest
 
-from neural_style.daemon.params import STOP, Iterate, Schedule, StyleParams
+from neural_style.daemon.engine.params import STOP, Iterate, Schedule, StyleParams
 from neural_style.shared.errors import ErrorCode, NeuralStyleError
 
 from .conftest import load_png

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from neural_style.daemon.params import PRESETS
+from neural_style.daemon.engine.params import PRESETS
 
 pytestmark = [pytest.mark.gimp, pytest.mark.slow]
 

@@ -1,4 +1,4 @@
-"""The TensorFlow projected L-BFGS (daemon/lbfgs.py) on problems with known minima."""
+"""The TensorFlow projected L-BFGS (daemon/engine/lbfgs.py) on problems with known minima."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from neural_style.daemon import lbfgs
+from neural_style.daemon.engine import lbfgs
 
 
 def _budgeted(fun, budget):  # type: ignore[no-untyped-def]

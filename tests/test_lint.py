@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -69,3 +70,153 @@ def test_no_class_in_daemon_or_shared_is_over_250_lines() -> None:
                 if size > 250:
                     long.append(f"{rel}: {node.name} has {size} lines")
     assert not long, "\n".join(long)
+
+
+# --- project text: no history words, links that resolve, a README a newcomer can read ---
+
+#: Words that tell the project's history instead of stating a fact with its measurement.
+#: Built from pieces so that this file does not match itself; CHANGELOG.md is where history
+#: belongs. "re-run" as the product's behaviour ("a re-run skips finished outputs") is fine.
+_SESSION = "ses" + "sion"
+HISTORY_WORDS = re.compile(
+    "|".join(
+        (
+            rf"\b{_SESSION}s?[ _-]?[0-9]",
+            r"\bthis " + "turn\\b",
+            r"\b" + "today" + r"\b",
+            rf"\b(?:earlier|last|previous) {_SESSION}\b",
+        )
+    ),
+    re.IGNORECASE,
+)
+#: File names say what a file holds: the history words, and "rerun".
+HISTORY_NAMES = re.compile(HISTORY_WORDS.pattern + "|" + "re" + "run", re.IGNORECASE)
+HISTORY_ALLOWED = {"CHANGELOG.md", "tests/test_lint.py"}
+
+
+def _tracked_files() -> list[str]:
+    proc = subprocess.run(
+        ["git", "ls-files", "-z"], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    return [name for name in proc.stdout.split("\0") if name]
+
+
+def _text(path: Path) -> str | None:
+    """The file's text, or None for binary files (a NUL byte, or not UTF-8)."""
+    data = path.read_bytes()
+    if b"\0" in data[:8192]:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def test_no_history_words_in_tracked_text() -> None:
+    """Facts are stated with their measurement (machine, command), never as "session N"
+    or "today's run": history goes in git log and CHANGELOG.md."""
+    found = []
+    for name in _tracked_files():
+        path = REPO / name
+        if name in HISTORY_ALLOWED or not path.is_file():
+            continue
+        text = _text(path)
+        if text is None:
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            match = HISTORY_WORDS.search(line)
+            if match:
+                found.append(f"{name}:{number}: {match.group(0)!r} in {line.strip()[:100]}")
+    assert not found, "\n".join(found)
+
+
+def test_no_history_words_in_tracked_file_names() -> None:
+    found = [name for name in _tracked_files() if HISTORY_NAMES.search(Path(name).name)]
+    assert not found, found
+
+
+def test_history_patterns_catch_what_they_are_for() -> None:
+    """The patterns must fail on the phrases they exist for (else the tests above pass
+    vacuously) and leave ordinary words alone."""
+    for bad in (
+        f"measured in {_SESSION} 12",
+        f"the {_SESSION}s 5-7 machine",
+        f"{_SESSION}-7's lead",
+        "made this " + "turn",
+        "today" + "'s rerun",
+        f"an earlier {_SESSION}",
+        f"the Last {_SESSION}'s CPU",
+    ):
+        assert HISTORY_WORDS.search(bad), bad
+    for fine in ("a re-run skips finished outputs", "prepare_rerun", "the pytest session", "1e4"):
+        assert not HISTORY_WORDS.search(fine), fine
+    assert HISTORY_NAMES.search("bench-512-" + "re" + "run.png")
+    assert HISTORY_NAMES.search(f"lbfgs-{_SESSION}9.jsonl")
+
+
+#: [text](target) and ![alt](target), optionally with a "title"; <img src="target">.
+MD_LINK = re.compile(r"!?\[(?:[^\]\\]|\\.)*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+HTML_SRC = re.compile(r"""<(?:img|a)\b[^>]*?\b(?:src|href)=["']([^"']+)["']""", re.IGNORECASE)
+
+
+def _doc_pages() -> list[Path]:
+    return [REPO / "README.md", REPO / "CHANGELOG.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
+def _links(markdown: str) -> list[tuple[int, str]]:
+    """(line, target) of every link outside fenced code blocks and inline code."""
+    out = []
+    fenced = False
+    for number, line in enumerate(markdown.splitlines(), 1):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        if fenced:
+            continue
+        line = re.sub(r"`[^`]*`", "", line)
+        out += [(number, m.group(1)) for m in MD_LINK.finditer(line)]
+        out += [(number, m.group(1)) for m in HTML_SRC.finditer(line)]
+    return out
+
+
+def test_relative_links_in_the_docs_resolve() -> None:
+    """Every relative link and image in README.md, CHANGELOG.md and docs/*.md names a file
+    that exists (anchors are not checked; web links are not followed)."""
+    broken = []
+    checked = 0
+    for page in _doc_pages():
+        assert page.is_file(), f"{page.relative_to(REPO)} is missing"
+        for number, target in _links(page.read_text(encoding="utf-8")):
+            if re.match(r"[a-z][a-z0-9+.-]*:", target, re.IGNORECASE) or target.startswith("#"):
+                continue  # http(s), mailto, ... and anchors within the page
+            path = target.split("#", 1)[0].split("?", 1)[0]
+            checked += 1
+            if not (page.parent / path).exists():
+                broken.append(f"{page.relative_to(REPO)}:{number}: {target}")
+    assert not broken, "\n".join(broken)
+    assert checked >= 20, f"only {checked} relative links found: is the link pattern broken?"
+
+
+def test_link_pattern_finds_links_and_skips_code() -> None:
+    text = (
+        "see [a](docs/a.md#x) and ![b (c)](b.png) and [w](https://x.org)\n"
+        '<img src="c.png" width="3">\n'
+        "`[not](inline.md)`\n```\n[not](fenced.md)\n```\n"
+    )
+    assert [t for _, t in _links(text)] == ["docs/a.md#x", "b.png", "https://x.org", "c.png"]
+
+
+#: The two commands README.md promises (a contract: issue 25), exactly as written there.
+README_COMMANDS = (
+    "./install.sh && .venv/bin/neural-style stylize daemon/samples/chelsea.jpg "
+    "daemon/samples/starry_night.jpg -o stylized.png --size 256 --iterations 200",
+    "./install.sh --test && .venv/bin/python -m pytest",
+)
+
+
+def test_readme_is_a_short_product_page_with_the_two_commands_first() -> None:
+    lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 210, f"README.md has {len(lines)} lines (at most 210)"
+    first_screen = [line.strip() for line in lines[:40]]
+    for command in README_COMMANDS:
+        assert command in first_screen, f"not in README.md's first 40 lines: {command}"

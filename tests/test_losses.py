@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 tf = pytest.importorskip("tensorflow")
 
-from neural_style.daemon import losses  # noqa: E402
+from neural_style.daemon.engine import losses  # noqa: E402
 
 shapes = st.tuples(
     st.integers(1, 2), st.integers(1, 9), st.integers(1, 9), st.integers(1, 6)

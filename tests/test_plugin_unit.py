@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import pytest
 
 from neural_style.daemon import plugin_install
-from neural_style.daemon.params import PRESETS, StyleParams
+from neural_style.daemon.engine.params import PRESETS, StyleParams
 from neural_style.shared import client as real_client
 from neural_style.shared.protocol import ImageBuf
 

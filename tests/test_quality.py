@@ -2,7 +2,7 @@
 
 The former presets (Adam with a cosine step from 0.1) lowered the loss while they turned the
 photo into coloured high-frequency confetti; these tests would have caught that. They run at
-128 px on the stand-in (:mod:`neural_style.daemon.standin`), never on random weights, on
+128 px on the stand-in (:mod:`neural_style.daemon.engine.standin`), never on random weights, on
 which nothing about pictures can be judged.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neural_style.daemon import images, quality
-from neural_style.daemon.params import StyleParams
+from neural_style.daemon.engine import images, quality
+from neural_style.daemon.engine.params import StyleParams
 from tests.conftest import load_png
 
 #: Bounds for a 128 px result (chelsea + starry night). The tutorial loop's 1000 steps at
@@ -74,7 +74,7 @@ def test_measures_on_known_images() -> None:
 def test_balanced_adam_tail_goes_below_lbfgs_alone_and_stays_clean(standin_engine) -> None:  # type: ignore[no-untyped-def]
     """`balanced`'s Adam tail: from L-BFGS's best point, the tutorial's Adam with a warmed-up
     step reaches a lower loss than L-BFGS given the same steps, without confetti."""
-    from neural_style.daemon.bench import fp32_loss
+    from neural_style.daemon.engine.bench import fp32_loss
 
     content = images.to_float(load_png("chelsea_128.png"))
     style = load_png("starry_night_128.png")

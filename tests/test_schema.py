@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 
-from neural_style.daemon import params as daemon_params
-from neural_style.daemon.params import StyleParams
+from neural_style.daemon.engine import params as daemon_params
+from neural_style.daemon.engine.params import StyleParams
 from neural_style.shared import limits, schema
 
 

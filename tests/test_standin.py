@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from neural_style.daemon import standin
-from neural_style.daemon.vgg import VGG19_CHANNELS, load_keras_vgg19
-from neural_style.daemon.weights import inspect_weights
+from neural_style.daemon.engine import standin
+from neural_style.daemon.engine.vgg import VGG19_CHANNELS, load_keras_vgg19
+from neural_style.daemon.engine.weights import inspect_weights
 from tests.conftest import SHARED_DATA
 
 

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from neural_style.daemon import tiling
-from neural_style.daemon.losses import content_loss, gram_matrix, style_loss, tv_loss
-from neural_style.daemon.params import StyleParams
-from neural_style.daemon.vgg import VGGFeatures, load_keras_vgg19
+from neural_style.daemon.engine import tiling
+from neural_style.daemon.engine.losses import content_loss, gram_matrix, style_loss, tv_loss
+from neural_style.daemon.engine.params import StyleParams
+from neural_style.daemon.engine.vgg import VGGFeatures, load_keras_vgg19
 
 SHALLOW_CONTENT = "block3_conv1"
 SHALLOW_STYLE = ("block1_conv1", "block2_conv1", "block3_conv1")

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from neural_style.daemon import weights as W
+from neural_style.daemon.engine import weights as W
 from neural_style.shared.errors import ErrorCode, NeuralStyleError
 
 
@@ -32,7 +32,7 @@ def test_synthetic_weights_are_seeded(tmp_path: Path) -> None:
 
 
 def test_synthetic_file_loads_through_keras_and_is_flagged(synthetic_weights: Path) -> None:
-    from neural_style.daemon.vgg import load_keras_vgg19
+    from neural_style.daemon.engine.vgg import load_keras_vgg19
 
     info = W.inspect_weights(synthetic_weights)
     assert info.synthetic is True

@@ -35,7 +35,8 @@ class SequenceFrames:
         self._content: dict[Any, np.ndarray] = {}
 
     def _previous(self, item: Any) -> tuple[np.ndarray, np.ndarray] | None:
-        from neural_style.daemon import batch, images
+        from neural_style.daemon import batch
+        from neural_style.daemon.engine import images
 
         index = self.items.index(item)
         if index == 0:
@@ -51,7 +52,8 @@ class SequenceFrames:
             return None
 
     def before(self, item: Any, content: np.ndarray) -> Any:
-        from neural_style.daemon import batch, images
+        from neural_style.daemon import batch
+        from neural_style.daemon.engine import images
 
         previous = self._previous(item)
         self._content[item] = content

@@ -68,7 +68,7 @@ class FramePlan:
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:
-    from neural_style.daemon import images
+    from neural_style.daemon.engine import images
 
     return images.split_alpha(images.to_float(images.as_hwc(image)))[0]
 
@@ -90,7 +90,7 @@ def plan_frame(
 ) -> FramePlan:
     """How to run ``content`` given the previous frame's content and stylized result (any
     channels and dtype; the content's size). No previous frame: the job as it is."""
-    from neural_style.daemon import images
+    from neural_style.daemon.engine import images
 
     if previous_content is None or previous_result is None:
         return FramePlan(params)

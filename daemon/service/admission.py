@@ -1,5 +1,5 @@
 """What a job may cost before it is queued: working sizes VGG-19 can take (the check
-itself lives in daemon/params.py, so ``stylize --local`` runs it too), and a rough
+itself lives in daemon/engine/params.py, so ``stylize --local`` runs it too), and a rough
 estimate of its peak memory (pure functions over the received arrays)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from neural_style.daemon.params import check_work_sizes
+from neural_style.daemon.engine.params import check_work_sizes
 
 __all__ = ["check_work_sizes", "estimate_job_bytes", "gib", "physical_memory"]
 

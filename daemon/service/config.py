@@ -38,5 +38,9 @@ class ServerConfig:
     #: wait in the queue; None: sized from the machine's RAM (80 % and 25 %).
     max_job_bytes: int | None = None
     max_queue_bytes: int | None = None
-    #: A job running longer is stopped and answered ``timeout``; 0: no limit.
+    #: A job running longer is stopped and answered ``time_limit``; 0: no limit.
     job_time_limit_s: float = 48 * 3600.0
+    #: Where the engine runs: "process" (a supervised worker process: a crash or a hang
+    #: costs one job) or "thread" (in the daemon's own process).
+    worker: str = "process"
+    verbose: bool = False

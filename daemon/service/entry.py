@@ -13,7 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from neural_style.daemon.service.config import ServerConfig
+from neural_style.daemon.service.executor import Executor, ThreadExecutor
 from neural_style.daemon.service.server import Server
+from neural_style.daemon.service.supervisor import ProcessExecutor
 from neural_style.daemon.service.worker import Engine
 from neural_style.shared import connection
 from neural_style.shared.defaults import is_loopback_endpoint
@@ -169,19 +171,24 @@ def _raise_fd_limit() -> None:
 def _start(config: ServerConfig, engine_factory: Callable[[], Engine] | None) -> Server:
     """Load the model, then bind: the port is only taken once the daemon can serve."""
     t0 = time.monotonic()
-    if engine_factory is None:
+    executor: Executor
+    if engine_factory is not None:
+        executor = ThreadExecutor(engine_factory())
+    elif config.worker == "thread":
         from neural_style.daemon.engine import StyleTransfer
 
-        def engine_factory() -> Engine:
-            return StyleTransfer.load(config.weights)
-
-    engine = engine_factory()
-    if config.device == "gpu" and "GPU" not in engine.device.upper():
+        executor = ThreadExecutor(StyleTransfer.load(config.weights))
+    else:
+        process = ProcessExecutor(config.weights, config.log_file, config.verbose)
+        process.launch()
+        executor = process
+    if config.device == "gpu" and "GPU" not in executor.device.upper():
+        executor.close(timeout=5.0)
         raise NeuralStyleError(
             ErrorCode.INTERNAL,
             f"--device gpu was asked for, but TensorFlow sees no GPU (it would use "
-            f"{engine.device}).",
+            f"{executor.device}).",
             "Install the GPU build (pip install 'neural-style-gimp[gpu]') or use --device auto.",
         )
-    log.info("model loaded in %.1f s on %s", time.monotonic() - t0, engine.device)
-    return Server(config, engine)
+    log.info("model loaded in %.1f s on %s", time.monotonic() - t0, executor.device)
+    return Server(config, executor)

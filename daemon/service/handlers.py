@@ -14,14 +14,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from neural_style.daemon.params import StylizeResult
+from neural_style.daemon.engine.params import StylizeResult
 from neural_style.daemon.service.codec import image_from_array
 from neural_style.daemon.service.config import ServerConfig
+from neural_style.daemon.service.executor import Executor
 from neural_style.daemon.service.gatekeeper import Gatekeeper
 from neural_style.daemon.service.jobs import JobQueue, ServiceJob
 from neural_style.daemon.service.outbox import Outbox
 from neural_style.daemon.service.speed import StepTimes
-from neural_style.daemon.service.worker import Engine
 from neural_style.shared import __version__, limits, protocol
 from neural_style.shared.errors import ErrorCode, NeuralStyleError
 from neural_style.shared.protocol import ImageBuf, Message
@@ -34,7 +34,7 @@ class Handlers:
     """Client-message and worker-event handlers (mixed into the Server)."""
 
     config: ServerConfig
-    engine: Engine
+    executor: Executor
     queue: JobQueue
     outbox: Outbox
     gate: Gatekeeper
@@ -113,7 +113,7 @@ class Handlers:
             limit = self.config.job_time_limit_s
             log.info("job %s: stopped at step %d by the %g s time limit", job.job_id, step, limit)
             exc = NeuralStyleError(
-                ErrorCode.TIMEOUT,
+                ErrorCode.TIME_LIMIT,
                 f"The job ran longer than this daemon's limit of {limit:g} s and was "
                 f"stopped at step {step}.",
                 "Lower the size or iterations, or restart the daemon with a larger "
@@ -158,8 +158,8 @@ class Handlers:
             content=float(last.content) if last else 0.0,
             style=float(last.style) if last else 0.0,
             tv=float(last.tv) if last else 0.0,
-            device=self.engine.device,
-            weights=weights_dict(self.engine),
+            device=self.executor.device,
+            weights=weights_dict(self.executor.weights),
             frame=dict(getattr(result, "frame", None) or {}),
         )
 
@@ -169,9 +169,9 @@ class Handlers:
             "protocol": protocol.PROTOCOL_VERSION,
             "server": __version__,
             "pid": os.getpid(),
-            "device": self.engine.device,
+            "device": self.executor.device,
             "model": "vgg19",
-            "weights": weights_dict(self.engine),
+            "weights": weights_dict(self.executor.weights),
             "limits": {
                 "max_pixels": self.config.max_pixels,
                 "max_side": limits.MAX_IMAGE_SIDE,
@@ -199,9 +199,9 @@ class Handlers:
             "pid": os.getpid(),
             "endpoint": self.endpoint,
             "uptime_s": time.time() - self.started,
-            "device": self.engine.device,
+            "device": self.executor.device,
             "model": "vgg19",
-            "weights": weights_dict(self.engine),
+            "weights": weights_dict(self.executor.weights),
             "queue": {"waiting": len(self.queue.waiting), "max": self.config.queue_size},
             "running": None,
             "jobs": dict(self.counters),
@@ -215,6 +215,7 @@ class Handlers:
             "queue_bytes": self.queue.queue_bytes,
             "max_queue_bytes": self.queue.max_queue_bytes,
             "wedged": self.queue.wedged,
+            "worker": self.executor.describe(),
             "step_s_per_mpx": None,
             "step_s_by_side": {},
             **self.step_times.report(),
@@ -228,8 +229,8 @@ class Handlers:
         return info
 
 
-def weights_dict(engine: Engine) -> dict[str, Any]:
-    w = engine.weights
+def weights_dict(w: Any) -> dict[str, Any]:
+    """The weights' description (an engine's ``weights``: path, checksum, synthetic)."""
     return {
         "path": str(getattr(w, "path", "")),
         "sha256": str(getattr(w, "sha256", "")),

@@ -156,8 +156,8 @@ def synthetic_weights(directory: Path) -> Path:
             [
                 sys.executable,
                 "-c",
-                "import sys; from neural_style.daemon.weights import write_synthetic_weights;"
-                "write_synthetic_weights(sys.argv[1], seed=0)",
+                "import sys; from neural_style.daemon.engine.weights import"
+                " write_synthetic_weights; write_synthetic_weights(sys.argv[1], seed=0)",
                 str(path),
             ],
             check=True,

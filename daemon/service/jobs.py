@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import threading
 import time
 from collections import deque
@@ -19,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from neural_style.daemon.params import StyleParams
+from neural_style.daemon.engine.params import StyleParams
 from neural_style.daemon.service import admission
 from neural_style.daemon.service.codec import checked_array
 from neural_style.daemon.service.config import ServerConfig
@@ -135,14 +134,15 @@ class JobQueue:
         self,
         config: ServerConfig,
         outbox: Outbox,
-        worker_jobs: queue.Queue[ServiceJob | None],
+        run: Callable[[ServiceJob], None],
         counters: dict[str, int],
         stopping: Callable[[], bool],
     ) -> None:
         self.config = config
         self.outbox = outbox
         self.counters = counters
-        self._worker_jobs = worker_jobs
+        #: Hands the next job to the executor (one at a time).
+        self._run = run
         self.jobs: dict[JobKey, ServiceJob] = {}
         self.waiting: deque[ServiceJob] = deque()
         self.running: ServiceJob | None = None
@@ -237,7 +237,7 @@ class JobQueue:
             return
         job = self.waiting.popleft()
         self.running = job
-        self._worker_jobs.put_nowait(job)
+        self._run(job)
         for position, waiting in enumerate(self.waiting, start=1):
             self._heartbeat(waiting, position)
 

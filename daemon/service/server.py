@@ -1,10 +1,11 @@
-"""The daemon's socket loop: a ZeroMQ ROUTER in front of one engine thread.
+"""The daemon's socket loop: a ZeroMQ ROUTER in front of an executor that runs the jobs.
 
 Why this shape: TensorFlow calls take seconds, but the daemon must keep answering pings,
 status requests, cancels and heartbeats meanwhile. So the loop (main thread) only
-decodes, validates, queues and forwards (:mod:`.handlers`, :mod:`.jobs`); a single
-:class:`~.worker.Worker` thread runs the jobs one at a time. They talk through a
-``queue.Queue`` plus an inproc PUSH/PULL socket that wakes the loop's ``zmq.Poller``.
+decodes, validates, queues and forwards (:mod:`.handlers`, :mod:`.jobs`); an
+:class:`~.executor.Executor` (by default the supervised worker process of
+:mod:`.supervisor`) runs the jobs one at a time. Its events arrive on a ``queue.Queue``
+plus an inproc PUSH/PULL socket that wakes the loop's ``zmq.Poller``.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ import zmq
 
 from neural_style.daemon.service import curve_keys
 from neural_style.daemon.service.config import ServerConfig
+from neural_style.daemon.service.executor import Executor, ThreadExecutor
 from neural_style.daemon.service.gatekeeper import ZAP_DOMAIN, Gatekeeper
 from neural_style.daemon.service.handlers import Handlers
 from neural_style.daemon.service.jobs import SHUTDOWN_GRACE_S, JobQueue
 from neural_style.daemon.service.outbox import Outbox, RateLimit
 from neural_style.daemon.service.speed import StepTimes
-from neural_style.daemon.service.worker import TERMINAL_EVENTS, Engine, Worker, job_error
+from neural_style.daemon.service.worker import TERMINAL_EVENTS, Engine, job_error
 from neural_style.shared import __version__, connection, protocol
 from neural_style.shared.errors import UNSIGNED_ERRORS, ErrorCode, NeuralStyleError
 from neural_style.shared.protocol import ProtocolError
@@ -46,9 +48,11 @@ COUNTERS = ("done", "cancelled", "failed", "busy", "rejected", "style_cache_hits
 class Server(Handlers):
     """The socket loop. ``run()`` returns when a shutdown was requested and done."""
 
-    def __init__(self, config: ServerConfig, engine: Engine) -> None:
+    def __init__(self, config: ServerConfig, engine: Engine | Executor) -> None:
+        """``engine``: an :class:`Executor`, or an engine to run in a thread of this
+        process (:class:`ThreadExecutor`: the tests' stand-in engines)."""
         self.config = config
-        self.engine = engine
+        self.executor: Executor = engine if isinstance(engine, Executor) else ThreadExecutor(engine)
         self.key = config.key or connection.new_key()
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.step_times = StepTimes()
@@ -61,12 +65,12 @@ class Server(Handlers):
         wake_endpoint = f"inproc://neural-style-wake-{id(self)}"
         self.wake = self.context.socket(zmq.PULL)
         self.wake.bind(wake_endpoint)
-        self.worker = Worker(engine, self.context, wake_endpoint)
+        self._wake_endpoint = wake_endpoint
         self.outbox = Outbox(self.router, self.key)
         self._stop = threading.Event()
         self._stop_deadline: float | None = None
         self.queue = JobQueue(
-            config, self.outbox, self.worker.jobs, self.counters, stopping=self._stop.is_set
+            config, self.outbox, self.executor.submit, self.counters, stopping=self._stop.is_set
         )
         self.connection_path: Path | None = None
         self.started = time.time()
@@ -129,11 +133,11 @@ class Server(Handlers):
 
     # -- main loop
     def run(self) -> int:
-        self.worker.start()
+        self.executor.start(self.context, self._wake_endpoint)
         poller = zmq.Poller()
         for sock in (self.router, self.wake, self.monitor, self.gate.zap):
             poller.register(sock, zmq.POLLIN)
-        log.info("serving on %s (device %s)", self.endpoint, self.engine.device)
+        log.info("serving on %s (device %s)", self.endpoint, self.executor.device)
         try:
             while not self._finished():
                 ready = dict(poller.poll(timeout=50))
@@ -149,6 +153,7 @@ class Server(Handlers):
                 now = time.monotonic()
                 self.outbox.retry(now)
                 self.queue.tick(now)
+                self.executor.tick(now)
         finally:
             self._close()
         return 0
@@ -165,13 +170,11 @@ class Server(Handlers):
 
     def _close(self) -> None:
         connection.remove(self.connection_path, os.getpid())
-        with contextlib.suppress(queue.Full):
-            self.worker.jobs.put_nowait(None)
-        self.worker.join(timeout=2.0)
+        stopped = self.executor.close(timeout=2.0)
         self.gate.close(self.router)
         self.router.close(linger=500)
         self.wake.close(linger=0)
-        if not self.worker.is_alive():  # else its socket is still open: term() would hang
+        if stopped:  # else a worker's wake socket is still open: term() would hang
             self.context.term()
         log.info("stopped")
 
@@ -218,7 +221,7 @@ class Server(Handlers):
         except NeuralStyleError as exc:
             self.outbox.send_error(ident, exc, **address)
         except Exception as exc:  # a bug in a handler must not end the daemon
-            self.outbox.send_error(ident, job_error(exc, self.engine), **address)
+            self.outbox.send_error(ident, job_error(exc, self.executor.device), **address)
 
     def _reply_protocol_error(
         self, ident: bytes, exc: ProtocolError, frame0: bytes | None = None
@@ -234,7 +237,7 @@ class Server(Handlers):
     def _drain_events(self) -> None:
         while True:
             try:
-                kind, job, payload = self.worker.events.get_nowait()
+                kind, job, payload = self.executor.events.get_nowait()
             except queue.Empty:
                 return
             if job.abandoned:

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import zmq
 
-from neural_style.daemon.params import STOP, StyleParams, StylizeResult
+from neural_style.daemon.engine.params import STOP, StyleParams, StylizeResult
 from neural_style.daemon.service.codec import preview_image
 from neural_style.daemon.service.jobs import ServiceJob
 from neural_style.shared.errors import ErrorCode, NeuralStyleError
@@ -63,35 +63,19 @@ class WorkerEvent(str, Enum):
 TERMINAL_EVENTS = frozenset({WorkerEvent.RESULT, WorkerEvent.CANCELLED, WorkerEvent.ERROR})
 
 
-class Worker(threading.Thread):
-    """Runs jobs one at a time on the engine; reports through ``events`` + a wake-up."""
+#: How a runner reports an event: (kind, job, payload).
+Post = Callable[[WorkerEvent, ServiceJob, Any], None]
 
-    def __init__(self, engine: Engine, context: zmq.Context, wake_endpoint: str) -> None:
-        super().__init__(name="neural-style-engine", daemon=True)
+
+class JobRunner:
+    """Runs one job on the engine and reports its progress and previews through ``post``:
+    the same code runs in the engine thread and in the supervised worker process."""
+
+    def __init__(self, engine: Engine, post: Post) -> None:
         self.engine = engine
-        self.jobs: queue.Queue[ServiceJob | None] = queue.Queue(maxsize=1)
-        self.events: queue.Queue[tuple[WorkerEvent, ServiceJob, Any]] = queue.Queue()
-        self._context = context
-        self._wake_endpoint = wake_endpoint
-        self._wake: zmq.Socket | None = None
+        self.post = post
 
-    def run(self) -> None:
-        self._wake = self._context.socket(zmq.PUSH)
-        self._wake.setsockopt(zmq.LINGER, 0)
-        self._wake.connect(self._wake_endpoint)
-        try:
-            while (job := self.jobs.get()) is not None:
-                self._post(*self._run_job(job))
-        finally:
-            self._wake.close()
-
-    def _post(self, kind: WorkerEvent, job: ServiceJob, payload: Any = None) -> None:
-        self.events.put((kind, job, payload))
-        if self._wake is not None:
-            with contextlib.suppress(zmq.Again):
-                self._wake.send(b"", zmq.NOBLOCK)
-
-    def _run_job(self, job: ServiceJob) -> tuple[WorkerEvent, ServiceJob, Any]:
+    def run(self, job: ServiceJob) -> tuple[WorkerEvent, ServiceJob, Any]:
         """Run one job; return its terminal event (result, cancelled or error)."""
         job.started = job.last_step = time.monotonic()
         if job.cancel.is_set():
@@ -114,7 +98,7 @@ class Worker(threading.Thread):
                     job.content, job.styles, job.params, self._callback(job), **kwargs
                 )
         except Exception as exc:  # the daemon must survive anything a job does
-            return (WorkerEvent.ERROR, job, job_error(exc, self.engine))
+            return (WorkerEvent.ERROR, job, job_error(exc, self.engine.device))
         if result.stopped and job.cancel.is_set():
             last = result.iterates[-1].step if result.iterates else job.step
             return (WorkerEvent.CANCELLED, job, last)
@@ -136,14 +120,45 @@ class Worker(threading.Thread):
                 t0, s0 = now, it.step
             if it.preview is not None:
                 image = preview_image(it.preview, job.preview_max_side)
-                self._post(WorkerEvent.PREVIEW, job, (it.step, image))
+                self.post(WorkerEvent.PREVIEW, job, (it.step, image))
             due = now - last_sent >= PROGRESS_MIN_INTERVAL_S
             if due or it.preview is not None or it.step in (1, it.total):
                 last_sent = now
-                self._post(WorkerEvent.PROGRESS, job, (it, _eta(t0, s0, it, now)))
+                self.post(WorkerEvent.PROGRESS, job, (it, _eta(t0, s0, it, now)))
             return STOP if job.cancel.is_set() else None
 
         return callback
+
+
+class Worker(threading.Thread):
+    """The engine in a thread of the daemon's process: runs jobs one at a time and reports
+    through ``events`` + a wake-up. (:class:`~.executor.ThreadExecutor` wraps it.)"""
+
+    def __init__(self, engine: Engine, context: zmq.Context, wake_endpoint: str) -> None:
+        super().__init__(name="neural-style-engine", daemon=True)
+        self.engine = engine
+        self.jobs: queue.Queue[ServiceJob | None] = queue.Queue(maxsize=1)
+        self.events: queue.Queue[tuple[WorkerEvent, ServiceJob, Any]] = queue.Queue()
+        self._context = context
+        self._wake_endpoint = wake_endpoint
+        self._wake: zmq.Socket | None = None
+        self.runner = JobRunner(engine, self._post)
+
+    def run(self) -> None:
+        self._wake = self._context.socket(zmq.PUSH)
+        self._wake.setsockopt(zmq.LINGER, 0)
+        self._wake.connect(self._wake_endpoint)
+        try:
+            while (job := self.jobs.get()) is not None:
+                self._post(*self.runner.run(job))
+        finally:
+            self._wake.close()
+
+    def _post(self, kind: WorkerEvent, job: ServiceJob, payload: Any = None) -> None:
+        self.events.put((kind, job, payload))
+        if self._wake is not None:
+            with contextlib.suppress(zmq.Again):
+                self._wake.send(b"", zmq.NOBLOCK)
 
 
 def _eta(t0: float, s0: int, it: Step, now: float) -> float:
@@ -158,14 +173,14 @@ def _is_oom(exc: BaseException) -> bool:
     return tf is not None and isinstance(exc, tf.errors.ResourceExhaustedError)
 
 
-def job_error(exc: Exception, engine: Engine) -> NeuralStyleError:
-    """Map whatever a job (or a handler) raised to the error the client sees."""
+def job_error(exc: Exception, device: str) -> NeuralStyleError:
+    """Map whatever a job (or a handler) raised on ``device`` to the error the client sees."""
     if isinstance(exc, NeuralStyleError):
         return exc
     if _is_oom(exc):
         gc.collect()
-        log.warning("job ran out of memory on %s: %s", engine.device, str(exc)[:300])
-        on_gpu = "GPU" in str(engine.device).upper()
+        log.warning("job ran out of memory on %s: %s", device, str(exc)[:300])
+        on_gpu = "GPU" in str(device).upper()
         hint = (
             "Lower the size parameter (the working long side), close programs that use "
             "GPU memory, or restart the daemon with --device cpu."
@@ -174,7 +189,7 @@ def job_error(exc: Exception, engine: Engine) -> NeuralStyleError:
             "style images, or close programs that use memory."
         )
         return NeuralStyleError(
-            ErrorCode.OUT_OF_MEMORY, f"Out of memory on {engine.device} at this working size.", hint
+            ErrorCode.OUT_OF_MEMORY, f"Out of memory on {device} at this working size.", hint
         )
     log.error("job failed:\n%s", "".join(traceback.format_exception(exc)))
     return NeuralStyleError(

@@ -10,7 +10,7 @@ module maps it into VGG-19's layout and calibrates its activation scales:
   layers become the identity (centre tap = identity matrix, zero bias): their input is a
   ReLU output (>= 0), so ``relu(x) = x`` and the mapping is exact. ``block5_conv2`` (content)
   and ``block1..5_conv1`` (style) are then trained filters, and the file loads through the
-  same :func:`~neural_style.daemon.vgg.load_keras_vgg19` path as Keras' own.
+  same :func:`~neural_style.daemon.engine.vgg.load_keras_vgg19` path as Keras' own.
 * **Scale.** HED's deep activations are far smaller than VGG-19's (uncalibrated, TV would
   outweigh the style term 300:1 and every run would just blur). A ReLU network is positively
   homogeneous, so layer L can be given an exact output scale ``c_L`` (kernel ×= c_L/c_{L-1},
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neural_style.daemon.vgg import CONTENT_LAYERS, STYLE_LAYERS, VGG19_LAYERS, ConvWeights
+from neural_style.daemon.engine.vgg import CONTENT_LAYERS, STYLE_LAYERS, VGG19_LAYERS, ConvWeights
 
 #: The tutorial's figures for the real VGG-19 on its 512 px photo: mean of each style layer's
 #: Gram matrix (G = FᵀF / (H·W)) and block5_conv2's mean activation.
@@ -136,8 +136,8 @@ def layer_statistics(
     and of the content layer's mean activation, as the engine computes them."""
     import tensorflow as tf
 
-    from neural_style.daemon.losses import gram_matrix
-    from neural_style.daemon.vgg import VGGFeatures
+    from neural_style.daemon.engine.losses import gram_matrix
+    from neural_style.daemon.engine.vgg import VGGFeatures
 
     features = VGGFeatures(weights, outputs=STYLE_LAYERS + CONTENT_LAYERS)
     logs: dict[str, list[float]] = {name: [] for name in VGG19_REFERENCE}
@@ -164,7 +164,7 @@ def calibration_scales(measured: dict[str, float]) -> dict[str, float]:
 
 def calibration_photos(folder: str | os.PathLike[str], side: int = CALIBRATION_SIDE) -> list:
     """The calibration set: every image in ``folder`` at ``side`` px long side, RGB float."""
-    from neural_style.daemon import images
+    from neural_style.daemon.engine import images
 
     photos = []
     for path in sorted(Path(folder).iterdir()):
@@ -191,7 +191,7 @@ def build_trained_standin(
     hed: str | os.PathLike[str] | None = None,
 ) -> tuple[Path, dict[str, float]]:
     """Write the calibrated stand-in in Keras' notop layout; (path, scales c_L)."""
-    from neural_style.daemon.weights import write_keras_layout
+    from neural_style.daemon.engine.weights import write_keras_layout
 
     base = vgg19_layout(read_hed_vgg16(find_hed_weights(hed)))
     photos = calibration_photos(photos_folder or default_photo_folder())

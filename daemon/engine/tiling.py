@@ -5,7 +5,7 @@ backward pass; at 4096x2731 px the block1 activations alone are ~11 GB, and the 
 needs far more than this machine's 24 GiB. Tiling bounds the peak memory by the size of one
 tile instead of the image.
 
-How (pure functions over a :class:`~neural_style.daemon.vgg.VGGFeatures`, so every network
+How (pure functions over a :class:`~neural_style.daemon.engine.vgg.VGGFeatures`, so every network
 variant — pooling, padding — works the same way):
 
 * The image is cut into a grid of *interiors* (multiples of 16 px: block5 features are at
@@ -104,8 +104,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from neural_style.daemon.losses import content_loss, style_loss, tv_loss
-from neural_style.daemon.vgg import CONTENT_LAYERS, STYLE_LAYERS, VGG19_LAYERS
+from neural_style.daemon.engine.losses import content_loss, style_loss, tv_loss
+from neural_style.daemon.engine.vgg import CONTENT_LAYERS, STYLE_LAYERS, VGG19_LAYERS
 
 #: Tile origins and halos are multiples of this: block5 features are at 1/16 resolution.
 ALIGN = 16

@@ -70,7 +70,7 @@ def high_frequency(rgb: np.ndarray) -> float:
 
 def noise(result: np.ndarray, style: np.ndarray) -> float:
     """``result``'s high-frequency energy over the style image's, resized to its size."""
-    from neural_style.daemon import images
+    from neural_style.daemon.engine import images
 
     h, w = result.shape[:2]
     sh, sw = style.shape[:2]
@@ -98,14 +98,14 @@ class TextureMeter:
     """Gram distances at :data:`HELD_OUT_LAYERS` (the engine's own fp32 weights)."""
 
     def __init__(self, conv_weights: dict[str, Any]) -> None:
-        from neural_style.daemon.vgg import VGGFeatures
+        from neural_style.daemon.engine.vgg import VGGFeatures
 
         self._features = VGGFeatures(conv_weights, outputs=HELD_OUT_LAYERS)
 
     def grams(self, rgb: np.ndarray) -> list[np.ndarray]:
         import tensorflow as tf
 
-        from neural_style.daemon.losses import gram_matrix
+        from neural_style.daemon.engine.losses import gram_matrix
 
         feats = self._features(tf.constant(rgb[None, ..., :3], tf.float32))
         return [gram_matrix(feats[name]).numpy()[0] for name in HELD_OUT_LAYERS]
@@ -125,7 +125,7 @@ def assess(
 ) -> Quality:
     """All measures of ``result`` (float RGB, the content's size) against its inputs; the
     style image's statistics are taken at the result's long side, as the engine does."""
-    from neural_style.daemon import images
+    from neural_style.daemon.engine import images
 
     h, w = result.shape[:2]
     sh, sw = style.shape[:2]

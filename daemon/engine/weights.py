@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neural_style.daemon.vgg import VGG19_CHANNELS, VGG19_LAYERS, ConvWeights
+from neural_style.daemon.engine.vgg import VGG19_CHANNELS, VGG19_LAYERS, ConvWeights
 from neural_style.shared.errors import ErrorCode, NeuralStyleError
 
 WEIGHTS_FILENAME = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"

@@ -89,7 +89,7 @@ class StyleParams:
 
     Weights follow TensorFlow's style-transfer tutorial (content 1e4, style 1e-2, TV 30), and
     the losses are normalised so that the same weights give the same balance at any size:
-    see :mod:`neural_style.daemon.losses`.
+    see :mod:`neural_style.daemon.engine.losses`.
     """
 
     size: int = _D["size"]
@@ -229,7 +229,7 @@ def check_work_sizes(
     Mirrors the engine's ladder and style sizing; ``StyleTransfer.stylize`` calls it first,
     so every path (daemon, ``--local``, batch) refuses such images before any TensorFlow work.
     """
-    from neural_style.daemon.images import fit_long_side
+    from neural_style.daemon.engine.images import fit_long_side
 
     least = limits.MIN_WORK_SHORT_SIDE
     height, width = content.shape[:2]

@@ -22,7 +22,7 @@ import numpy as np
 
 from neural_style.shared import limits
 
-SAMPLES = Path(__file__).resolve().parent / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 # Times in the JSON are rounded to the millisecond; ratios are computed before rounding, so a
 # reader dividing two printed times agrees with the printed ratio to within that rounding even
 # for the sub-second baselines of tiny test runs.
@@ -104,7 +104,7 @@ def _say(args: argparse.Namespace, text: str, flush: bool = True) -> None:
 def _at_size(image: np.ndarray, size: int) -> np.ndarray:
     """The sample resized so its long side is ``size``, upscaled if need be (the sample is
     451 px wide; a benchmark "at 512 px" must really work at 512 px)."""
-    from neural_style.daemon import images
+    from neural_style.daemon.engine import images
 
     h, w = image.shape[:2]
     work = images.fit_long_side(w, h, size)
@@ -115,7 +115,7 @@ def _floor_function(engine: Any, precision: str = "fp32") -> Any:
     """One forward pass of the truncated VGG-19 plus the gradient w.r.t. the input image."""
     import tensorflow as tf
 
-    from neural_style.daemon.params import Precision
+    from neural_style.daemon.engine.params import Precision
 
     features = engine._features_for(Precision(precision))
 
@@ -148,8 +148,8 @@ def _step_and_floor_seconds(
     """
     import tensorflow as tf
 
-    from neural_style.daemon import images
-    from neural_style.daemon.params import StyleParams
+    from neural_style.daemon.engine import images
+    from neural_style.daemon.engine.params import StyleParams
 
     floor_fn = _floor_function(engine, precision)
     h, w = content.shape[:2]
@@ -181,9 +181,9 @@ def fp32_loss(engine: Any, image: np.ndarray, content: np.ndarray, style: np.nda
     fp32 targets at that size: the one yardstick for runs in any precision."""
     import tensorflow as tf
 
-    from neural_style.daemon import images
-    from neural_style.daemon.engine import _loss_weights
-    from neural_style.daemon.params import StyleParams
+    from neural_style.daemon.engine import images
+    from neural_style.daemon.engine.params import StyleParams
+    from neural_style.daemon.engine.targets import loss_weights
 
     params = StyleParams(size=max(content.shape[:2]), precision="fp32")
     content_rgb = images.split_alpha(images.to_float(content))[0]
@@ -191,7 +191,7 @@ def fp32_loss(engine: Any, image: np.ndarray, content: np.ndarray, style: np.nda
     targets, _ = engine.targets(content_rgb, [style_rgb], [1.0], params.size, params)
     total, *_ = engine.functions(params).loss_and_grad(
         tf.constant(image[None], tf.float32), targets.content, targets.grams,
-        _loss_weights(params),
+        loss_weights(params),
     )  # fmt: skip
     return float(total)
 
@@ -208,9 +208,8 @@ def _time_presets(
     own loss values are bf16 estimates, so "reached" is decided in fp32 only. The preset's
     time is the whole job (targets, every scale), not the moment it crossed the target.
     """
-    from neural_style.daemon import images, quality
-    from neural_style.daemon.engine import resolve_precision
-    from neural_style.daemon.params import Precision, StyleParams
+    from neural_style.daemon.engine import images, quality, resolve_precision
+    from neural_style.daemon.engine.params import Precision, StyleParams
 
     size = args.preset_size
     # float32 content: results come back unquantised (uint8 rounding would add TV noise)
@@ -292,7 +291,7 @@ def _save_picture(args: argparse.Namespace, name: str, image: np.ndarray) -> Non
     folder = getattr(args, "pictures", None)
     if folder is None:
         return
-    from neural_style.daemon import images
+    from neural_style.daemon.engine import images
 
     folder.mkdir(parents=True, exist_ok=True)
     pixels = images.from_float(image.astype(np.float32), np.dtype(np.uint8))
@@ -309,7 +308,7 @@ def baseline(
     keyed by the content and style pixels, the size, the steps and the weights file's
     digest; a cached run reports the time it took when it ran.
     """
-    from neural_style.daemon.params import StyleParams
+    from neural_style.daemon.engine.params import StyleParams
 
     stem = baseline_stem(engine, content, style, size, args)
     if stem is not None and stem.with_suffix(".json").is_file():
@@ -387,7 +386,7 @@ def _ladder_vs_single(
     """Coarse-to-fine against one scale at the same wall time, losses compared in fp32 at
     the final size (the ladder's last steps run there; the single run is stopped when it
     has used the ladder's time)."""
-    from neural_style.daemon.params import STOP, StyleParams
+    from neural_style.daemon.engine.params import STOP, StyleParams
 
     size = args.ladder[-1]
     content = _at_size(content, size)
@@ -417,9 +416,8 @@ def _ladder_vs_single(
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from neural_style.daemon import images
-    from neural_style.daemon.engine import StyleTransfer
-    from neural_style.daemon.weights import SYNTHETIC_WARNING
+    from neural_style.daemon.engine import StyleTransfer, images
+    from neural_style.daemon.engine.weights import SYNTHETIC_WARNING
 
     engine = StyleTransfer.load(args.weights)
     if engine.weights.synthetic:

@@ -1,0 +1,103 @@
+"""Where jobs run: the seam between the front end (socket loop, queue, admission) and the
+engine. The loop hands the running job to an :class:`Executor`, drains its ``events`` and
+calls ``tick`` every turn; it never touches the engine itself.
+
+Two implementations: :class:`ThreadExecutor` (the engine in a thread of this process:
+the tests' stand-in engines, ``serve --worker thread``) and
+:class:`~.supervisor.ProcessExecutor` (the default: the engine in a supervised worker
+process, so that a crash or a hang costs one job, not the daemon). A cluster backend is a
+third implementation of the same protocol.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+from typing import Any, Protocol, runtime_checkable
+
+import zmq
+
+from neural_style.daemon.service.jobs import ServiceJob
+from neural_style.daemon.service.worker import Engine, Worker, WorkerEvent
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """What the front end needs from a place where jobs run."""
+
+    #: (kind, job, payload) for each progress, preview and terminal event, in order.
+    events: queue.Queue[tuple[WorkerEvent, ServiceJob, Any]]
+
+    @property
+    def device(self) -> str:
+        """Where the engine computes (TensorFlow's device name), for welcome and status."""
+        ...
+
+    @property
+    def weights(self) -> Any:
+        """The weights in use: an object with ``path``, ``sha256`` and ``synthetic``."""
+        ...
+
+    def start(self, context: zmq.Context, wake_endpoint: str) -> None:
+        """Begin: events are posted to ``events`` and the loop woken over ``wake_endpoint``
+        (an inproc PULL socket of ``context``)."""
+        ...
+
+    def submit(self, job: ServiceJob) -> None:
+        """Run ``job`` (the queue submits one at a time: the next after a terminal event).
+        Never blocks; a cancel is ``job.cancel`` being set."""
+        ...
+
+    def tick(self, now: float) -> None:
+        """Called by the loop every turn: forward cancels, supervise the workers."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """The workers for ``status``: backend, kind, pid, state, restarts."""
+        ...
+
+    def close(self, timeout: float) -> bool:
+        """Stop the workers; True when none is left running (the context may be ended)."""
+        ...
+
+
+class ThreadExecutor:
+    """The engine in a thread of the daemon's own process (:class:`~.worker.Worker`)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._worker: Worker | None = None
+        self.events: queue.Queue[tuple[WorkerEvent, ServiceJob, Any]] = queue.Queue()
+
+    @property
+    def device(self) -> str:
+        return str(self.engine.device)
+
+    @property
+    def weights(self) -> Any:
+        return self.engine.weights
+
+    def start(self, context: zmq.Context, wake_endpoint: str) -> None:
+        self._worker = Worker(self.engine, context, wake_endpoint)
+        self._worker.events = self.events
+        self._worker.start()
+
+    def submit(self, job: ServiceJob) -> None:
+        assert self._worker is not None, "start() first"
+        self._worker.jobs.put_nowait(job)
+
+    def tick(self, now: float) -> None:
+        """Nothing to supervise: the job reads ``job.cancel`` at its next step."""
+
+    def describe(self) -> dict[str, Any]:
+        alive = self._worker is not None and self._worker.is_alive()
+        return {"backend": "local", "kind": "thread", "pid": None, "restarts": 0,
+                "state": "ready" if alive else "stopped"}  # fmt: skip
+
+    def close(self, timeout: float) -> bool:
+        if self._worker is None:
+            return True
+        with contextlib.suppress(queue.Full):
+            self._worker.jobs.put_nowait(None)
+        self._worker.join(timeout=timeout)
+        return not self._worker.is_alive()
