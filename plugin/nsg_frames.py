@@ -59,7 +59,7 @@ FRAMES_MENU_LABEL = "Neural Style (_all frames)…"
 FRAMES_MENU_PATH = "<Image>/Filters/Animation"
 FRAMES_TITLE = "Neural Style (all frames)"
 DEFAULT_TEMPORAL_WEIGHT = float(_load_defaults().TEMPORAL_WEIGHT)
-MAX_TEMPORAL_WEIGHT = 1e7
+MAX_TEMPORAL_WEIGHT = 1e12
 #: The daemon feature that takes a previous frame with a job.
 FRAMES_FEATURE = "frames"
 

@@ -30,7 +30,7 @@ PREVIEW_SIDE: int = 256
 #: Frames mode: the temporal loss weight when a client sends none (``submit.temporal_weight``;
 #: ``neural-style batch --frames --temporal-weight``; the GIMP animation procedure's
 #: default). How it was chosen: docs/frames.md.
-TEMPORAL_WEIGHT: float = 2e4
+TEMPORAL_WEIGHT: float = 1e9
 
 #: Pixel sample types on the wire: code -> bytes per channel value.
 DTYPE_SIZES: dict[str, int] = {"u8": 1, "u16": 2, "f32": 4}

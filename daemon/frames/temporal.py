@@ -4,10 +4,11 @@ For each frame after the first, :func:`plan_frame` computes the optical flow bet
 previous and the current *content* frames at the working size (:mod:`.flow`), warps the
 previous stylized frame onto the current one, and returns
 
-* the start image: that warped result (at the content's size, as ``init``), and
+* the start image: that warped result where it is reliable, the content elsewhere (at the
+  content's size, as ``init``), and
 * the temporal term: the warped result as a target with Ruder's reliability mask (0 at
   disocclusions, motion boundaries and what enters the frame) and a weight; the engine adds
-  ``weight · mean(mask · (x - target)²)`` (:func:`~neural_style.daemon.losses.temporal_loss`)
+  ``weight · mean(mask · (x - target)²)`` (:func:`~neural_style.daemon.engine.losses.temporal_loss`)
   to its loss at the working size;
 * the parameters of a continuation: one scale (no coarse-to-fine ladder: the start is
   already at the working size and close to a minimum) and :data:`FRAME_SHARE` of the steps.
@@ -111,7 +112,12 @@ def plan_frame(
         return FramePlan(params, pair=pair)
     result_w = images.resize(_rgb(previous_result), work)
     warped = np.clip(warp(result_w, pair.backward), 0.0, 1.0).astype(np.float32)
-    init = warped if work == (w, h) else images.resize(warped, (w, h))
+    # Where the warp has no source (what a pan brings in, disocclusions) it repeats edge
+    # pixels into streaks that the few steps of a continuation do not paint over: start
+    # there from the content, as an independent frame would.
+    keep = pair.mask[..., None]
+    start = (keep * warped + (1.0 - keep) * cur_w).astype(np.float32)
+    init = start if work == (w, h) else images.resize(start, (w, h))
     term = TemporalTerm(warped, pair.mask, float(temporal_weight)) if temporal_weight else None
     return FramePlan(continuation_params(params, share), init, term, pair)
 
