@@ -141,8 +141,8 @@ def test_job_events_and_result(server):
 def test_remote_stylize_gives_the_engines_records(server, monkeypatch):
     """The CLI's daemon path: Job.wait, progress as Step records with previews attached,
     the result's table as Steps, the stats as JobStats (one record per concept)."""
+    from neural_style.daemon.cli.remote import stylize_remote
     from neural_style.daemon.engine.params import StyleParams
-    from neural_style.daemon.service_cli import stylize_remote
     from neural_style.shared import connection
     from neural_style.shared.records import STEP_COLUMNS, JobStats, Step
 
