@@ -377,7 +377,7 @@ def test_explicit_key_still_reads_the_files_curve_key(tmp_path, monkeypatch):
     assert oct(secret.stat().st_mode & 0o777) == "0o600"
     with Client(endpoint, key=KEY) as c2:  # stable: the same key next time
         assert c2.curve
-    from neural_style.shared.client import client_keypair
+    from neural_style.shared.keys import client_keypair
 
     assert client_keypair(secret) == client_keypair(secret)
 

@@ -181,7 +181,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_client_key(args: argparse.Namespace) -> int:
-    from neural_style.shared.client import client_keypair, default_client_key_path
+    from neural_style.shared.keys import client_keypair, default_client_key_path
 
     path = default_client_key_path()
     public, _ = client_keypair(path)
@@ -195,10 +195,10 @@ def cmd_authorize_key(args: argparse.Namespace) -> int:
     import re
 
     from neural_style.daemon.service import default_authorized_keys
-    from neural_style.shared.client import _cert_text, _read_public_key
+    from neural_style.shared.keys import cert_text, read_public_key
 
     text = args.key.strip()
-    public = _read_public_key(text) if Path(text).is_file() else text
+    public = read_public_key(text) if Path(text).is_file() else text
     if not re.fullmatch(r"[0-9A-Za-z.:+=^!/*?&<>()\[\]{}@%$#-]{40}", public):
         print(f"neural-style authorize-key: {public[:60]!r} is not a Z85 CURVE public key "
               "(40 characters).", file=sys.stderr)  # fmt: skip
@@ -207,7 +207,7 @@ def cmd_authorize_key(args: argparse.Namespace) -> int:
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     name = re.sub(r"[^A-Za-z0-9_-]", "_", args.name or public[:12])
     path = folder / f"{name}.key"
-    path.write_text(_cert_text(public.encode("ascii"), None), encoding="utf-8")
+    path.write_text(cert_text(public.encode("ascii"), None), encoding="utf-8")
     folder.touch()  # the daemon re-reads the folder when its mtime changes
     print(f"authorised {public} in {path}")
     return 0
