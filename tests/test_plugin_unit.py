@@ -260,7 +260,8 @@ class PluginView:
             setattr(module, name, value)
 
 
-HELPER_MODULES = ("nsg_helpers", "nsg_windows", "nsg_layers")
+#: The bundled modules beside the registered file (install-plugin copies every nsg_*.py).
+HELPER_MODULES = tuple(sorted(p.stem for p in PLUGIN_FILE.parent.glob("nsg_*.py")))
 
 
 def load_plugin(path: Path, monkeypatch: pytest.MonkeyPatch) -> PluginView:
@@ -1381,10 +1382,10 @@ def test_install_ships_help_page_presets_and_the_serve_command(
     for name in [m for m in sys.modules if m == "nsg_shared" or m.startswith("nsg_shared.")]:
         monkeypatch.delitem(sys.modules, name)
     module = load_plugin(pdir / "neural_style.py", monkeypatch)
-    helpers = sys.modules["nsg_helpers"]
+    bundle = sys.modules["nsg_bundle"]
     for name in HELPER_MODULES:  # every bundled module is installed and imported from there
         assert Path(sys.modules[name].__file__).parent == pdir, name
-    assert Path(helpers.schema.__file__) == pdir / "nsg_shared" / "schema.py"
+    assert Path(bundle.schema.__file__) == pdir / "nsg_shared" / "schema.py"
     assert module.PRESET_VALUES == PRESETS
     module.NeuralStyle().do_query_procedures()
     assert (module.HELP_DOMAIN, str(pdir / "help")) in type(module.NeuralStyle()).help_domains

@@ -7,7 +7,9 @@ import re
 import shutil
 from pathlib import Path
 
-HELP_ID = "python-fu-neural-style"
+from neural_style.shared.defaults import PLUGIN_PROCEDURE
+
+HELP_ID = PLUGIN_PROCEDURE
 
 
 def docs_source() -> Path | None:

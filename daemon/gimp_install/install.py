@@ -18,11 +18,15 @@ from neural_style.daemon.gimp_install.discovery import plugins_dir
 from neural_style.daemon.gimp_install.errors import InstallError
 from neural_style.daemon.gimp_install.help_pages import write_help
 from neural_style.daemon.gimp_install.interpreter import TargetPython
-from neural_style.shared.defaults import SHARED_BUNDLE_NAME
+from neural_style.shared.defaults import (
+    INSTALL_PLUGIN_COMMAND,
+    INSTALL_RECORD,
+    PLUGIN_NAME,
+    SHARED_BUNDLE_NAME,
+)
 
-PLUGIN_NAME = "neural_style"
 SHARED_NAME = SHARED_BUNDLE_NAME
-MARKER = "INSTALLED.json"
+MARKER = INSTALL_RECORD
 
 #: A record of the presets, derived from shared/schema.py. The plug-in no longer reads it
 #: (it takes the presets from its bundled nsg_shared/schema.py); it stays only because the
@@ -87,7 +91,7 @@ def install_into(
     *,
     vendor: bool = True,
     wheel_dir: Path | None = None,
-    rerun_hint: str = "neural-style install-plugin",
+    rerun_hint: str = INSTALL_PLUGIN_COMMAND,
     log=print,
 ) -> InstallReport:
     """Install the plug-in into one GIMP profile; returns what was done.
