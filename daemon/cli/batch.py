@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from neural_style.daemon import cli
+from neural_style.daemon.cli import job_options, reports
 from neural_style.shared import files
 from neural_style.shared.errors import ErrorCode, NeuralStyleError
 
@@ -240,9 +240,9 @@ class DaemonRunner:
         self, content: np.ndarray, styles: list[np.ndarray], params: StyleParams,
         on_step: OnStep, extras: Extras,
     ) -> StylizeResult:  # fmt: skip
-        from neural_style.daemon import service_cli
+        from neural_style.daemon.cli import remote
 
-        result = service_cli.stylize_remote(
+        result = remote.stylize_remote(
             self.endpoint, content, styles, params, on_step, init=extras.init
         )
         if result.daemon is not None:
@@ -252,8 +252,10 @@ class DaemonRunner:
 
 def make_runner(args: argparse.Namespace) -> Runner:
     """A daemon when one answers (or the one ``--daemon`` names), else in-process:
-    stylize's own choice (:func:`neural_style.daemon.cli._daemon_endpoint`)."""
-    endpoint = cli._daemon_endpoint(args)
+    stylize's own choice (:func:`neural_style.daemon.cli.remote.daemon_endpoint`)."""
+    from neural_style.daemon.cli import remote
+
+    endpoint = remote.daemon_endpoint(args)
     if endpoint is not None:
         return DaemonRunner(endpoint)
     from neural_style.daemon.engine import StyleTransfer
@@ -307,14 +309,14 @@ class BatchBar:
 
 
 # --------------------------------------------------------------------------- the command
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "batch",
         help="stylize many image files (files, folders, globs) after the same style(s)",
         description="Stylize each INPUT after STYLE into OUT_DIR/<input name>.png, loading "
         "the model once (a running daemon when one answers, else this process). A re-run "
         "skips outputs already written; bad inputs are reported and the rest go on. Exit "
-        "status 0: all ok or skipped; 1: some failed; 2: usage error. " + cli.DEFAULTS_NOTE,
+        "status 0: all ok or skipped; 1: some failed; 2: usage error. " + job_options.DEFAULTS_NOTE,
         argument_default=argparse.SUPPRESS,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, folder or glob")
@@ -323,7 +325,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="style image file (repeat to blend several)",
     )  # fmt: skip
     p.add_argument("-o", "--output-dir", required=True, metavar="OUT_DIR", help="output folder")
-    cli.add_job_options(p)
+    job_options.add_job_options(p)
     p.add_argument("--report", metavar="FILE.json", help="write a JSON row per input here")
     p.set_defaults(func=run, report=None)
 
@@ -331,17 +333,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from neural_style.daemon.engine import images
 
-    params = cli.params_from_args(args)
-    if cli.init_image_path(args) is not None:
+    params = job_options.params_from_args(args)
+    init_path = job_options.init_image_path(args)
+    if init_path is not None:
         raise images.bad(
-            f"batch takes --init as a mode only, not the image {cli.init_image_path(args)}.",
+            f"batch takes --init as a mode only, not the image {init_path}.",
             "Refine single pictures with `neural-style stylize --init IMAGE`.",
         )
     styles = [images.load_image(s, "style image") for s in args.styles]
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     images.check_writable(out_dir / ("probe" + OUTPUT_SUFFIX))
-    report_path = cli._check_report_path(Path(args.report)) if args.report else None
+    report_path = reports.check_report_path(Path(args.report)) if args.report else None
     items = plan(expand_inputs(args.inputs, frozenset(images.WRITABLE_SUFFIXES)), out_dir)
     batch = Batch(items, styles, params, report_path, quiet=args.quiet)
     return batch.run(lambda: make_runner(args), IndependentInputs())
@@ -380,7 +383,7 @@ class Batch:
             runner = make()
             self.meta = runner.meta
             if runner.meta.get("weights", {}).get("synthetic"):
-                print(cli._synthetic_warning(), file=sys.stderr)
+                print(reports.synthetic_warning(), file=sys.stderr)
             bar = BatchBar(len(todo), self.params.iterations, disabled=self.quiet)
             try:
                 for item in todo:
@@ -453,7 +456,7 @@ class Batch:
             "summary": self._summary(),
             "rows": [asdict(r) for r in self._ordered()],
         }
-        cli._write_json_atomic(report, self.report_path)
+        reports.write_json_atomic(report, self.report_path)
 
 
-__all__ = ["Batch", "Extras", "Hook", "Item", "Row", "add_parser", "run"]
+__all__ = ["Batch", "Extras", "Hook", "Item", "Row", "add_commands", "run"]
