@@ -180,27 +180,18 @@ class Client(Channel):
         styles: list[ImageBuf],
         params: dict[str, Any],
         *,
-        mask: ImageBuf | None = None,
-        init: ImageBuf | None = None,
         on_progress: Callable[[Progress], object] | None = None,
         on_preview: Callable[[Preview], object] | None = None,
-        preview_every: int = 0,
-        preview_max_side: int = PREVIEW_SIDE,
+        **options: Any,
     ) -> Done:
-        """Run a job to the end. A callback returning ``"stop"`` cancels the job.
+        """Run a job to the end: :meth:`submit` (``options``: its ``mask``, ``init``,
+        ``preview_every``, ``preview_max_side``), then :meth:`Job.wait`. A callback
+        returning ``"stop"`` cancels the job.
 
         Raises the error's exception, :class:`CancelledError` when cancelled, and
         :class:`DaemonDied` when the daemon goes silent. Ctrl-C cancels the job first.
         """
-        job = self.submit(
-            content,
-            styles,
-            params,
-            mask=mask,
-            init=init,
-            preview_every=preview_every,
-            preview_max_side=preview_max_side,
-        )
+        job = self.submit(content, styles, params, **options)
         return job.wait(lambda event: _notify(event, on_progress, on_preview))
 
 

@@ -156,27 +156,22 @@ def _positive_int(text: str) -> int:
 # --------------------------------------------------------------------------- commands
 
 
+#: ServerConfig field <- ``serve`` option (argparse dest), for every option but the log file.
+CONFIG_FROM_ARGS = {
+    "endpoint": "bind", "weights": "weights", "device": "device",
+    "max_pixels": "max_pixels", "queue_size": "queue", "connection_file": "connection_file",
+    "curve_secret_key": "curve_secret_key", "insecure_null": "insecure_null",
+    "authorized_keys": "authorized_keys", "max_connections": "max_connections",
+    "max_jobs_per_client": "max_jobs_per_client", "max_job_bytes": "max_job_memory",
+    "max_queue_bytes": "max_queue_memory", "job_time_limit_s": "job_time_limit",
+    "worker": "worker", "verbose": "verbose",
+}  # fmt: skip
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     log_file = setup_logging(args.log_file, logging.DEBUG if args.verbose else logging.INFO)
-    config = ServerConfig(
-        endpoint=args.bind,
-        weights=args.weights,
-        device=args.device,
-        max_pixels=args.max_pixels,
-        queue_size=args.queue,
-        connection_file=args.connection_file,
-        curve_secret_key=args.curve_secret_key,
-        insecure_null=args.insecure_null,
-        log_file=log_file,
-        authorized_keys=args.authorized_keys,
-        max_connections=args.max_connections,
-        max_jobs_per_client=args.max_jobs_per_client,
-        max_job_bytes=args.max_job_memory,
-        max_queue_bytes=args.max_queue_memory,
-        job_time_limit_s=args.job_time_limit,
-        worker=args.worker,
-        verbose=args.verbose,
-    )
+    taken = {field: getattr(args, name) for field, name in CONFIG_FROM_ARGS.items()}
+    config = ServerConfig(**taken, log_file=log_file)
     return serve(config)
 
 
