@@ -112,6 +112,18 @@ def _add_serve(subparsers: Any) -> None:
     p.add_argument("--worker", choices=("process", "thread"), default="process",
                    help="where the engine runs: a supervised worker process, restarted when "
                    "it crashes or hangs (default), or a thread of the daemon")  # fmt: skip
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="where jobs run: this machine (default) or a Ray cluster's actors "
+                   "(needs the cluster extra; docs/cluster.md)")  # fmt: skip
+    p.add_argument("--ray-address", default="auto", metavar="auto|HOST:PORT",
+                   help="with --backend ray: the cluster this machine belongs to (auto, the "
+                   "default) or its head's GCS address")  # fmt: skip
+    p.add_argument("--workers", type=_positive_int, default=0, metavar="N",
+                   help="with --backend ray: actors to start (default: one per GPU of the "
+                   "cluster, else one per --worker-cpus CPUs)")  # fmt: skip
+    p.add_argument("--worker-cpus", type=_positive_int, default=1, metavar="N",
+                   help="with --backend ray: CPU cores (and TensorFlow threads) of each "
+                   "CPU actor (default %(default)s)")  # fmt: skip
     p.add_argument("--log-file", type=Path, metavar="FILE",
                    help="log file (default: daemon.log in the user log dir)")  # fmt: skip
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -204,6 +216,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_queue_bytes=args.max_queue_memory,
         job_time_limit_s=args.job_time_limit,
         worker=args.worker,
+        backend=args.backend,
+        ray_address=args.ray_address,
+        workers=args.workers,
+        worker_cpus=args.worker_cpus,
         verbose=args.verbose,
     )
     return serve(config)

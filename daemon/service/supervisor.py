@@ -108,6 +108,13 @@ class ProcessExecutor:
     def weights(self) -> WorkerWeights:
         return self._weights
 
+    #: One worker process, one job at a time.
+    capacity = 1
+
+    def unavailable(self) -> str:
+        """ "": a failed worker answers each job with its error (and is retried)."""
+        return ""
+
     def launch(self, timeout: float = LOAD_TIMEOUT_S) -> None:
         """Start the first worker and wait until its model is loaded (raises its error:
         weights missing, TensorFlow failing...), before the daemon binds its port."""
