@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import glob
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -183,6 +184,9 @@ class Hook(Protocol):
 class IndependentInputs:
     """Every input on its own: no init image, nothing carried over."""
 
+    #: Inputs may run at once (a daemon with several workers): nothing links them.
+    parallel = True
+
     def before(self, item: Item, content: np.ndarray) -> Extras:
         return Extras()
 
@@ -236,6 +240,16 @@ class DaemonRunner:
     def __post_init__(self) -> None:
         self.meta = {"mode": "daemon", "endpoint": self.endpoint}
 
+    def workers(self) -> int:
+        """Jobs the daemon runs at once (its welcome's ``limits.workers``: a Ray-backed
+        daemon's actors; 1 for a daemon without the field)."""
+        from neural_style.shared.client import Client
+
+        with Client(self.endpoint, timeout=10.0) as client:
+            limits = client.hello().get("limits") or {}
+        value = limits.get("workers", 1)
+        return max(1, int(value)) if isinstance(value, int) else 1
+
     def run(
         self, content: np.ndarray, styles: list[np.ndarray], params: StyleParams,
         on_step: OnStep, extras: Extras,
@@ -280,6 +294,8 @@ class BatchBar:
         self._files_done = 0
         self._base = 0  # bar position at the start of the current file
         self._name = ""
+        self._running: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     def _label(self, step: int, refresh: bool) -> None:
         self._bar.set_description_str(
@@ -304,6 +320,31 @@ class BatchBar:
 
     def close(self) -> None:
         self._bar.close()
+
+    # -- several files at once (a daemon with several workers)
+    def begin(self, name: str) -> None:
+        with self._lock:
+            self._running[name] = 0
+            self._label_many()
+
+    def step_of(self, name: str, it: Step) -> None:
+        with self._lock:
+            self._running[name] = min(it.step, self._per_file)
+            self._bar.update(self._base + sum(self._running.values()) - self._bar.n)
+
+    def end(self, name: str) -> None:
+        with self._lock:
+            self._running.pop(name, None)
+            self._files_done += 1
+            self._base += self._per_file
+            self._bar.update(self._base + sum(self._running.values()) - self._bar.n)
+            self._label_many()
+
+    def _label_many(self) -> None:
+        self._bar.set_description_str(
+            f"{self._files_done}/{self._files_total} files, {len(self._running)} running",
+            refresh=True,
+        )
 
 
 # --------------------------------------------------------------------------- the command
@@ -382,8 +423,11 @@ class Batch:
             if runner.meta.get("weights", {}).get("synthetic"):
                 print(cli._synthetic_warning(), file=sys.stderr)
             bar = BatchBar(len(todo), self.params.iterations, disabled=self.quiet)
+            workers = _workers(runner, hook, len(todo))
             try:
-                for item in todo:
+                if workers > 1:
+                    self._run_parallel(runner, hook, todo, bar, workers)
+                for item in todo if workers == 1 else ():
                     bar.start(item.input.name)
                     self.rows[item] = self._one(runner, hook, item, bar.step)
                     bar.finish_file()
@@ -405,6 +449,44 @@ class Batch:
             print(f"neural-style: failed: {r.input}: {r.error}", file=sys.stderr)
         self._say(", ".join(f"{n} {s}" for s, n in self._summary().items()))
         return 1 if failed else 0
+
+    def _run_parallel(
+        self, runner: Runner, hook: Hook, todo: list[Item], bar: BatchBar, workers: int
+    ) -> None:
+        """Keep ``workers`` inputs in flight (each its own job on the daemon); rows and the
+        report follow as they finish. Ctrl-C or a fatal error stops the rest: the jobs in
+        flight are cancelled at their next progress message."""
+        from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+        stop = threading.Event()
+
+        def one(item: Item) -> tuple[Item, Row]:
+            def on_step(it: Step) -> None:
+                if stop.is_set():
+                    raise KeyboardInterrupt  # Job.wait cancels the job on the daemon
+                bar.step_of(item.input.name, it)
+
+            return item, self._one(runner, hook, item, on_step)
+
+        queue = iter(todo)
+        pending: set[Future[tuple[Item, Row]]] = set()
+        with ThreadPoolExecutor(workers, thread_name_prefix="batch") as pool:
+            try:
+                while True:
+                    while len(pending) < workers and (item := next(queue, None)) is not None:
+                        bar.begin(item.input.name)
+                        pending.add(pool.submit(one, item))
+                    if not pending:
+                        return
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        item, row = future.result()
+                        self.rows[item] = row
+                        bar.end(item.input.name)
+                        self._write_report()
+            except BaseException:
+                stop.set()
+                raise
 
     def _ordered(self) -> list[Row]:
         return [self.rows[item] for item in self.items if item in self.rows]
@@ -454,6 +536,18 @@ class Batch:
             "rows": [asdict(r) for r in self._ordered()],
         }
         cli._write_json_atomic(report, self.report_path)
+
+
+def _workers(runner: Runner, hook: Hook, todo: int) -> int:
+    """How many inputs to keep in flight: the daemon's workers when the hook lets inputs
+    run at once (a sequence mode that starts frame t from frame t-1 does not), else 1."""
+    ask = getattr(runner, "workers", None)
+    if not getattr(hook, "parallel", False) or ask is None or todo < 2:
+        return 1
+    try:
+        return max(1, min(int(ask()), todo))
+    except NeuralStyleError:
+        return 1  # the first job then says what is wrong
 
 
 __all__ = ["Batch", "Extras", "Hook", "Item", "Row", "add_parser", "run"]

@@ -318,6 +318,29 @@ def _process_running(pid: int) -> bool:
         return False
 
 
+def _ray_lines(info: dict[str, Any], worker: dict[str, Any]) -> list[str]:
+    """The ray backend's part of ``status``: the cluster, then one line per actor."""
+    actors = info.get("actors") or []
+    state = worker.get("state")
+    why = f" ({worker['error']})" * bool(worker.get("error") and state != "ready")
+    lines = [
+        f"  backend:   ray at {worker.get('address')}: {state}{why}; "
+        f"{info.get('capacity', 0)} of {len(actors)} actors up, "
+        f"{worker.get('requeued', 0)} jobs moved off lost actors, "
+        f"{worker.get('restarts', 0)} reconnects"
+    ]
+    for a in actors:
+        doing = f"busy (step {a.get('step', 0)})" if a.get("state") == "busy" else a.get("state")
+        styles = ", ".join(a.get("cached_styles") or []) or "none"
+        where = f"node {a.get('node') or '?'} ({a.get('host') or '?'} {a.get('ip') or ''})"
+        restarts = f", {a['restarts']} restarts" * bool(a.get("restarts"))
+        lines.append(
+            f"    {a.get('name')}: {doing}, {where}, {a.get('device') or '?'}, "
+            f"{a.get('threads') or '?'} threads{restarts}; cached styles: {styles}"
+        )
+    return lines
+
+
 def format_status(info: dict[str, Any]) -> str:
     """A short human summary of ``status`` output."""
     weights = info.get("weights") or {}
@@ -325,7 +348,14 @@ def format_status(info: dict[str, Any]) -> str:
     queue = info.get("queue") or {}
     running = info.get("running")
     doing = "idle"
-    if running:
+    several = info.get("running_jobs") or []
+    if len(several) > 1:
+        doing = (
+            f"running {len(several)} jobs ("
+            + ", ".join(f"step {r.get('step', 0)}/{r.get('total', 0)}" for r in several)
+            + ")"
+        )
+    elif running:
         doing = f"running step {running.get('step', 0)}/{running.get('total', 0)}"
     synthetic = " (synthetic test weights: results are not artistic)" * bool(
         weights.get("synthetic")
@@ -348,7 +378,9 @@ def format_status(info: dict[str, Any]) -> str:
         rate = info["step_s_per_mpx"]
         lines.append(f"  step time: {rate:.3g} s per step per megapixel ({sides})")
     worker = info.get("worker") or {}
-    if worker:
+    if worker.get("backend") == "ray":
+        lines += _ray_lines(info, worker)
+    elif worker:
         exited = f"; last exit: {worker['last_exit']}" * bool(worker.get("last_exit"))
         pid = f" pid {worker['pid']}," * bool(worker.get("pid"))
         lines.append(

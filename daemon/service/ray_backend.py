@@ -84,7 +84,6 @@ class RayExecutor:
         self._proc: subprocess.Popen[bytes] | None = None
         self._pipe: Pipe | None = None
         self._reader: threading.Thread | None = None
-        self._ready = threading.Event()
         self._next_try = 0.0
         self._heard = 0.0
         self._context: zmq.Context | None = None
@@ -224,8 +223,9 @@ class RayExecutor:
         self._proc = subprocess.Popen(cmd, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
         theirs.close()
         self._pipe = Pipe(ours)
-        self._ready.clear()
-        self.state, self._heard = "connecting", time.monotonic()
+        self._heard = time.monotonic()
+        if self.state != "unreachable":  # a retry keeps saying why the last one failed
+            self.state = "connecting"
         log.info("ray bridge %d: connecting to %s", self._proc.pid, self.address)
 
     def _first_message(self, timeout: float) -> dict[str, Any] | None:

@@ -61,8 +61,8 @@ STATE_EVERY_S = 1.0
 #: actor is killed (Ray restarts it) and the job answered ``cancelled``.
 MIN_KILL_GRACE_S = 10.0
 KILL_GRACE_STEPS = 4
-#: How long to wait for the cluster to answer a connection attempt.
-CONNECT_TIMEOUT_S = 15.0
+#: How often the actor count is matched to the cluster's size (without ``--workers``).
+GROW_EVERY_S = 5.0
 #: How long the first actors may take to load the model.
 LOAD_TIMEOUT_S = 600.0
 #: Style Grams an actor keeps (the engine's own LRU size), as the bridge tracks them.
@@ -233,6 +233,9 @@ class Bridge:
         self._last_state: Any = None
         self._state_at = 0.0
         self._next_index = 0
+        self._grown_at = 0.0
+        self.num_gpus = 0
+        self.worker_cpus = 1
 
     # -- start
     def connect(self) -> dict[str, Any]:
@@ -252,10 +255,10 @@ class Bridge:
         cpus = int(resources.get("CPU", 0))
         per_node = max((int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n["Alive"]),
                        default=0)  # fmt: skip
-        worker_cpus = max(1, min(self.args.worker_cpus, per_node or 1))
-        workers = self.args.workers or (gpus or max(1, cpus // worker_cpus))
+        worker_cpus = max(1, min(self.args.worker_cpus, per_node or self.args.worker_cpus))
         self.num_gpus = 1 if gpus else 0
         self.worker_cpus = worker_cpus
+        workers = self._wanted()
         self._actor_cls = ray.remote(
             num_cpus=worker_cpus,
             num_gpus=self.num_gpus,
@@ -295,6 +298,26 @@ class Bridge:
             **self._state(),
         }
 
+    def _wanted(self) -> int:
+        """Actors to have: ``--workers``, else one per GPU, else one per ``worker_cpus``
+        CPUs of the cluster as it is now (at least one)."""
+        if self.args.workers:
+            return int(self.args.workers)
+        resources = ray.cluster_resources()
+        if self.num_gpus:
+            return max(1, int(resources.get("GPU", 0)))
+        return max(1, int(resources.get("CPU", 0)) // self.worker_cpus)
+
+    def _grow(self, now: float) -> None:
+        """Without ``--workers``: start actors for nodes that joined since (a node that
+        left keeps its actor, which Ray restarts when there is room again)."""
+        if self.args.workers or now - self._grown_at < GROW_EVERY_S:
+            return
+        self._grown_at = now
+        for _ in range(self._wanted() - len(self.slots)):
+            log.info("the cluster grew: starting actor %d", self._next_index)
+            self._add_slot()
+
     def _add_slot(self) -> Slot:
         index = self._next_index
         self._next_index += 1
@@ -320,6 +343,7 @@ class Bridge:
             now = time.monotonic()
             self._probe_all(now)
             self._watch_cancels(now)
+            self._grow(now)
             self._dispatch()
             self._send_state(now)
 
