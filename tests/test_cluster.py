@@ -42,6 +42,19 @@ def follow(job: Any, timeout: float = 180.0) -> list[Any]:
     return events
 
 
+def follow_all(jobs: list[Any], timeout: float = 300.0) -> list[list[Any]]:
+    """Every event of each job, polling them in turn (a client that is not polled sends
+    no heartbeats, and the daemon would cancel its jobs as ``client_gone``)."""
+    events: list[list[Any]] = [[] for _ in jobs]
+    deadline = time.monotonic() + timeout
+    while not all(job.done for job in jobs):
+        assert time.monotonic() < deadline, "a job hung"
+        for job, got in zip(jobs, events, strict=True):
+            if not job.done:
+                got += job.poll(20)
+    return events
+
+
 def until_step(job: Any, step: int, events: list[Any], timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while not any(isinstance(e, Progress) and e.step >= step for e in events):
@@ -176,7 +189,7 @@ def test_four_jobs_from_two_clients_run_on_both_nodes(cluster: ClusterBox, daemo
             client = (a, b)[i % 2]
             params = {"size": SIZE, "iterations": 25, "seed": i}
             jobs.append((client, client.submit(image(pic(10 + i, h, w)), [image(STYLE)], params)))
-        results = [follow(job) for _, job in jobs]
+        results = follow_all([job for _, job in jobs])
     stop.set()
     watcher.join()
     images = []
@@ -211,8 +224,9 @@ def test_node_removed_mid_job_job_finishes_elsewhere_once(cluster: ClusterBox, d
         cluster.remove(cluster.node_of(victim))
         # The lost job waits for the surviving actor (busy with the second job), then runs
         # there from the start: neither client hangs, each job has exactly one result.
-        first_events += follow(first, timeout=300)
-        second_events += follow(second, timeout=300)
+        more = follow_all([first, second])
+        first_events += more[0]
+        second_events += more[1]
     for events in (first_events, second_events):
         assert sum(isinstance(e, Done) for e in events) == 1
         assert isinstance(events[-1], Done)

@@ -72,7 +72,17 @@ class Executor(Protocol):
         ...
 
 
-class ThreadExecutor:
+class OneJobAtATime:
+    """The local executors' capacity: one job at a time. A failed local worker answers
+    each job with its own error (and is retried), so it is never ``unavailable``."""
+
+    capacity = 1
+
+    def unavailable(self) -> str:
+        return ""
+
+
+class ThreadExecutor(OneJobAtATime):
     """The engine in a thread of the daemon's own process (:class:`~.worker.Worker`)."""
 
     def __init__(self, engine: Engine) -> None:
@@ -87,11 +97,6 @@ class ThreadExecutor:
     @property
     def weights(self) -> Any:
         return self.engine.weights
-
-    capacity = 1
-
-    def unavailable(self) -> str:
-        return ""
 
     def start(self, context: zmq.Context, wake_endpoint: str) -> None:
         self._worker = Worker(self.engine, context, wake_endpoint)

@@ -48,7 +48,78 @@ FIRST_CONNECT_S = 600.0
 SILENT_S = 60.0
 
 
-class RayExecutor:
+class _BridgeMessages:
+    """What the bridge says, as :class:`RayExecutor` handles it (a mixin: the executor's
+    life is there, the messages here)."""
+
+    events: queue.Queue[tuple[WorkerEvent, ServiceJob, Any]]
+    state: str
+    failure: str
+    requeued: int
+    _heard: float
+    _actors: list[dict[str, Any]]
+    _capacity: int
+    _device: str
+    _weights: WorkerWeights
+    _cluster: str
+    _lock: threading.Lock
+    _running: dict[str, ServiceJob]
+
+    def _stop_process(self) -> None:
+        raise NotImplementedError
+
+    def _unreachable(self, why: str) -> None:
+        raise NotImplementedError
+
+    def _end(self, token: str, kind: WorkerEvent, payload: Any) -> None:
+        raise NotImplementedError
+
+    def _on_message(self, header: dict[str, Any], arrays: list[Any]) -> None:
+        op = header["op"]
+        self._heard = time.monotonic()
+        if op in ("ready", "actors"):
+            self._actors = list(header.get("actors", []))
+            self._capacity = int(header.get("capacity", 0))
+        if op == "ready":
+            self._device, self._weights, self._cluster = ready_fields(header)
+            self.state, self.failure = "ready", ""
+            log.info("ray backend: %d actor(s) ready on %s (cluster %s)", self._capacity,
+                     self._device, self._cluster)  # fmt: skip
+            return
+        if op == "failed":
+            error = worker_pipe.event_payload({**header, "op": "error"}, [])
+            self._stop_process()
+            self._unreachable(error.message)
+            return
+        if op == "actors":
+            return
+        if op == "requeued":
+            self.requeued += 1
+            with self._lock:
+                job = self._running.get(str(header["job"]))
+            name = job.job_id if job is not None else header["job"]
+            attempt = int(header["attempt"]) + 1
+            log.warning("job %s: its call was lost (%s); running it again from the start "
+                        "(attempt %d)", name, header.get("why"), attempt)  # fmt: skip
+            return
+        token = str(header.get("job"))
+        with self._lock:
+            job = self._running.get(token)
+        if job is None:
+            return  # a job already ended here
+        kind = WorkerEvent(op)
+        payload = worker_pipe.event_payload(header, arrays)
+        if kind is WorkerEvent.PROGRESS:
+            step = payload[0]
+            job.step, job.total = step.step, step.total
+            job.last_step = time.monotonic()
+        if kind in TERMINAL_EVENTS:
+            self._end(token, kind, payload)
+        else:
+            self.events.put((kind, job, payload))
+
+
+class RayExecutor(_BridgeMessages):
     """Jobs on a Ray cluster's actors, through the :mod:`.ray_bridge` process."""
 
     def __init__(
@@ -207,22 +278,15 @@ class RayExecutor:
 
     # -- the bridge's life
     def _spawn(self) -> None:
-        ours, theirs = socket.socketpair()
-        ours.setsockopt(
-            socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", int(SEND_TIMEOUT_S), 0)
-        )
-        cmd = [sys.executable, "-m", "neural_style.daemon.service.ray_bridge",
-               "--fd", str(theirs.fileno()), "--address", self.address,
-               "--workers", str(self.workers), "--worker-cpus", str(self.worker_cpus)]  # fmt: skip
+        args = ["--address", self.address, "--workers", str(self.workers),
+                "--worker-cpus", str(self.worker_cpus)]  # fmt: skip
         if self._weights_arg:
-            cmd += ["--weights", str(self._weights_arg)]
+            args += ["--weights", str(self._weights_arg)]
         if self._log_file:
-            cmd += ["--log-file", str(self._log_file)]
+            args += ["--log-file", str(self._log_file)]
         if self._verbose:
-            cmd.append("--verbose")
-        self._proc = subprocess.Popen(cmd, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
-        theirs.close()
-        self._pipe = Pipe(ours)
+            args.append("--verbose")
+        self._proc, self._pipe = spawn_bridge(args)
         self._heard = time.monotonic()
         if self.state != "unreachable":  # a retry keeps saying why the last one failed
             self.state = "connecting"
@@ -230,17 +294,12 @@ class RayExecutor:
 
     def _first_message(self, timeout: float) -> dict[str, Any] | None:
         assert self._pipe is not None
-        self._pipe.sock.settimeout(timeout)
         try:
-            header, _ = self._pipe.recv()
+            return first_message(self._pipe, timeout)
         except (PipeClosed, TimeoutError, OSError) as exc:
             self._stop_process()
             self._unreachable(f"the Ray bridge {exc}")
             return None
-        finally:
-            if self._pipe is not None:
-                self._pipe.sock.settimeout(None)
-        return header
 
     def _on_death(self, why: str) -> None:
         """The bridge is gone: its jobs end with worker_crashed; a new one is tried."""
@@ -264,18 +323,11 @@ class RayExecutor:
         log.warning("ray backend: %s; trying again in %g s", why, RETRY_S)
 
     def _kill(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self._proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._proc.wait(timeout=10)
+        kill(self._proc)
 
     def _stop_process(self) -> None:
-        self._kill()
-        if self._pipe is not None:
-            with contextlib.suppress(OSError):
-                self._pipe.sock.shutdown(socket.SHUT_RDWR)
-            self._pipe.close()
+        kill(self._proc)
+        close_pipe(self._pipe)
         self._pipe = None
         self._proc = None
 
@@ -292,56 +344,6 @@ class RayExecutor:
             job = self._running.pop(token, None)
             self._cancelled.discard(token)
         if job is not None:
-            self.events.put((kind, job, payload))
-
-    # -- what the bridge says
-    def _on_message(self, header: dict[str, Any], arrays: list[Any]) -> None:
-        op = header["op"]
-        self._heard = time.monotonic()
-        if op in ("ready", "actors"):
-            self._actors = list(header.get("actors", []))
-            self._capacity = int(header.get("capacity", 0))
-        if op == "ready":
-            self._device = str(header.get("device", ""))
-            w = header.get("weights") or {}
-            self._weights = WorkerWeights(
-                str(w.get("path", "")), str(w.get("sha256", "")), bool(w.get("synthetic"))
-            )
-            self._cluster = str(header.get("address", ""))
-            self.state, self.failure = "ready", ""
-            log.info("ray backend: %d actor(s) ready on %s (cluster %s)", self._capacity,
-                     self._device, self._cluster)  # fmt: skip
-            return
-        if op == "failed":
-            error = worker_pipe.event_payload({**header, "op": "error"}, [])
-            self._stop_process()
-            self._unreachable(error.message)
-            return
-        if op == "actors":
-            return
-        if op == "requeued":
-            self.requeued += 1
-            with self._lock:
-                job = self._running.get(str(header["job"]))
-            name = job.job_id if job is not None else header["job"]
-            attempt = int(header["attempt"]) + 1
-            log.warning("job %s: its call was lost (%s); running it again from the start "
-                        "(attempt %d)", name, header.get("why"), attempt)  # fmt: skip
-            return
-        token = str(header.get("job"))
-        with self._lock:
-            job = self._running.get(token)
-        if job is None:
-            return  # a job already ended here
-        kind = WorkerEvent(op)
-        payload = worker_pipe.event_payload(header, arrays)
-        if kind is WorkerEvent.PROGRESS:
-            step = payload[0]
-            job.step, job.total = step.step, step.total
-            job.last_step = time.monotonic()
-        if kind in TERMINAL_EVENTS:
-            self._end(token, kind, payload)
-        else:
             self.events.put((kind, job, payload))
 
 
@@ -378,6 +380,53 @@ class _Reader(threading.Thread):
                 wake.send(b"", zmq.NOBLOCK)
         finally:
             wake.close()
+
+
+def spawn_bridge(args: list[str]) -> tuple[subprocess.Popen[bytes], Pipe]:
+    """Start :mod:`.ray_bridge` with one end of a socketpair; return it and our end."""
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(
+        socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", int(SEND_TIMEOUT_S), 0)
+    )
+    cmd = [sys.executable, "-m", "neural_style.daemon.service.ray_bridge",
+           "--fd", str(theirs.fileno()), *args]  # fmt: skip
+    proc = subprocess.Popen(cmd, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+    theirs.close()
+    return proc, Pipe(ours)
+
+
+def first_message(pipe: Pipe, timeout: float) -> dict[str, Any]:
+    """The bridge's first message (``ready`` or ``failed``), waiting at most ``timeout``."""
+    pipe.sock.settimeout(timeout)
+    try:
+        header, _ = pipe.recv()
+    finally:
+        pipe.sock.settimeout(None)
+    return header
+
+
+def ready_fields(header: dict[str, Any]) -> tuple[str, WorkerWeights, str]:
+    """A ``ready`` message's device, weights and cluster address."""
+    w = header.get("weights") or {}
+    weights = WorkerWeights(
+        str(w.get("path", "")), str(w.get("sha256", "")), bool(w.get("synthetic"))
+    )
+    return str(header.get("device", "")), weights, str(header.get("address", ""))
+
+
+def kill(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None and proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+
+
+def close_pipe(pipe: Pipe | None) -> None:
+    if pipe is not None:
+        with contextlib.suppress(OSError):
+            pipe.sock.shutdown(socket.SHUT_RDWR)
+        pipe.close()
 
 
 def _unreachable(why: str) -> NeuralStyleError:

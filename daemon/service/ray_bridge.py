@@ -218,20 +218,15 @@ def style_key(header: dict[str, Any], arrays: list[Any]) -> str:
     return h.hexdigest()
 
 
-class Bridge:
-    """The Ray driver's control loop: one thread owns the actors and the jobs; the pipe's
-    reader and each call's stream reader feed it through ``self.inbox``."""
+class ActorPool:
+    """The actors: how many (the cluster's size, ``--workers``), their health (a probe
+    call answers once an actor has loaded the model, again after each restart) and their
+    description."""
 
-    def __init__(self, pipe: Pipe, args: argparse.Namespace) -> None:
-        self.pipe = pipe
+    def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self.slots: list[Slot] = []
-        self.jobs: dict[str, BridgeJob] = {}
-        self.pending: deque[BridgeJob] = deque()
         self._actor_cls: Any = None
-        self._last_state: Any = None
-        self._state_at = 0.0
         self._next_index = 0
         self._grown_at = 0.0
         self.num_gpus = 0
@@ -259,7 +254,8 @@ class Bridge:
         self.num_gpus = 1 if gpus else 0
         self.worker_cpus = worker_cpus
         workers = self._wanted()
-        self._actor_cls = ray.remote(
+        remote: Any = ray.remote  # its typed overloads know no concurrency_groups
+        self._actor_cls = remote(
             num_cpus=worker_cpus,
             num_gpus=self.num_gpus,
             max_restarts=-1,
@@ -269,10 +265,10 @@ class Bridge:
         log.info("ray: %d actors, %d CPU(s) each, %d GPU(s) each (cluster: %d CPUs, %d GPUs)",
                  workers, worker_cpus, self.num_gpus, cpus, gpus)  # fmt: skip
         for _ in range(workers):
-            self._add_slot()
+            self.add_slot()
         deadline = time.monotonic() + LOAD_TIMEOUT_S
         while not any(s.state == "idle" for s in self.slots):
-            self._probe_all(time.monotonic(), wait=0.5)
+            self.probe_all(time.monotonic(), wait=0.5)
             failed = [s for s in self.slots if s.last_error]
             if failed and all(s.last_error for s in self.slots):
                 raise NeuralStyleError(
@@ -295,7 +291,7 @@ class Bridge:
             "device": str(first.info.get("device", "")),
             "weights": first.info.get("weights", {}),
             "address": str(ray.get_runtime_context().gcs_address),
-            **self._state(),
+            **self.state({}),
         }
 
     def _wanted(self) -> int:
@@ -308,7 +304,7 @@ class Bridge:
             return max(1, int(resources.get("GPU", 0)))
         return max(1, int(resources.get("CPU", 0)) // self.worker_cpus)
 
-    def _grow(self, now: float) -> None:
+    def grow(self, now: float) -> None:
         """Without ``--workers``: start actors for nodes that joined since (a node that
         left keeps its actor, which Ray restarts when there is room again)."""
         if self.args.workers or now - self._grown_at < GROW_EVERY_S:
@@ -316,9 +312,9 @@ class Bridge:
         self._grown_at = now
         for _ in range(self._wanted() - len(self.slots)):
             log.info("the cluster grew: starting actor %d", self._next_index)
-            self._add_slot()
+            self.add_slot()
 
-    def _add_slot(self) -> Slot:
+    def add_slot(self) -> Slot:
         index = self._next_index
         self._next_index += 1
         handle = self._actor_cls.options(name=f"{NAMESPACE}-{os.getpid()}-{index}").remote(
@@ -328,6 +324,61 @@ class Bridge:
         slot.probe, slot.probe_at = handle.info.remote(), time.monotonic()
         self.slots.append(slot)
         return slot
+
+    def lose(self, slot: Slot, why: str) -> None:
+        slot.state, slot.job, slot.last_error = "restarting", "", why[:300]
+        slot.cached.clear()
+        slot.restarts += 1
+        slot.probe, slot.probe_at = slot.handle.info.remote(), time.monotonic()
+
+    # -- actors' health
+    def probe_all(self, now: float, wait: float = 0.0) -> None:
+
+        probing = [s for s in self.slots if s.probe is not None]
+        if not probing:
+            return
+        ready, _ = ray.wait([s.probe for s in probing], num_returns=len(probing), timeout=wait)
+        done = {id(r) for r in ready}
+        for slot in probing:
+            ref = slot.probe
+            if id(ref) not in done:
+                continue
+            slot.probe = None
+            try:
+                slot.info = ray.get(ref)
+            except ray.exceptions.ActorDiedError as exc:  # for good: a new actor instead
+                log.warning("actor %d is gone for good (%s); starting a new one", slot.index,
+                            str(exc).splitlines()[0][:200] if str(exc) else "")  # fmt: skip
+                self.slots.remove(slot)
+                self.add_slot().restarts = slot.restarts + 1
+                continue
+            except Exception as exc:  # restarting, or its constructor failed
+                slot.last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
+                slot.probe, slot.probe_at = slot.handle.info.remote(), now
+                continue
+            slot.state, slot.last_error = "idle", ""
+            log.info("actor %d ready on %s (%s)", slot.index, slot.info.get("host"),
+                     slot.info.get("device"))  # fmt: skip
+
+    def state(self, jobs: dict[str, BridgeJob]) -> dict[str, Any]:
+        actors = [s.describe(jobs) for s in self.slots]
+        ready = sum(s.state in ("idle", "busy") for s in self.slots)
+        return {"actors": actors, "capacity": ready}
+
+
+class Bridge:
+    """The Ray driver's control loop: one thread owns the actors and the jobs; the pipe's
+    reader and each call's stream reader feed it through ``self.inbox``."""
+
+    def __init__(self, pipe: Pipe, args: argparse.Namespace) -> None:
+        self.pipe = pipe
+        self.args = args
+        self.inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self.pool = ActorPool(args)
+        self.jobs: dict[str, BridgeJob] = {}
+        self.pending: deque[BridgeJob] = deque()
+        self._last_state: Any = None
+        self._state_at = 0.0
 
     # -- the loop
     def serve(self) -> None:
@@ -341,9 +392,9 @@ class Bridge:
                 return
             getattr(self, f"_on_{item[0]}")(*item[1:])
             now = time.monotonic()
-            self._probe_all(now)
+            self.pool.probe_all(now)
             self._watch_cancels(now)
-            self._grow(now)
+            self.pool.grow(now)
             self._dispatch()
             self._send_state(now)
 
@@ -419,7 +470,7 @@ class Bridge:
         slot = job.slot
         if slot is not None:
             log.warning("actor %d lost job %s: %s", slot.index, token, why)
-            self._lose_actor(slot, why)
+            self.pool.lose(slot, why)
         job.slot = None
         if job.cancel_reason:
             self._finish(job, {"op": "cancelled", "job": token, "step": job.step}, [])
@@ -435,12 +486,6 @@ class Bridge:
             self._send({"op": "requeued", "job": token, "attempt": job.attempt, "why": why})
             self.pending.appendleft(job)
 
-    def _lose_actor(self, slot: Slot, why: str) -> None:
-        slot.state, slot.job, slot.last_error = "restarting", "", why[:300]
-        slot.cached.clear()
-        slot.restarts += 1
-        slot.probe, slot.probe_at = slot.handle.info.remote(), time.monotonic()
-
     def _finish(self, job: BridgeJob, header: dict[str, Any], arrays: list[Any]) -> None:
         self.jobs.pop(job.token, None)
         job.slot = None
@@ -449,7 +494,7 @@ class Bridge:
     # -- placement
     def _dispatch(self) -> None:
         while self.pending:
-            idle = [s for s in self.slots if s.state == "idle"]
+            idle = [s for s in self.pool.slots if s.state == "idle"]
             if not idle:
                 return
             job = self.pending.popleft()
@@ -504,43 +549,9 @@ class Bridge:
                 job.cancel_sent_at = None
                 ray.kill(slot.handle, no_restart=False)  # its stream then fails: "lost"
 
-    # -- actors' health
-    def _probe_all(self, now: float, wait: float = 0.0) -> None:
-
-        probing = [s for s in self.slots if s.probe is not None]
-        if not probing:
-            return
-        ready, _ = ray.wait([s.probe for s in probing], num_returns=len(probing), timeout=wait)
-        done = {id(r) for r in ready}
-        for slot in probing:
-            ref = slot.probe
-            if id(ref) not in done:
-                continue
-            slot.probe = None
-            try:
-                slot.info = ray.get(ref)
-            except ray.exceptions.ActorDiedError as exc:  # for good: a new actor instead
-                log.warning("actor %d is gone for good (%s); starting a new one", slot.index,
-                            str(exc).splitlines()[0][:200] if str(exc) else "")  # fmt: skip
-                self.slots.remove(slot)
-                self._add_slot().restarts = slot.restarts + 1
-                continue
-            except Exception as exc:  # restarting, or its constructor failed
-                slot.last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
-                slot.probe, slot.probe_at = slot.handle.info.remote(), now
-                continue
-            slot.state, slot.last_error = "idle", ""
-            log.info("actor %d ready on %s (%s)", slot.index, slot.info.get("host"),
-                     slot.info.get("device"))  # fmt: skip
-
     # -- to the front end
-    def _state(self) -> dict[str, Any]:
-        actors = [s.describe(self.jobs) for s in self.slots]
-        ready = sum(s.state in ("idle", "busy") for s in self.slots)
-        return {"actors": actors, "capacity": ready}
-
     def _send_state(self, now: float) -> None:
-        state = self._state()
+        state = self.pool.state(self.jobs)
         if state != self._last_state or now - self._state_at > STATE_EVERY_S:
             self._last_state, self._state_at = state, now
             self._send({"op": "actors", **state})
@@ -591,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
     pipe = Pipe(socket.socket(fileno=args.fd))
     bridge = Bridge(pipe, args)
     try:
-        ready = bridge.connect()
+        ready = bridge.pool.connect()
     except NeuralStyleError as exc:
         pipe.send({"op": "failed", **worker_pipe.error_fields(exc)})
         return 1

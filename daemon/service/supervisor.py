@@ -30,6 +30,7 @@ from typing import Any
 import zmq
 
 from neural_style.daemon.service import worker_pipe
+from neural_style.daemon.service.executor import OneJobAtATime
 from neural_style.daemon.service.jobs import ServiceJob
 from neural_style.daemon.service.worker import TERMINAL_EVENTS, WorkerEvent
 from neural_style.daemon.service.worker_pipe import Pipe, PipeClosed
@@ -69,7 +70,7 @@ def _exit_text(code: int | None) -> str:
     return f"exited with status {code}"
 
 
-class ProcessExecutor:
+class ProcessExecutor(OneJobAtATime):
     """The default local backend: one worker process, restarted when it dies."""
 
     def __init__(
@@ -107,13 +108,6 @@ class ProcessExecutor:
     @property
     def weights(self) -> WorkerWeights:
         return self._weights
-
-    #: One worker process, one job at a time.
-    capacity = 1
-
-    def unavailable(self) -> str:
-        """ "": a failed worker answers each job with its error (and is retried)."""
-        return ""
 
     def launch(self, timeout: float = LOAD_TIMEOUT_S) -> None:
         """Start the first worker and wait until its model is loaded (raises its error:
