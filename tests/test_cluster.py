@@ -311,6 +311,36 @@ def test_batch_keeps_both_actors_busy(cluster: ClusterBox, daemon: Daemon, tmp_p
     assert max(seen) == 2
 
 
+@pytest.mark.slow
+def test_lost_ray_driver_ends_its_jobs_and_the_daemon_reconnects(
+    cluster: ClusterBox, daemon: Daemon
+):
+    """The Ray driver (the bridge process) dies mid-job, as it does when its cluster has
+    been unreachable for a minute: the running job ends ``worker_crashed`` at once, the
+    daemon answers meanwhile and serves again with new actors."""
+    import os
+    import signal
+
+    from neural_style.shared.client import WorkerCrashed
+
+    before = status(daemon)["worker"]
+    with daemon.client() as c:
+        job = c.submit(image(pic(61)), [image(STYLE)], {"size": SIZE, "iterations": 3000})
+        until_step(job, 2, [])
+        os.kill(int(before["pid"]), signal.SIGKILL)
+        t0 = time.monotonic()
+        with pytest.raises(WorkerCrashed, match="Ray cluster"):
+            follow(job, timeout=30)
+        assert time.monotonic() - t0 < 10
+        assert c.ping() < 1.0
+    info = wait_status(daemon, idle_actors(2))
+    assert info["worker"]["restarts"] == before["restarts"] + 1
+    assert info["worker"]["pid"] != before["pid"]
+    with daemon.client() as c:
+        done = follow(c.submit(image(pic(62)), [image(STYLE)], {"size": SIZE, "iterations": 3}))
+        assert isinstance(done[-1], Done)
+
+
 def _env() -> dict[str, str]:
     from tests.daemon_helpers import daemon_env
 
