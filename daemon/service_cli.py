@@ -322,7 +322,7 @@ def _ray_lines(info: dict[str, Any], worker: dict[str, Any]) -> list[str]:
     """The ray backend's part of ``status``: the cluster, then one line per actor."""
     actors = info.get("actors") or []
     state = worker.get("state")
-    why = f" ({worker['error']})" * bool(worker.get("error") and state != "ready")
+    why = f" ({worker.get('error')})" * bool(worker.get("error") and state != "ready")
     lines = [
         f"  backend:   ray at {worker.get('address')}: {state}{why}; "
         f"{info.get('capacity', 0)} of {len(actors)} actors up, "
@@ -333,7 +333,7 @@ def _ray_lines(info: dict[str, Any], worker: dict[str, Any]) -> list[str]:
         doing = f"busy (step {a.get('step', 0)})" if a.get("state") == "busy" else a.get("state")
         styles = ", ".join(a.get("cached_styles") or []) or "none"
         where = f"node {a.get('node') or '?'} ({a.get('host') or '?'} {a.get('ip') or ''})"
-        restarts = f", {a['restarts']} restarts" * bool(a.get("restarts"))
+        restarts = f", {a.get('restarts')} restarts" * bool(a.get("restarts"))
         lines.append(
             f"    {a.get('name')}: {doing}, {where}, {a.get('device') or '?'}, "
             f"{a.get('threads') or '?'} threads{restarts}; cached styles: {styles}"
