@@ -355,7 +355,7 @@ def test_local_backend_never_imports_ray() -> None:
         import sys, tempfile
         from pathlib import Path
         import numpy as np
-        from neural_style.daemon import cli, service_cli
+        from neural_style.daemon.cli import batch, entry_point, serve
         from neural_style.daemon.service import entry, ray_backend
         from neural_style.shared.client import Done
         from tests.daemon_helpers import image

@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 import glob
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from neural_style.daemon import cli
+from neural_style.daemon.cli import job_options, reports
 from neural_style.shared import files
 from neural_style.shared.errors import ErrorCode, NeuralStyleError
 
@@ -254,9 +253,9 @@ class DaemonRunner:
         self, content: np.ndarray, styles: list[np.ndarray], params: StyleParams,
         on_step: OnStep, extras: Extras,
     ) -> StylizeResult:  # fmt: skip
-        from neural_style.daemon import service_cli
+        from neural_style.daemon.cli import remote
 
-        result = service_cli.stylize_remote(
+        result = remote.stylize_remote(
             self.endpoint, content, styles, params, on_step, init=extras.init
         )
         if result.daemon is not None:
@@ -266,8 +265,10 @@ class DaemonRunner:
 
 def make_runner(args: argparse.Namespace) -> Runner:
     """A daemon when one answers (or the one ``--daemon`` names), else in-process:
-    stylize's own choice (:func:`neural_style.daemon.cli._daemon_endpoint`)."""
-    endpoint = cli._daemon_endpoint(args)
+    stylize's own choice (:func:`neural_style.daemon.cli.remote.daemon_endpoint`)."""
+    from neural_style.daemon.cli import remote
+
+    endpoint = remote.daemon_endpoint(args)
     if endpoint is not None:
         return DaemonRunner(endpoint)
     from neural_style.daemon.engine import StyleTransfer
@@ -294,8 +295,6 @@ class BatchBar:
         self._files_done = 0
         self._base = 0  # bar position at the start of the current file
         self._name = ""
-        self._running: dict[str, int] = {}
-        self._lock = threading.Lock()
 
     def _label(self, step: int, refresh: bool) -> None:
         self._bar.set_description_str(
@@ -321,41 +320,16 @@ class BatchBar:
     def close(self) -> None:
         self._bar.close()
 
-    # -- several files at once (a daemon with several workers)
-    def begin(self, name: str) -> None:
-        with self._lock:
-            self._running[name] = 0
-            self._label_many()
-
-    def step_of(self, name: str, it: Step) -> None:
-        with self._lock:
-            self._running[name] = min(it.step, self._per_file)
-            self._bar.update(self._base + sum(self._running.values()) - self._bar.n)
-
-    def end(self, name: str) -> None:
-        with self._lock:
-            self._running.pop(name, None)
-            self._files_done += 1
-            self._base += self._per_file
-            self._bar.update(self._base + sum(self._running.values()) - self._bar.n)
-            self._label_many()
-
-    def _label_many(self) -> None:
-        self._bar.set_description_str(
-            f"{self._files_done}/{self._files_total} files, {len(self._running)} running",
-            refresh=True,
-        )
-
 
 # --------------------------------------------------------------------------- the command
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "batch",
         help="stylize many image files (files, folders, globs) after the same style(s)",
         description="Stylize each INPUT after STYLE into OUT_DIR/<input name>.png, loading "
         "the model once (a running daemon when one answers, else this process). A re-run "
         "skips outputs already written; bad inputs are reported and the rest go on. Exit "
-        "status 0: all ok or skipped; 1: some failed; 2: usage error. " + cli.DEFAULTS_NOTE,
+        "status 0: all ok or skipped; 1: some failed; 2: usage error. " + job_options.DEFAULTS_NOTE,
         argument_default=argparse.SUPPRESS,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, folder or glob")
@@ -364,7 +338,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="style image file (repeat to blend several)",
     )  # fmt: skip
     p.add_argument("-o", "--output-dir", required=True, metavar="OUT_DIR", help="output folder")
-    cli.add_job_options(p)
+    job_options.add_job_options(p)
     p.add_argument("--report", metavar="FILE.json", help="write a JSON row per input here")
     p.set_defaults(func=run, report=None)
 
@@ -372,17 +346,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from neural_style.daemon.engine import images
 
-    params = cli.params_from_args(args)
-    if cli.init_image_path(args) is not None:
+    params = job_options.params_from_args(args)
+    init_path = job_options.init_image_path(args)
+    if init_path is not None:
         raise images.bad(
-            f"batch takes --init as a mode only, not the image {cli.init_image_path(args)}.",
+            f"batch takes --init as a mode only, not the image {init_path}.",
             "Refine single pictures with `neural-style stylize --init IMAGE`.",
         )
     styles = [images.load_image(s, "style image") for s in args.styles]
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     images.check_writable(out_dir / ("probe" + OUTPUT_SUFFIX))
-    report_path = cli._check_report_path(Path(args.report)) if args.report else None
+    report_path = reports.check_report_path(Path(args.report)) if args.report else None
     items = plan(expand_inputs(args.inputs, frozenset(images.WRITABLE_SUFFIXES)), out_dir)
     batch = Batch(items, styles, params, report_path, quiet=args.quiet)
     return batch.run(lambda: make_runner(args), IndependentInputs())
@@ -421,12 +396,16 @@ class Batch:
             runner = make()
             self.meta = runner.meta
             if runner.meta.get("weights", {}).get("synthetic"):
-                print(cli._synthetic_warning(), file=sys.stderr)
-            bar = BatchBar(len(todo), self.params.iterations, disabled=self.quiet)
-            workers = _workers(runner, hook, len(todo))
+                print(reports.synthetic_warning(), file=sys.stderr)
+            from neural_style.daemon.cli import batch_pool
+
+            workers = batch_pool.in_flight(runner, hook, len(todo))
+            kind = batch_pool.ParallelBar if workers > 1 else BatchBar
+            bar = kind(len(todo), self.params.iterations, disabled=self.quiet)
             try:
                 if workers > 1:
-                    self._run_parallel(runner, hook, todo, bar, workers)
+                    assert isinstance(bar, batch_pool.ParallelBar)
+                    batch_pool.run_parallel(self, runner, hook, todo, bar, workers)
                 for item in todo if workers == 1 else ():
                     bar.start(item.input.name)
                     self.rows[item] = self._one(runner, hook, item, bar.step)
@@ -449,44 +428,6 @@ class Batch:
             print(f"neural-style: failed: {r.input}: {r.error}", file=sys.stderr)
         self._say(", ".join(f"{n} {s}" for s, n in self._summary().items()))
         return 1 if failed else 0
-
-    def _run_parallel(
-        self, runner: Runner, hook: Hook, todo: list[Item], bar: BatchBar, workers: int
-    ) -> None:
-        """Keep ``workers`` inputs in flight (each its own job on the daemon); rows and the
-        report follow as they finish. Ctrl-C or a fatal error stops the rest: the jobs in
-        flight are cancelled at their next progress message."""
-        from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-
-        stop = threading.Event()
-
-        def one(item: Item) -> tuple[Item, Row]:
-            def on_step(it: Step) -> None:
-                if stop.is_set():
-                    raise KeyboardInterrupt  # Job.wait cancels the job on the daemon
-                bar.step_of(item.input.name, it)
-
-            return item, self._one(runner, hook, item, on_step)
-
-        queue = iter(todo)
-        pending: set[Future[tuple[Item, Row]]] = set()
-        with ThreadPoolExecutor(workers, thread_name_prefix="batch") as pool:
-            try:
-                while True:
-                    while len(pending) < workers and (item := next(queue, None)) is not None:
-                        bar.begin(item.input.name)
-                        pending.add(pool.submit(one, item))
-                    if not pending:
-                        return
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        item, row = future.result()
-                        self.rows[item] = row
-                        bar.end(item.input.name)
-                        self._write_report()
-            except BaseException:
-                stop.set()
-                raise
 
     def _ordered(self) -> list[Row]:
         return [self.rows[item] for item in self.items if item in self.rows]
@@ -535,19 +476,7 @@ class Batch:
             "summary": self._summary(),
             "rows": [asdict(r) for r in self._ordered()],
         }
-        cli._write_json_atomic(report, self.report_path)
+        reports.write_json_atomic(report, self.report_path)
 
 
-def _workers(runner: Runner, hook: Hook, todo: int) -> int:
-    """How many inputs to keep in flight: the daemon's workers when the hook lets inputs
-    run at once (a sequence mode that starts frame t from frame t-1 does not), else 1."""
-    ask = getattr(runner, "workers", None)
-    if not getattr(hook, "parallel", False) or ask is None or todo < 2:
-        return 1
-    try:
-        return max(1, min(int(ask()), todo))
-    except NeuralStyleError:
-        return 1  # the first job then says what is wrong
-
-
-__all__ = ["Batch", "Extras", "Hook", "Item", "Row", "add_parser", "run"]
+__all__ = ["Batch", "Extras", "Hook", "Item", "Row", "add_commands", "run"]
