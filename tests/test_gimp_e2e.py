@@ -153,7 +153,7 @@ def _kill_on_progress(daemon: Daemon, log: Path, stop: threading.Event) -> None:
 class Daemon:
     """`neural-style serve` on a free loopback port with its own runtime dir."""
 
-    def __init__(self, work: Path, weights_path: Path) -> None:
+    def __init__(self, work: Path, weights_path: Path, extra: tuple[str, ...] = ()) -> None:
         self.endpoint = f"tcp://127.0.0.1:{_free_port()}"
         self.runtime = work / "run"
         self.runtime.mkdir(mode=0o700)
@@ -164,7 +164,7 @@ class Daemon:
         self.log = open(self.log_path, "w")  # noqa: SIM115 - lives as long as the daemon
         self.proc = subprocess.Popen(
             _cli("serve", "--bind", self.endpoint, "--weights", str(weights_path),
-                 "--max-pixels", str(MAX_PIXELS)),
+                 "--max-pixels", str(MAX_PIXELS), *extra),
             env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
 

@@ -183,6 +183,9 @@ class Hook(Protocol):
 class IndependentInputs:
     """Every input on its own: no init image, nothing carried over."""
 
+    #: Inputs may run at once (a daemon with several workers): nothing links them.
+    parallel = True
+
     def before(self, item: Item, content: np.ndarray) -> Extras:
         return Extras()
 
@@ -235,6 +238,16 @@ class DaemonRunner:
 
     def __post_init__(self) -> None:
         self.meta = {"mode": "daemon", "endpoint": self.endpoint}
+
+    def workers(self) -> int:
+        """Jobs the daemon runs at once (its welcome's ``limits.workers``: a Ray-backed
+        daemon's actors; 1 for a daemon without the field)."""
+        from neural_style.shared.client import Client
+
+        with Client(self.endpoint, timeout=10.0) as client:
+            limits = client.hello().get("limits") or {}
+        value = limits.get("workers", 1)
+        return max(1, int(value)) if isinstance(value, int) else 1
 
     def run(
         self, content: np.ndarray, styles: list[np.ndarray], params: StyleParams,
@@ -384,9 +397,16 @@ class Batch:
             self.meta = runner.meta
             if runner.meta.get("weights", {}).get("synthetic"):
                 print(reports.synthetic_warning(), file=sys.stderr)
-            bar = BatchBar(len(todo), self.params.iterations, disabled=self.quiet)
+            from neural_style.daemon.cli import batch_pool
+
+            workers = batch_pool.in_flight(runner, hook, len(todo))
+            kind = batch_pool.ParallelBar if workers > 1 else BatchBar
+            bar = kind(len(todo), self.params.iterations, disabled=self.quiet)
             try:
-                for item in todo:
+                if workers > 1:
+                    assert isinstance(bar, batch_pool.ParallelBar)
+                    batch_pool.run_parallel(self, runner, hook, todo, bar, workers)
+                for item in todo if workers == 1 else ():
                     bar.start(item.input.name)
                     self.rows[item] = self._one(runner, hook, item, bar.step)
                     bar.finish_file()

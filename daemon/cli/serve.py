@@ -83,6 +83,18 @@ def _add_serve(subparsers: Any) -> None:
     p.add_argument("--worker", choices=("process", "thread"), default="process",
                    help="where the engine runs: a supervised worker process, restarted when "
                    "it crashes or hangs (default), or a thread of the daemon")  # fmt: skip
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="where jobs run: this machine (default) or a Ray cluster's actors "
+                   "(needs the cluster extra; docs/cluster.md)")  # fmt: skip
+    p.add_argument("--ray-address", default="auto", metavar="auto|HOST:PORT",
+                   help="with --backend ray: the cluster this machine belongs to (auto, the "
+                   "default) or its head's GCS address")  # fmt: skip
+    p.add_argument("--workers", type=_positive_int, default=0, metavar="N",
+                   help="with --backend ray: actors to start (default: one per GPU of the "
+                   "cluster, else one per --worker-cpus CPUs)")  # fmt: skip
+    p.add_argument("--worker-cpus", type=_positive_int, default=1, metavar="N",
+                   help="with --backend ray: CPU cores (and TensorFlow threads) of each "
+                   "CPU actor (default %(default)s)")  # fmt: skip
     p.add_argument("--log-file", type=Path, metavar="FILE",
                    help="log file (default: daemon.log in the user log dir)")  # fmt: skip
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -164,7 +176,8 @@ CONFIG_FROM_ARGS = {
     "authorized_keys": "authorized_keys", "max_connections": "max_connections",
     "max_jobs_per_client": "max_jobs_per_client", "max_job_bytes": "max_job_memory",
     "max_queue_bytes": "max_queue_memory", "job_time_limit_s": "job_time_limit",
-    "worker": "worker", "verbose": "verbose",
+    "worker": "worker", "verbose": "verbose", "backend": "backend",
+    "ray_address": "ray_address", "workers": "workers", "worker_cpus": "worker_cpus",
 }  # fmt: skip
 
 
@@ -259,6 +272,29 @@ def _process_running(pid: int) -> bool:
         return False
 
 
+def _ray_lines(info: dict[str, Any], worker: dict[str, Any]) -> list[str]:
+    """The ray backend's part of ``status``: the cluster, then one line per actor."""
+    actors = info.get("actors") or []
+    state = worker.get("state")
+    why = f" ({worker.get('error')})" * bool(worker.get("error") and state != "ready")
+    lines = [
+        f"  backend:   ray at {worker.get('address')}: {state}{why}; "
+        f"{info.get('capacity', 0)} of {len(actors)} actors up, "
+        f"{worker.get('requeued', 0)} jobs moved off lost actors, "
+        f"{worker.get('restarts', 0)} reconnects"
+    ]
+    for a in actors:
+        doing = f"busy (step {a.get('step', 0)})" if a.get("state") == "busy" else a.get("state")
+        styles = ", ".join(a.get("cached_styles") or []) or "none"
+        where = f"node {a.get('node') or '?'} ({a.get('host') or '?'} {a.get('ip') or ''})"
+        restarts = f", {a.get('restarts')} restarts" * bool(a.get("restarts"))
+        lines.append(
+            f"    {a.get('name')}: {doing}, {where}, {a.get('device') or '?'}, "
+            f"{a.get('threads') or '?'} threads{restarts}; cached styles: {styles}"
+        )
+    return lines
+
+
 def format_status(info: dict[str, Any]) -> str:
     """A short human summary of ``status`` output."""
     weights = info.get("weights") or {}
@@ -266,7 +302,14 @@ def format_status(info: dict[str, Any]) -> str:
     queue = info.get("queue") or {}
     running = info.get("running")
     doing = "idle"
-    if running:
+    several = info.get("running_jobs") or []
+    if len(several) > 1:
+        doing = (
+            f"running {len(several)} jobs ("
+            + ", ".join(f"step {r.get('step', 0)}/{r.get('total', 0)}" for r in several)
+            + ")"
+        )
+    elif running:
         doing = f"running step {running.get('step', 0)}/{running.get('total', 0)}"
     synthetic = " (synthetic test weights: results are not artistic)" * bool(
         weights.get("synthetic")
@@ -289,7 +332,9 @@ def format_status(info: dict[str, Any]) -> str:
         rate = info["step_s_per_mpx"]
         lines.append(f"  step time: {rate:.3g} s per step per megapixel ({sides})")
     worker = info.get("worker") or {}
-    if worker:
+    if worker.get("backend") == "ray":
+        lines += _ray_lines(info, worker)
+    elif worker:
         exited = f"; last exit: {worker['last_exit']}" * bool(worker.get("last_exit"))
         pid = f" pid {worker['pid']}," * bool(worker.get("pid"))
         lines.append(
