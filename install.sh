@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-command set-up for Neural Style for GIMP.
 #
-#   ./install.sh            virtual environment (.venv, or the active one) + package,
+#   ./install.sh            virtual environment (.venv, or the active one) + package (with
+#                           OpenCV for frames mode),
 #                           then fetch the VGG-19 weights and install the GIMP 3 plug-in
 #   ./install.sh --test     also the test tools and the cluster extra (Ray: the cluster tests);
 #                           skips the weights download and the plug-in (the tests make their
@@ -15,7 +16,7 @@ set -Eeuo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 venv="${NEURAL_STYLE_VENV:-$here/.venv}"
-extras=()
+extras=(frames)  # OpenCV optical flow for frames mode (small; wheels for all platforms)
 weights=1
 plugin=1
 for arg in "$@"; do

@@ -53,6 +53,7 @@ from nsg_bundle import HELP_DOMAIN, PROC_NAME, load_client
 from nsg_errors import PluginError, StoppedAndKept, UserCancelled
 from nsg_estimates import daemon_speed, estimate_text, measured_speed
 from nsg_log import log_event
+from nsg_messages import check_size
 from nsg_params import MAX_MAX_SIZE, job_settings
 from nsg_pixels import fit_within, is_opaque_mask, pixel_format
 from nsg_procedure import ADVANCED_FIELDS, ARGUMENTS, DIALOG_FIELDS, PROC_BLURB, PROC_HELP
@@ -61,7 +62,8 @@ from nsg_results import find_refine_source, refinable, result_name
 from nsg_settings import SAVED_KEYS, SETTINGS_FILE, load_settings, save_settings
 from nsg_styles import StyleFile, pick_style_layer, remembered_style, style_file_of
 from nsg_layers import CanvasPreview, insert_kept, insert_result
-from nsg_windows import gtk_ui, has_display, run_job, service_status
+from nsg_windows import connect, gtk_ui, has_display, run_job, service_status
+import nsg_frames
 import gi
 
 gi.require_version("Gimp", "3.0")
@@ -336,12 +338,14 @@ class NeuralStyle(Gimp.PlugIn):
         help_dir = os.path.join(PLUGIN_DIR, "help")
         if os.path.isdir(help_dir):
             self.set_help_domain(HELP_DOMAIN, Gio.File.new_for_path(help_dir))
-        return [PROC_NAME]
+        return [PROC_NAME, nsg_frames.FRAMES_PROC_NAME]
 
     def do_set_i18n(self, _name: str) -> bool:
         return False
 
     def do_create_procedure(self, name: str) -> Any:
+        if name == nsg_frames.FRAMES_PROC_NAME:
+            return _frames_procedure(self, name)
         proc = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, self.run, None)
         proc.set_image_types("RGB*, GRAY*")
         proc.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
@@ -350,12 +354,7 @@ class NeuralStyle(Gimp.PlugIn):
         proc.set_documentation(PROC_BLURB, PROC_HELP, name)
         proc.set_attribution("Neural Style for GIMP contributors", "MIT", "2025")
         flags = GObject.ParamFlags.READWRITE
-        for kind, arg, label, blurb, *rest in ARGUMENTS:  # in order: positional callers
-            if kind == "choice":
-                rest = [_choice(rest[0]), rest[1]]
-            elif kind == "file":
-                rest = [Gimp.FileChooserAction.OPEN, *rest]
-            getattr(proc, f"add_{kind}_argument")(arg, label, blurb, *rest, flags)
+        _add_arguments(proc, ARGUMENTS)
         proc.add_layer_return_value("new-layer", "New layer", "The stylized layer", False, flags)
         return proc
 
@@ -389,6 +388,79 @@ class NeuralStyle(Gimp.PlugIn):
         retval.remove(1)
         retval.insert(1, GObject.Value(Gimp.Layer, layer))
         return retval
+
+
+def _add_arguments(proc: Any, arguments: list[tuple[Any, ...]]) -> None:
+    flags = GObject.ParamFlags.READWRITE
+    for kind, arg, label, blurb, *rest in arguments:  # in order: positional callers
+        if kind == "choice":
+            rest = [_choice(rest[0]), rest[1]]
+        elif kind == "file":
+            rest = [Gimp.FileChooserAction.OPEN, *rest]
+        getattr(proc, f"add_{kind}_argument")(arg, label, blurb, *rest, flags)
+
+
+def _frames_procedure(plugin: Any, name: str) -> Any:
+    """Filters > Animation > Neural Style (all frames)…: nsg_frames does the work."""
+    proc = Gimp.ImageProcedure.new(plugin, name, Gimp.PDBProcType.PLUGIN, _run_frames, None)
+    proc.set_image_types("RGB*, GRAY*")
+    proc.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.ALWAYS)
+    proc.set_menu_label(nsg_frames.FRAMES_MENU_LABEL)
+    proc.add_menu_path(nsg_frames.FRAMES_MENU_PATH)
+    proc.set_documentation(nsg_frames.FRAMES_BLURB, nsg_frames.FRAMES_HELP, name)
+    proc.set_attribution("Neural Style for GIMP contributors", "MIT", "2025")
+    _add_arguments(proc, nsg_frames.FRAMES_ARGUMENTS)
+    proc.add_layer_return_value("new-group", "New layer group", "The stylized frames", False,
+                                GObject.ParamFlags.READWRITE)  # fmt: skip
+    return proc
+
+
+def _run_frames(procedure, run_mode, image, _drawables, config, _data):  # type: ignore[no-untyped-def]
+    interactive = run_mode == Gimp.RunMode.INTERACTIVE
+    try:
+        if interactive:
+            dialog = gtk_ui().GimpUi.ProcedureDialog.new(procedure, config,
+                                                         nsg_frames.FRAMES_TITLE)  # fmt: skip
+            dialog.fill(list(nsg_frames.FRAMES_DIALOG_FIELDS))
+            ok = dialog.run()
+            dialog.destroy()
+            if not ok:
+                return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+        group = frames(image, config, interactive and has_display())
+    except UserCancelled:
+        log_event("cancelled")
+        return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+    except PluginError as exc:
+        log_event("failed", message=str(exc))
+        return _failed(procedure, str(exc))
+    except Exception as exc:
+        trace = traceback.format_exc()
+        log_event("crashed", traceback=trace)
+        return _failed(procedure, f"Neural Style failed unexpectedly: {exc!r}. Please "
+                       f"report this with the traceback:\n{trace}")  # fmt: skip
+    retval = procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+    retval.remove(1)
+    retval.insert(1, GObject.Value(Gimp.Layer, group))
+    return retval
+
+
+def frames(image: Any, config: Any, interactive: bool) -> Any:
+    """All frames (nsg_frames.stylize_frames with this file's GIMP readers)."""
+    if not interactive:
+        Gimp.progress_init("Neural Style: connecting to the daemon…")
+    try:
+        group = nsg_frames.stylize_frames(
+            image, config, interactive, job_settings=job_settings,
+            load_client=lambda: load_client(setup_import_path()), connect=connect,
+            read=_read, read_style=read_style, read_style_file=read_style_file,
+            pixel_format=pixel_format, precision=_precision_nick(image),
+            check_size=check_size, gtk_ui=gtk_ui, progress=_progress,
+        )  # fmt: skip
+    finally:
+        if not interactive:
+            Gimp.progress_end()
+    Gimp.displays_flush()
+    return group
 
 
 def _failed(procedure: Any, message: str) -> Any:

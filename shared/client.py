@@ -146,8 +146,15 @@ class Client(Channel):
         init: ImageBuf | None = None,
         preview_every: int = 0,
         preview_max_side: int = PREVIEW_SIDE,
+        previous: tuple[ImageBuf, ImageBuf] | None = None,
+        temporal_weight: float | None = None,
     ) -> Job:
-        """Send a job and return at once; follow it with :meth:`Job.poll`."""
+        """Send a job and return at once; follow it with :meth:`Job.poll`.
+
+        ``previous``: frames mode, the previous frame's (content, stylized result): the
+        daemon starts from that result warped to this frame by optical flow and adds the
+        temporal loss (``temporal_weight``; the daemon's default when None). Daemons that
+        list the ``frames`` feature take it."""
         job_id = uuid.uuid4().hex[:16]
         msg = Message(
             "submit",
@@ -163,6 +170,10 @@ class Client(Channel):
                 "heartbeat_s": self.heartbeat_interval,
             },
         )
+        if previous is not None:
+            msg.fields["previous_content"], msg.fields["previous_result"] = previous
+        if temporal_weight is not None:
+            msg.fields["temporal_weight"] = float(temporal_weight)
         try:
             protocol.validate(msg)
         except ProtocolError as exc:

@@ -39,6 +39,11 @@ INSTALL_RECORD: str = "INSTALLED.json"
 #: Long side of the progress previews a client asks for unless it says otherwise.
 PREVIEW_SIDE: int = 256
 
+#: Frames mode: the temporal loss weight when a client sends none (``submit.temporal_weight``;
+#: ``neural-style batch --frames --temporal-weight``; the GIMP animation procedure's
+#: default). How it was chosen: docs/frames.md.
+TEMPORAL_WEIGHT: float = 1e9
+
 #: Pixel sample types on the wire: code -> bytes per channel value.
 DTYPE_SIZES: dict[str, int] = {"u8": 1, "u16": 2, "f32": 4}
 #: The same codes as numpy dtype strings (little-endian), for the daemon's codec.

@@ -140,6 +140,13 @@ SCHEMAS: dict[str, dict[str, tuple[Validator | str, bool]]] = {
         "mask": (IMAGE_MARK, False),
         # The starting image instead of the content (refine an earlier result).
         "init": (IMAGE_MARK, False),
+        # Frames mode: the previous frame's content and stylized result (both the content's
+        # size). The daemon starts from that result warped by optical flow and adds the
+        # temporal loss with this weight (0: the warped start only); a scene cut runs the
+        # frame on its own.
+        "previous_content": (IMAGE_MARK, False),
+        "previous_result": (IMAGE_MARK, False),
+        "temporal_weight": (number(0.0, 1e12), False),
         "preview_every": (integer(0, limits.MAX_ITERATIONS), False),
         "preview_max_side": (integer(16, MAX_PREVIEW_SIDE), False),
         "heartbeat_s": (number(0.05, 60.0), False),
@@ -333,6 +340,16 @@ def check_cross_fields(msg_type: str, fields: dict[str, Any]) -> None:
                 f"submit.init: must have the content's size {content.width}x{content.height}, "
                 f"got {init.width}x{init.height}"
             )
+    if msg_type == "submit" and ("previous_content" in fields) != ("previous_result" in fields):
+        raise bad("submit.previous_content and submit.previous_result go together")
+    for name in ("previous_content", "previous_result"):
+        if msg_type == "submit" and name in fields:
+            image, content = fields[name], fields["content"]
+            if (image.width, image.height) != (content.width, content.height):
+                raise bad(
+                    f"submit.{name}: must have the content's size "
+                    f"{content.width}x{content.height}, got {image.width}x{image.height}"
+                )
     if msg_type == "progress" and fields["step"] > fields["total"]:
         raise bad(f"progress.step: {fields['step']} exceeds total {fields['total']}")
 

@@ -96,10 +96,12 @@ SIGNATURE_LEN: int = 64
 #: How many recent message signatures a receiver remembers to refuse replays.
 REPLAY_WINDOW: int = 16_384
 _MID = r"[0-9a-f]{16,64}"
-#: Most buffers one message can carry: content + styles + mask + init.
-MAX_BUFFERS: int = 3 + limits.MAX_STYLES
+#: Most buffers one message can carry: content + styles + mask + init + the previous
+#: frame's content and result.
+MAX_BUFFERS: int = 5 + limits.MAX_STYLES
 FEATURES: tuple[str, ...] = (
     "preview", "mask", "cancel", "heartbeat", "style_cache", "iterates", "curve", "init",
+    "frames",
 )  # fmt: skip
 
 

@@ -116,6 +116,9 @@ class JobStats:
     device: str = ""
     weights: dict[str, Any] = field(default_factory=dict)
     """``{"path", "sha256", "synthetic"}`` of the daemon's VGG-19 weights."""
+    frame: dict[str, Any] = field(default_factory=dict)
+    """Frames mode: ``continued`` (started from the warped previous frame), ``cut`` (a
+    scene cut: run on its own), ``reliable`` and ``photometric`` (the flow's check)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

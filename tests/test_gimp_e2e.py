@@ -801,10 +801,11 @@ def test_installed_plugin_ships_helpers_presets_and_help(gimp_run: dict[str, Any
     assert {k: v["iterations"] for k, v in presets.items()} == {
         k: v["iterations"] for k, v in PRESETS.items()
     }
-    # the registered file is registration, run, the dialog and the GIMP reads (issue 15:
-    # about 300-400 lines, like GIMP's foggify.py); the job flow and windows live in
-    # nsg_windows, the layers it adds in nsg_layers, the pure rest in the other nsg_* modules
-    assert len((pdir / "neural_style.py").read_text().splitlines()) <= 400
+    # the registered file is registration, run, the dialogs and the GIMP reads of its two
+    # procedures (one picture, all frames; issue 15: about 200-250 lines a procedure, like
+    # GIMP's foggify.py); the job flow and windows live in nsg_windows, the frames' flow in
+    # nsg_frames, the layers it adds in nsg_layers, the pure rest in the other nsg_* modules
+    assert len((pdir / "neural_style.py").read_text().splitlines()) <= 500
 
 
 def test_area_above_the_daemons_max_pixels_is_refused_before_reading(

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from neural_style.daemon.cli import job_options, reports
-from neural_style.shared import files
+from neural_style.shared import defaults, files
 from neural_style.shared.errors import ErrorCode, NeuralStyleError
 
 if TYPE_CHECKING:
@@ -73,6 +73,8 @@ class Row:
     job_s: float = 0.0
     """The job's own time (targets and steps), as the engine or daemon measured it."""
     style_cache_hit: bool = False
+    frame: dict[str, Any] = field(default_factory=dict)
+    """Frames mode: whether it continued from the previous frame, and the flow's check."""
 
 
 def expand_inputs(args: Sequence[str], folder_suffixes: frozenset[str]) -> list[Path]:
@@ -167,9 +169,13 @@ def save_atomic(image: np.ndarray, output: Path) -> None:
 @dataclass
 class Extras:
     """What a hook adds to one input's job. ``init``: the starting image at the content's
-    size (sent to a daemon as ``submit.init``). A temporal loss term would join here."""
+    size (sent to a daemon as ``submit.init``). ``previous``: frames mode, the previous
+    frame's (content, stylized result) at the content's size, with the temporal loss weight
+    (None: the default): see :mod:`neural_style.daemon.frames.temporal`."""
 
     init: np.ndarray | None = None
+    previous: tuple[np.ndarray, np.ndarray] | None = None
+    temporal_weight: float | None = None
 
 
 class Hook(Protocol):
@@ -226,6 +232,14 @@ class LocalRunner:
         self, content: np.ndarray, styles: list[np.ndarray], params: StyleParams,
         on_step: OnStep, extras: Extras,
     ) -> StylizeResult:  # fmt: skip
+        if extras.previous is not None:
+            from neural_style.daemon.frames import temporal
+
+            weight = extras.temporal_weight
+            return temporal.stylize_frame(
+                self.engine, content, styles, params, on_step, previous=extras.previous,
+                temporal_weight=temporal.TEMPORAL_WEIGHT if weight is None else weight,
+            )  # fmt: skip
         return self.engine.stylize(content, styles, params, on_step, init=extras.init)
 
 
@@ -256,8 +270,9 @@ class DaemonRunner:
         from neural_style.daemon.cli import remote
 
         result = remote.stylize_remote(
-            self.endpoint, content, styles, params, on_step, init=extras.init
-        )
+            self.endpoint, content, styles, params, on_step, init=extras.init,
+            previous=extras.previous, temporal_weight=extras.temporal_weight,
+        )  # fmt: skip
         if result.daemon is not None:
             self.meta.update(weights=result.daemon.weights, device=result.daemon.device)
         return result
@@ -340,7 +355,25 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output-dir", required=True, metavar="OUT_DIR", help="output folder")
     job_options.add_job_options(p)
     p.add_argument("--report", metavar="FILE.json", help="write a JSON row per input here")
-    p.set_defaults(func=run, report=None)
+    g = p.add_argument_group("frames mode (an animation's frames; docs/frames.md)")
+    g.add_argument(
+        "--frames", action="store_true",
+        help="the inputs are one sequence of frames (sorted by name, frame_2 before "
+        "frame_10): each frame starts from the previous stylized frame warped by optical "
+        "flow and keeps close to it (temporal loss), so strokes do not flicker; scene cuts "
+        "start afresh",
+    )  # fmt: skip
+    g.add_argument(
+        "--temporal-weight", type=float, metavar="W",
+        help=f"weight of the temporal loss (default {defaults.TEMPORAL_WEIGHT:g}; 0: only the "
+        "warped start)",
+    )  # fmt: skip
+    g.add_argument(
+        "--independent", action="store_true",
+        help="with --frames: stylize every frame on its own (sorted as a sequence; the "
+        "flicker baseline)",
+    )  # fmt: skip
+    p.set_defaults(func=run, report=None, frames=False, temporal_weight=None, independent=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -358,9 +391,21 @@ def run(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     images.check_writable(out_dir / ("probe" + OUTPUT_SUFFIX))
     report_path = reports.check_report_path(Path(args.report)) if args.report else None
-    items = plan(expand_inputs(args.inputs, frozenset(images.WRITABLE_SUFFIXES)), out_dir)
+    inputs = expand_inputs(args.inputs, frozenset(images.WRITABLE_SUFFIXES))
+    hook: Hook = IndependentInputs()
+    if (args.temporal_weight is not None or args.independent) and not args.frames:
+        raise images.bad("--temporal-weight and --independent go with --frames.")
+    if args.frames:
+        from neural_style.daemon.frames import batch_mode
+
+        inputs = sorted(inputs, key=batch_mode.natural_key)
+        if args.temporal_weight is not None and args.temporal_weight < 0:
+            raise images.bad("--temporal-weight must be 0 or more.")
+    items = plan(inputs, out_dir)
+    if args.frames and not args.independent:
+        hook = batch_mode.SequenceFrames(items, args.temporal_weight)
     batch = Batch(items, styles, params, report_path, quiet=args.quiet)
-    return batch.run(lambda: make_runner(args), IndependentInputs())
+    return batch.run(lambda: make_runner(args), hook)
 
 
 class Batch:
@@ -460,6 +505,7 @@ class Batch:
         else:
             row.status, row.steps = OK, len(result.iterates)
             row.job_s, row.style_cache_hit = round(result.elapsed, 3), result.style_cache_hit
+            row.frame = dict(result.frame)
         row.seconds = round(time.perf_counter() - start, 3)
         return row
 

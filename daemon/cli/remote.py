@@ -106,15 +106,21 @@ def stylize_remote(
     *,
     timeout: float = 10.0,
     init: np.ndarray | None = None,
+    previous: tuple[np.ndarray, np.ndarray] | None = None,
+    temporal_weight: float | None = None,
 ) -> RemoteStylizeResult:
     """Run one job on a daemon; same contract as ``StyleTransfer.stylize`` (``init``: the
-    starting image at the content's size, sent as ``submit.init``).
+    starting image at the content's size, sent as ``submit.init``; ``previous``: frames
+    mode, the previous frame's content and result, as ``frames.temporal.stylize_frame``).
 
     ``on_iterate`` sees the (throttled) progress messages, with the preview attached on
     preview steps; ``result.iterates`` has every step. Ctrl-C cancels the job on the daemon.
     """
     try:
-        return _stylize_remote(endpoint, content, styles, params, on_iterate, mask, timeout, init)
+        return _stylize_remote(
+            endpoint, content, styles, params, on_iterate, mask, timeout, init,
+            previous, temporal_weight,
+        )  # fmt: skip
     except NeuralStyleError as exc:  # same type, worded as the plug-in words it
         exc.message, exc.hint = daemon_error_text(exc, endpoint), ""
         exc.args = (exc.message,)
@@ -130,6 +136,8 @@ def _stylize_remote(
     mask: np.ndarray | None,
     timeout: float,
     init: np.ndarray | None = None,
+    previous: tuple[np.ndarray, np.ndarray] | None = None,
+    temporal_weight: float | None = None,
 ) -> RemoteStylizeResult:
     with Client(endpoint, timeout=timeout) as client:
         welcome = client.hello()
@@ -141,7 +149,11 @@ def _stylize_remote(
             init=image_from_array(init) if init is not None else None,
             preview_every=params.preview_every,
             preview_max_side=protocol.MAX_PREVIEW_SIDE,
-        )
+            previous=None if previous is None else (
+                image_from_array(previous[0]), image_from_array(previous[1])
+            ),
+            temporal_weight=temporal_weight,
+        )  # fmt: skip
         done = _follow(job, on_iterate)  # Ctrl-C: Job.wait cancels the job first
         daemon = DaemonInfo(
             endpoint=client.endpoint,
@@ -179,5 +191,6 @@ def _to_result(done: Done, content: np.ndarray, daemon: DaemonInfo) -> RemoteSty
         style_cache_hit=stats.style_cache_hit,
         work_size=(int(stats.work_size[0]), int(stats.work_size[1])),
         precision=stats.precision,
+        frame=dict(stats.frame),
         daemon=daemon,
     )

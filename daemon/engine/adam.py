@@ -14,6 +14,7 @@ import tensorflow as tf
 from neural_style.daemon.engine.params import Optimizer, Schedule, StyleParams
 from neural_style.daemon.engine.record import RunRecord
 from neural_style.daemon.engine.targets import Targets, content_target, loss_weights
+from neural_style.daemon.engine.temporal import add_temporal
 
 if TYPE_CHECKING:
     from neural_style.daemon.engine.transfer import StyleTransfer
@@ -142,13 +143,14 @@ def run_adam(
     best, best_loss = x, float("inf")
     t = state.t
     target, step_weights = content_target(targets, x, weights)
-    tiled = engine.tile_for(x0.shape[0], x0.shape[1]) is not None
+    # a temporal term is added outside the fused step: the step runs unfused then
+    tiled = engine.tile_for(x0.shape[0], x0.shape[1]) is not None or run.temporal is not None
     for k in range(steps):
         t += 1
         lr = tf.constant(schedule[k], tf.float32)
         if tiled:
-            total, c, s, tv, grad, x_content = engine.loss_and_grad(
-                fns, params, x, target, targets.grams, step_weights
+            total, c, s, tv, grad, x_content = add_temporal(
+                run, x, engine.loss_and_grad(fns, params, x, target, targets.grams, step_weights)
             )
             x_new, m, v = _adam_update(x, m, v, grad, tf.constant(float(t)), lr, beta1)
         else:
@@ -170,7 +172,9 @@ def run_adam(
     else:
         if not decay:
             # The final update is usually the best image: evaluate it so it can win.
-            total, *_ = engine.loss_and_grad(fns, params, x, target, targets.grams, weights)
+            total, *_ = add_temporal(
+                run, x, engine.loss_and_grad(fns, params, x, target, targets.grams, weights)
+            )
             if float(total) < best_loss:
                 best = x
     result = ema if decay and ema is not None else best

@@ -13,6 +13,7 @@ from neural_style.daemon.engine.adam import run_adam, tail_params, tail_schedule
 from neural_style.daemon.engine.params import StyleParams
 from neural_style.daemon.engine.record import RunRecord
 from neural_style.daemon.engine.targets import Targets, content_target, loss_weights
+from neural_style.daemon.engine.temporal import add_temporal
 
 if TYPE_CHECKING:
     from neural_style.daemon.engine.transfer import StyleTransfer
@@ -50,8 +51,8 @@ def run_lbfgs(
             raise lbfgs.Stop
         evaluations += 1
         target, step_weights = content_target(current["targets"], x, weights)
-        total, c, s, tv, grad, x_content = engine.loss_and_grad(
-            fns, params, x, target, targets.grams, step_weights
+        total, c, s, tv, grad, x_content = add_temporal(
+            run, x, engine.loss_and_grad(fns, params, x, target, targets.grams, step_weights)
         )
         if current["targets"].content is None:  # the first evaluation is at the content
             current["targets"] = Targets(x_content, targets.grams)

@@ -108,3 +108,16 @@ def tv_loss(image: tf.Tensor) -> tf.Tensor:
     shape = tf.shape(image)
     area = tf.cast(shape[1] * shape[2], tf.float32)
     return (dx + dy) * (TV_REFERENCE_AREA / area)
+
+
+def temporal_loss(image: tf.Tensor, target: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """Ruder et al. (2016)'s short-term temporal loss (scalar): the squared deviation of
+    (B, H, W, C) ``image`` from ``target`` (the previous stylized frame warped onto this
+    one) where ``mask`` (B, H, W, 1; 1 = the warp is reliable, 0 at disocclusions and
+    motion boundaries) allows it, summed and divided by H·W·C: a per-pixel mean, so one
+    weight works at every size."""
+    image = tf.cast(image, tf.float32)
+    diff = tf.square(image - tf.cast(target, tf.float32)) * tf.cast(mask, tf.float32)
+    shape = tf.shape(image)
+    count = tf.cast(shape[1] * shape[2] * shape[3], tf.float32)
+    return tf.reduce_sum(diff) / count

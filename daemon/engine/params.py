@@ -6,7 +6,7 @@ parameters without importing the model.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from typing import Any
 
@@ -215,6 +215,9 @@ class StylizeResult:
     """(width, height) the optimisation ran at."""
     precision: str = "fp32"
     """What the convolutions ran in ("fp32" or "bf16"): ``auto`` resolved on this device."""
+    frame: dict[str, Any] = field(default_factory=dict)
+    """Frames mode: ``continued`` (started from the warped previous frame), ``cut``,
+    ``reliable`` and ``photometric`` (the flow's check); empty for other jobs."""
 
 
 def check_work_sizes(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -26,6 +27,9 @@ class RunRecord:
         self.step = 0
         self.iterates: list[Iterate] = []
         self.stopped = False
+        #: Frames mode: the temporal term at the scale now running (the finest only), a
+        #: daemon.engine.temporal.TemporalInput.
+        self.temporal: Any = None
 
     def report(self, loss: float, c: float, s: float, tv: float, x: tf.Tensor) -> bool:
         """Record a step and call the callback; True when the run must stop now."""

@@ -51,6 +51,7 @@ from neural_style.daemon.engine.precision import (
 )
 from neural_style.daemon.engine.record import Callback, RunRecord
 from neural_style.daemon.engine.targets import GramCache, Targets, blend_grams
+from neural_style.daemon.engine.temporal import temporal_input
 from neural_style.daemon.engine.vgg import ConvWeights, VGGFeatures, load_keras_vgg19
 from neural_style.daemon.engine.weights import WeightsInfo, inspect_weights, resolve_weights
 from neural_style.shared import limits
@@ -207,6 +208,7 @@ class StyleTransfer:
         callback: Callback | None = None,
         mask: np.ndarray | None = None,
         init: np.ndarray | None = None,
+        temporal: Any = None,
     ) -> StylizeResult:
         """Stylize ``content`` (HxW or HxWxC, C in 1..4; uint8/uint16/float32) after ``styles``.
 
@@ -216,6 +218,8 @@ class StyleTransfer:
         result over the content, so where it is 0 the content is returned unchanged.
         ``init`` (the content's size; e.g. an earlier result, to refine it) is the starting
         image instead of ``params.init``: the first scale starts from it, resized.
+        ``temporal`` (frames mode: a :class:`~neural_style.daemon.frames.temporal.TemporalTerm`
+        at the working size) adds Ruder et al.'s temporal loss at the finest scale.
         """
         start = time.perf_counter()
         content = images.as_hwc(content, "content image")
@@ -232,6 +236,7 @@ class StyleTransfer:
         target_rgb, style_rgbs = inputs.color_inputs(params.preserve_color, rgb, style_rgbs)
         init_rgb = inputs.init_input(init, params.preserve_color, (width, height))
         run = RunRecord(params, callback, start)
+        temporal_term = temporal_input(temporal, params.preserve_color, work)
         lbfgs_total, adam_tail = (
             split_tail(params.iterations, params.adam_tail, len(sizes))
             if has_adam_tail(params)
@@ -263,6 +268,7 @@ class StyleTransfer:
                 state = None
             coarse_content = content_k
             run.scale = max(size)
+            run.temporal = temporal_term if size == work else None
             if params.optimizer is Optimizer.ADAM:
                 x, state = run_adam(self, x, state, targets, params, steps, run)
             elif size == work and adam_tail:

@@ -160,6 +160,7 @@ class Handlers:
             tv=float(last.tv) if last else 0.0,
             device=self.executor.device,
             weights=weights_dict(self.executor.weights),
+            frame=dict(getattr(result, "frame", None) or {}),
         )
 
     # -- descriptions

@@ -53,6 +53,9 @@ class ServiceJob:
     init: np.ndarray | None
     preview_max_side: int
     heartbeat_s: float
+    #: Frames mode: the previous frame's (content, stylized result), and the temporal weight.
+    previous: tuple[np.ndarray, np.ndarray] | None = None
+    temporal_weight: float | None = None
     submitted: float = field(default_factory=time.monotonic)
     cancel: threading.Event = field(default_factory=threading.Event)
     cancel_reason: str = ""
@@ -90,10 +93,17 @@ class ServiceJob:
         styles = [checked_array(f"styles[{i}]", s) for i, s in enumerate(f["styles"])]
         mask = checked_array("mask", f["mask"]) if "mask" in f else None
         init = checked_array("init", f["init"]) if "init" in f else None
+        previous = None
+        if "previous_content" in f:  # the protocol checked that both are there
+            previous = (
+                checked_array("previous_content", f["previous_content"]),
+                checked_array("previous_result", f["previous_result"]),
+            )
         work = admission.check_work_sizes(content, styles, params)
         nbytes = content.nbytes + sum(s.nbytes for s in styles)
         nbytes += mask.nbytes if mask is not None else 0
         nbytes += init.nbytes if init is not None else 0
+        nbytes += sum(p.nbytes for p in previous) if previous is not None else 0
         return cls(
             ident=ident,
             job_id=f["job"],
@@ -104,8 +114,16 @@ class ServiceJob:
             init=init,
             preview_max_side=f.get("preview_max_side", defaults.PREVIEW_SIDE),
             heartbeat_s=f.get("heartbeat_s", protocol.DEFAULT_HEARTBEAT_S),
+            previous=previous,
+            temporal_weight=f.get("temporal_weight"),
             nbytes=nbytes,
-            estimate=admission.estimate_job_bytes(content, styles, work, init),
+            # the previous frame's two images take an init's room each (float copies)
+            estimate=admission.estimate_job_bytes(content, styles, work, init)
+            + (
+                2 * admission.EST_INIT_BYTES_PER_PIXEL * content.shape[0] * content.shape[1]
+                if previous is not None
+                else 0
+            ),
         )
 
 

@@ -84,9 +84,19 @@ class JobRunner:
             kwargs = {"mask": job.mask} if job.mask is not None else {}
             if job.init is not None:
                 kwargs["init"] = job.init
-            result = self.engine.stylize(
-                job.content, job.styles, job.params, self._callback(job), **kwargs
-            )
+            if job.previous is not None:  # frames mode: start from the warped previous result
+                from neural_style.daemon.frames import temporal
+
+                weight = job.temporal_weight
+                result = temporal.stylize_frame(
+                    self.engine, job.content, job.styles, job.params, self._callback(job),
+                    previous=job.previous, mask=job.mask,
+                    temporal_weight=temporal.TEMPORAL_WEIGHT if weight is None else weight,
+                )  # fmt: skip
+            else:
+                result = self.engine.stylize(
+                    job.content, job.styles, job.params, self._callback(job), **kwargs
+                )
         except Exception as exc:  # the daemon must survive anything a job does
             return (WorkerEvent.ERROR, job, job_error(exc, self.engine.device))
         if result.stopped and job.cancel.is_set():

@@ -35,7 +35,7 @@ MAX_ARRAY_BYTES = limits.MAX_IMAGE_PIXELS * 4 * 8
 
 #: Arrays this big cross as shared memory (one copy in, none out); smaller ones inline.
 SHARED_MIN_BYTES = 16 << 20
-#: Descriptors one message may carry (content, styles, mask, init).
+#: Descriptors one message may carry (content, styles, mask, init, a previous frame).
 MAX_FDS = 16
 CAN_SHARE = hasattr(os, "memfd_create") and hasattr(socket, "SCM_RIGHTS")
 
@@ -189,7 +189,8 @@ class Pipe:
 
 
 # --------------------------------------------------------------------------- the messages
-# daemon -> worker: {"op": "job", ...fields, arrays: content, styles..., mask?, init?}
+# daemon -> worker: {"op": "job", ...fields, arrays: content, styles..., mask?, init?,
+#                   previous content and result?}
 #                   {"op": "cancel", "job": id, "reason": r}, {"op": "stop"}
 # worker -> daemon: {"op": "ready", "device", "weights", "pid"} or {"op": "failed", error}
 #                   and one event message per WorkerEvent (below).
@@ -206,8 +207,11 @@ def job_message(job: Any) -> tuple[dict[str, Any], list[np.ndarray]]:
         "mask": job.mask is not None,
         "init": job.init is not None,
         "preview_max_side": job.preview_max_side,
+        "previous": job.previous is not None,  # frames mode: previous content and result
+        "temporal_weight": job.temporal_weight,
     }
     arrays += [a for a in (job.mask, job.init) if a is not None]
+    arrays += list(job.previous) if job.previous is not None else []
     return header, arrays
 
 
@@ -235,6 +239,7 @@ def event_message(kind: Any, job: Any, payload: Any) -> tuple[dict[str, Any], li
             "style_cache_hit": bool(r.style_cache_hit),
             "work_size": [int(v) for v in r.work_size],
             "precision": str(r.precision),
+            "frame": dict(r.frame),
         }
         return {**head, **fields}, [r.image]
     if kind.value == "cancelled":
@@ -263,6 +268,7 @@ def event_payload(header: dict[str, Any], arrays: list[np.ndarray]) -> Any:
             style_cache_hit=bool(header["style_cache_hit"]),
             work_size=(int(header["work_size"][0]), int(header["work_size"][1])),
             precision=str(header["precision"]),
+            frame=dict(header.get("frame") or {}),
         )
     if op == "cancelled":
         return int(header["step"])

@@ -46,6 +46,7 @@ def _job(header: dict[str, Any], arrays: list[Any]) -> ServiceJob:
     rest = arrays[1 + n :]
     mask = rest.pop(0) if header["mask"] else None
     init = rest.pop(0) if header["init"] else None
+    previous = (rest.pop(0), rest.pop(0)) if header.get("previous") else None
     return ServiceJob(
         ident=b"",
         job_id=header["job"],
@@ -56,6 +57,8 @@ def _job(header: dict[str, Any], arrays: list[Any]) -> ServiceJob:
         init=init,
         preview_max_side=int(header["preview_max_side"]),
         heartbeat_s=0.0,
+        previous=previous,
+        temporal_weight=header.get("temporal_weight"),
     )
 
 
