@@ -4,8 +4,9 @@
 #   ./install.sh            virtual environment (.venv, or the active one) + package (with
 #                           OpenCV for frames mode),
 #                           then fetch the VGG-19 weights and install the GIMP 3 plug-in
-#   ./install.sh --test     also the test tools; skips the weights download and the plug-in
-#                           (the tests make their own synthetic weights and GIMP profile)
+#   ./install.sh --test     also the test tools and the cluster extra (Ray: the cluster tests);
+#                           skips the weights download and the plug-in (the tests make their
+#                           own synthetic weights and GIMP profile)
 #   ./install.sh --gpu      TensorFlow with CUDA instead of the CPU build (Linux x86-64)
 #   ./install.sh --no-weights / --no-plugin   skip those steps
 #
@@ -20,11 +21,11 @@ weights=1
 plugin=1
 for arg in "$@"; do
   case "$arg" in
-    --test) extras+=(test); weights=0; plugin=0 ;;
+    --test) extras+=(test cluster); weights=0; plugin=0 ;;
     --gpu) extras+=(gpu) ;;
     --no-weights) weights=0 ;;
     --no-plugin) plugin=0 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $arg (see --help)" >&2; exit 2 ;;
   esac
 done

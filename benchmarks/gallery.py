@@ -65,7 +65,7 @@ def main() -> int:
     args.json = True  # progress on stderr
 
     from neural_style.daemon.engine import StyleTransfer, images, quality
-    from neural_style.daemon.engine.bench import _at_size, _say, baseline, fp32_loss
+    from neural_style.daemon.engine.bench import at_size, baseline, fp32_loss, say
 
     presets = [p for p in args.presets.split(",") if p]
     indices = _indices(args.pairs)
@@ -77,7 +77,7 @@ def main() -> int:
     for index in indices:
         content_name, style_name = PAIRS[index]
         content = images.to_float(
-            _at_size(images.load_image(DATA / "content" / content_name), args.size)
+            at_size(images.load_image(DATA / "content" / content_name), args.size)
         )
         style = images.load_image(DATA / "styles" / style_name)
         inputs[index] = (content, style)
@@ -88,7 +88,7 @@ def main() -> int:
             content, style = inputs[index]
             image, times = _preset_run(engine, content, style, name, args)
             runs[index, name] = (image, times)
-            _say(args, f"{PAIRS[index]} {name}: {times}")
+            say(args, f"{PAIRS[index]} {name}: {times}")
     if args.compute_only:
         return 0
     rows: list[list[tuple[np.ndarray, str]]] = []

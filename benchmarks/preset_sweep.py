@@ -33,12 +33,12 @@ def main() -> int:
     args = ap.parse_args()
 
     from neural_style.daemon.engine import StyleTransfer, images, quality
-    from neural_style.daemon.engine.bench import _at_size, fp32_loss
+    from neural_style.daemon.engine.bench import at_size, fp32_loss
     from neural_style.daemon.engine.params import StyleParams
 
     engine = StyleTransfer.load(args.weights)
     meter = quality.TextureMeter(engine._conv_weights)
-    content = images.to_float(_at_size(images.load_image(args.content), args.size))
+    content = images.to_float(at_size(images.load_image(args.content), args.size))
     style = images.load_image(args.style)
     style_f = images.split_alpha(images.to_float(style))[0]
     out = Path(args.out)

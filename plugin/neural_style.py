@@ -5,12 +5,13 @@ A thin client of the Neural Style daemon (``neural-style serve``): it reads the 
 (or the selection's bounding box of it) and a style layer or painting, sends them over ZeroMQ,
 shows the daemon's previews in a progress window and on the canvas, and adds the result as a
 new layer on top. This file holds the registration, ``run``, the dialog and the GIMP reads;
-beside it lie ``nsg_helpers`` (pure), ``nsg_windows`` (the windows and the job flow),
-``nsg_layers`` (the layers it adds: GIMP writes) and ``nsg_shared`` (protocol + client), with
-pyzmq/msgpack in vendor/py3XX/ (all put there by ``neural-style install-plugin``). No numpy.
-Environment knobs and the arguments: docs/plugin.md (shipped as help/en/plugin.html).
+beside it lie the ``nsg_*`` modules, one idea each (``nsg_windows``: the windows and the job
+flow; ``nsg_layers``: the layers it adds; the rest pure), ``nsg_shared`` (protocol + client)
+and pyzmq/msgpack in vendor/py3XX/, all put there by ``neural-style install-plugin``. No
+numpy. Environment knobs and the arguments: docs/plugin.md (shipped as help/en/plugin.html).
 """
 
+# ruff: noqa: E402
 from __future__ import annotations
 
 import contextlib
@@ -22,7 +23,7 @@ from typing import Any
 PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
-def vendor_dir(base: str = PLUGIN_DIR, version: tuple[int, ...] = tuple(sys.version_info)) -> str:
+def vendor_dir(base: str = PLUGIN_DIR, version: tuple[int, ...] = sys.version_info[:2]) -> str:
     """vendor/py3XX beside the plug-in: wheels unpacked for exactly this Python version."""
     return os.path.join(base, "vendor", f"py{version[0]}{version[1]}")
 
@@ -47,24 +48,27 @@ setup_import_path()  # the bundled helpers, client and vendored pyzmq/msgpack co
 
 # fmt: off
 # isort: off
-# static imports once the path is set: the bundled modules, then GIMP's
-from nsg_helpers import (  # noqa: E402
-    ADVANCED_FIELDS, ARGUMENTS, DIALOG_FIELDS, HELP_DOMAIN, MAX_MAX_SIZE, PREVIEW_SIDE,
-    PROC_BLURB, PROC_HELP, PROC_NAME, SAVED_KEYS, SETTINGS_FILE, PluginError, StoppedAndKept,
-    StyleFile, UserCancelled, check_size, daemon_speed, estimate_text, find_refine_source,
-    fit_within,
-    is_opaque_mask, job_settings, load_client, load_settings, log_event, measured_speed,
-    pick_style_layer, pixel_format, refinable, remembered_style, result_name, save_settings,
-    style_file_of,
-)
-from nsg_layers import CanvasPreview, insert_kept, insert_result  # noqa: E402
-from nsg_windows import connect, gtk_ui, has_display, run_job, service_status  # noqa: E402
-import nsg_frames  # noqa: E402
-import gi  # noqa: E402
+# static imports once the path is set (E402 off): the bundled modules, then GIMP's
+from nsg_bundle import HELP_DOMAIN, PROC_NAME, load_client
+from nsg_errors import PluginError, StoppedAndKept, UserCancelled
+from nsg_estimates import daemon_speed, estimate_text, measured_speed
+from nsg_log import log_event
+from nsg_messages import check_size
+from nsg_params import MAX_MAX_SIZE, job_settings
+from nsg_pixels import fit_within, is_opaque_mask, pixel_format
+from nsg_procedure import ADVANCED_FIELDS, ARGUMENTS, DIALOG_FIELDS, PROC_BLURB, PROC_HELP
+from nsg_progress import PREVIEW_SIDE
+from nsg_results import find_refine_source, refinable, result_name
+from nsg_settings import SAVED_KEYS, SETTINGS_FILE, load_settings, save_settings
+from nsg_styles import StyleFile, pick_style_layer, remembered_style, style_file_of
+from nsg_layers import CanvasPreview, insert_kept, insert_result
+from nsg_windows import connect, gtk_ui, has_display, run_job, service_status
+import nsg_frames
+import gi
 
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
-from gi.repository import Gegl, Gimp, Gio, GLib, GObject  # noqa: E402
+from gi.repository import Gegl, Gimp, Gio, GLib, GObject
 # isort: on
 # fmt: on
 

@@ -22,27 +22,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from nsg_helpers import (
-    ARGUMENTS,
-    POLL_MS,
-    PREVIEW_SIDE,
-    PROC_NAME,
-    RESULT_SUFFIX,
-    SHARED_PACKAGE,
-    PluginError,
-    StyleFile,
-    UserCancelled,
-    babl_format_for,
-    canvas_preview_side,
-    effective_iterations,
-    event_kind,
-    fit_within,
-    format_eta,
-    log_event,
-    restore_alpha,
-    run_job_blocking,
-    to_rgb8,
-)
+from nsg_bundle import PROC_NAME, SHARED_PACKAGE
+from nsg_errors import PluginError, UserCancelled
+from nsg_estimates import format_eta
+from nsg_log import log_event
+from nsg_params import effective_iterations
+from nsg_pixels import babl_format_for, fit_within, restore_alpha, to_rgb8
+from nsg_procedure import ARGUMENTS
+from nsg_progress import POLL_MS, PREVIEW_SIDE, canvas_preview_side, event_kind, run_job_blocking
+from nsg_results import RESULT_SUFFIX
+from nsg_styles import StyleFile
 
 
 def _load_defaults() -> Any:
@@ -464,7 +453,7 @@ def stylize_frames(
     progress: Callable[[float, str], None] | None = None,
 ) -> Any:  # fmt: skip
     """The whole procedure; the registered file hands in its readers and the job flow's
-    pieces (nsg_windows.connect, nsg_helpers.job_settings...). Returns the new group."""
+    pieces (nsg_windows.connect, nsg_params.job_settings...). Returns the new group."""
     import os
 
     job = job_settings(config)

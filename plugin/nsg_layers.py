@@ -10,14 +10,10 @@ import contextlib
 from typing import Any
 
 import gi
-from nsg_helpers import (
-    PREVIEW_LAYER_NAME,
-    PluginError,
-    babl_format_for,
-    log_event,
-    restore_alpha,
-    to_rgb8,
-)
+from nsg_errors import PluginError
+from nsg_log import log_event
+from nsg_pixels import babl_format_for, restore_alpha, to_rgb8
+from nsg_results import PREVIEW_LAYER_NAME
 
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")

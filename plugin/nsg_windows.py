@@ -13,32 +13,28 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from nsg_helpers import (
+from nsg_bundle import PROC_NAME
+from nsg_errors import PluginError, StoppedAndKept, UserCancelled
+from nsg_estimates import format_eta, progress_note
+from nsg_launch import (
     FLATPAK_PERMISSION,
-    POLL_MS,
-    PREVIEW_SIDE,
-    PROC_NAME,
-    RESPONSE_KEEP,
-    PluginError,
-    StoppedAndKept,
-    Throttle,
-    UserCancelled,
-    canvas_preview_side,
-    check_size,
-    describe_error,
-    event_kind,
-    fit_within,
-    format_eta,
     host_command,
     in_flatpak,
-    log_event,
-    progress_note,
-    run_job_blocking,
     serve_command,
-    shown_endpoint,
     start_daemon,
-    to_rgb8,
     use_sandbox_connection_file,
+)
+from nsg_log import log_event
+from nsg_messages import check_size, describe_error, shown_endpoint
+from nsg_pixels import fit_within, to_rgb8
+from nsg_progress import (
+    POLL_MS,
+    PREVIEW_SIDE,
+    RESPONSE_KEEP,
+    Throttle,
+    canvas_preview_side,
+    event_kind,
+    run_job_blocking,
 )
 
 #: What a job's reader returns once the daemon has accepted the area's size: the styles as

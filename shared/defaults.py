@@ -23,6 +23,18 @@ DEFAULT_ENDPOINT: str = f"tcp://127.0.0.1:{DEFAULT_PORT}"
 START_COMMAND: str = "neural-style serve"
 #: The top-level name the plug-in installer gives its copy of this package.
 SHARED_BUNDLE_NAME: str = "nsg_shared"
+#: What downloads the VGG-19 weights (named in the hints of every "weights missing").
+FETCH_WEIGHTS_COMMAND: str = "neural-style fetch-weights"
+
+#: The GIMP plug-in: its folder and file name under ``plug-ins`` (GIMP needs folder == file).
+PLUGIN_NAME: str = "neural_style"
+#: ... its procedure (also the help id of its dialog's Help button) and help domain.
+PLUGIN_PROCEDURE: str = "python-fu-neural-style"
+PLUGIN_HELP_DOMAIN: str = "org.neural-style.gimp"
+#: ... what installs it again (after a GIMP upgrade to another Python, a broken bundle).
+INSTALL_PLUGIN_COMMAND: str = "neural-style install-plugin"
+#: ... and the installer's record beside it (version, GIMP's Python, the serve command).
+INSTALL_RECORD: str = "INSTALLED.json"
 
 #: Long side of the progress previews a client asks for unless it says otherwise.
 PREVIEW_SIDE: int = 256

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from enum import Enum
 
+from .defaults import FETCH_WEIGHTS_COMMAND, INSTALL_PLUGIN_COMMAND
+
 
 class ErrorCode(str, Enum):
     """Why a request failed. Values are the strings sent on the wire."""
@@ -110,8 +112,8 @@ DAEMON_DIED_TEXT = (
 TEXT_DEFAULTS: dict[str, str] = {
     "where": "",
     "start": "neural-style serve",
-    "fetch": "neural-style fetch-weights",
-    "reinstall": "neural-style install-plugin",
+    "fetch": FETCH_WEIGHTS_COMMAND,
+    "reinstall": INSTALL_PLUGIN_COMMAND,
     "client": "command",
     "size": "the size",
 }

@@ -41,7 +41,7 @@ def cli(
 ) -> subprocess.CompletedProcess:
     """Run ``neural-style <args>`` through the service CLI's standalone entry."""
     return subprocess.run(
-        [sys.executable, "-m", "neural_style.daemon.service_cli", *args],
+        [sys.executable, "-m", "neural_style.daemon.cli.serve", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

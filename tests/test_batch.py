@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from neural_style.daemon.batch import expand_inputs, is_complete, plan
+from neural_style.daemon.cli.batch import expand_inputs, is_complete, plan
 from neural_style.shared.errors import NeuralStyleError
 from tests.daemon_helpers import daemon_env, running_daemon
 

@@ -286,15 +286,15 @@ def test_bench_baseline_is_cached_per_pair_size_and_weights(engine, chelsea64, s
 def _stylize_parser():  # type: ignore[no-untyped-def]
     import argparse
 
-    from neural_style.daemon import cli
+    from neural_style.daemon.cli import stylize
 
     parser = argparse.ArgumentParser()
-    cli.add_stylize(parser.add_subparsers())
+    stylize.add_commands(parser.add_subparsers())
     return parser
 
 
 def test_stylize_flags_come_from_the_parameter_schema() -> None:
-    from neural_style.daemon import cli
+    from neural_style.daemon.cli import job_options as cli
     from neural_style.shared import schema
 
     parser = _stylize_parser()

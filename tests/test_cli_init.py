@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from neural_style.daemon import cli
+from neural_style.daemon.cli import entry_point, job_options
 from neural_style.daemon.engine import StyleTransfer
 from tests.test_cli import CONTENT, DATA, STYLE, _stylize_parser, run_cli
 
@@ -23,7 +23,7 @@ def stylize(engine: StyleTransfer, monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     """Run ``neural-style stylize CONTENT STYLE ... ARGS`` in this process on the session's
     engine; returns (report, result pixels)."""
     monkeypatch.setattr(StyleTransfer, "load", classmethod(lambda cls, *a, **k: engine))
-    for name, value in {**cli.QUIET_ENV, "KERAS_BACKEND": "tensorflow"}.items():
+    for name, value in {**entry_point.QUIET_ENV, "KERAS_BACKEND": "tensorflow"}.items():
         monkeypatch.setenv(name, value)  # main() sets them; restored afterwards
     runs = iter(range(100))
 
@@ -31,7 +31,7 @@ def stylize(engine: StyleTransfer, monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         n = next(runs)
         out, report = tmp_path / f"out{n}.png", tmp_path / f"r{n}.json"
         argv = ["stylize", str(content), str(STYLE), "-o", str(out), "--report", str(report)]
-        assert cli.main([*argv, *FAST, *args]) == 0
+        assert entry_point.main([*argv, *FAST, *args]) == 0
         with Image.open(out) as im:
             return json.loads(report.read_text()), np.asarray(im).astype(int)
 
@@ -63,12 +63,12 @@ def test_init_modes_are_still_parameters():
     def parse(*argv: str):  # type: ignore[no-untyped-def]
         return parser.parse_args(["stylize", "c", "s", "-o", "o", *argv])
 
-    assert cli.params_from_args(parse("--init", "noise")).init.value == "noise"
-    assert cli.init_image_path(parse("--init", "noise")) is None
-    assert cli.init_image_path(parse("--init", "./noise")) == "./noise"
+    assert job_options.params_from_args(parse("--init", "noise")).init.value == "noise"
+    assert job_options.init_image_path(parse("--init", "noise")) is None
+    assert job_options.init_image_path(parse("--init", "./noise")) == "./noise"
     image_args = parse("--init", "earlier.png", "--preset", "none")
-    assert cli.init_image_path(image_args) == "earlier.png"
-    assert cli.params_from_args(image_args).init.value == "content"
+    assert job_options.init_image_path(image_args) == "earlier.png"
+    assert job_options.params_from_args(image_args).init.value == "content"
 
 
 @pytest.mark.parametrize(

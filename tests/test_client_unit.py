@@ -141,8 +141,8 @@ def test_job_events_and_result(server):
 def test_remote_stylize_gives_the_engines_records(server, monkeypatch):
     """The CLI's daemon path: Job.wait, progress as Step records with previews attached,
     the result's table as Steps, the stats as JobStats (one record per concept)."""
+    from neural_style.daemon.cli.remote import stylize_remote
     from neural_style.daemon.engine.params import StyleParams
-    from neural_style.daemon.service_cli import stylize_remote
     from neural_style.shared import connection
     from neural_style.shared.records import STEP_COLUMNS, JobStats, Step
 
@@ -377,7 +377,7 @@ def test_explicit_key_still_reads_the_files_curve_key(tmp_path, monkeypatch):
     assert oct(secret.stat().st_mode & 0o777) == "0o600"
     with Client(endpoint, key=KEY) as c2:  # stable: the same key next time
         assert c2.curve
-    from neural_style.shared.client import client_keypair
+    from neural_style.shared.keys import client_keypair
 
     assert client_keypair(secret) == client_keypair(secret)
 

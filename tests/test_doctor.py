@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from neural_style.daemon import doctor
+from neural_style.daemon.cli import doctor
 from neural_style.shared import connection
 from tests.daemon_helpers import Daemon, free_port, load_file_module
 

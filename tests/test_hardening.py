@@ -440,7 +440,7 @@ def test_curve_zap_keeps_unknown_peers_out(curve_daemon: Daemon, tmp_path: Path,
         pytest.raises(DaemonUnavailable, match="CURVE"),
     ):
         c.ping()
-    from neural_style.shared.client import client_keypair
+    from neural_style.shared.keys import client_keypair
 
     public, _ = client_keypair(key_file)
     out = cli("authorize-key", public.decode(), "--authorized-keys", str(curve_daemon.allowed),

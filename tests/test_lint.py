@@ -40,7 +40,10 @@ def test_mypy_is_clean(tmp_path: Path) -> None:
     """mypy over daemon/, shared/ and plugin/ (config: pyproject.toml [tool.mypy]).
 
     The folders are installed as neural_style.daemon/.shared/.plugin, which mypy cannot see
-    through the editable install's import hook; a tree of symlinks gives it that layout.
+    through the editable install's import hook; a tree of symlinks gives it that layout. The
+    plug-in's modules import each other by their top-level names, as in GIMP's plug-in folder:
+    a second tree laid out as install-plugin lays it out (nsg_*.py, nsg_shared/) resolves
+    them, with no per-module overrides.
     """
     mypy = shutil.which("mypy") or str(Path(sys.executable).with_name("mypy"))
     if not Path(mypy).exists():
@@ -49,11 +52,16 @@ def test_mypy_is_clean(tmp_path: Path) -> None:
     (root / "neural_style").mkdir(parents=True)
     for name in ("daemon", "shared", "plugin"):
         (root / "neural_style" / name).symlink_to(REPO / name, target_is_directory=True)
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    for helper in (REPO / "plugin").glob("nsg_*.py"):
+        (bundle / helper.name).symlink_to(helper)
+    (bundle / "nsg_shared").symlink_to(REPO / "shared", target_is_directory=True)
     proc = subprocess.run(
         [mypy, "--config-file", str(REPO / "pyproject.toml"), "--no-incremental",
          "--cache-dir", str(tmp_path / "cache"), "-p", "neural_style"],
-        capture_output=True, text=True, cwd=root, env={**os.environ, "MYPYPATH": str(root)},
-        timeout=900,
+        capture_output=True, text=True, cwd=root,
+        env={**os.environ, "MYPYPATH": os.pathsep.join([str(root), str(bundle)])}, timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -220,3 +228,78 @@ def test_readme_is_a_short_product_page_with_the_two_commands_first() -> None:
     first_screen = [line.strip() for line in lines[:40]]
     for command in README_COMMANDS:
         assert command in first_screen, f"not in README.md's first 40 lines: {command}"
+
+
+#: The product's folders (benchmarks/ and tests/ are exempt from the size rules).
+PRODUCT = ("daemon", "shared", "plugin")
+
+
+def _product_modules() -> list[Path]:
+    return sorted(p for name in PRODUCT for p in (REPO / name).rglob("*.py"))
+
+
+def test_no_module_in_the_product_is_over_500_lines() -> None:
+    """A module holds one idea; past 500 lines it holds several (split it by idea)."""
+    long = []
+    for path in _product_modules():
+        size = len(path.read_text(encoding="utf-8").splitlines())
+        if size > 500:
+            long.append(f"{path.relative_to(REPO)}: {size} lines")
+    assert not long, "\n".join(long)
+
+
+def test_no_class_in_the_plugin_is_over_250_lines() -> None:
+    """The plug-in bundle's classes as small as daemon/'s and shared/'s."""
+    long = []
+    for path in sorted((REPO / "plugin").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                size = (node.end_lineno or node.lineno) - node.lineno + 1
+                if size > 250:
+                    long.append(f"{path.relative_to(REPO)}: {node.name} has {size} lines")
+    assert not long, "\n".join(long)
+
+
+def test_every_product_module_opens_with_a_docstring_saying_its_idea() -> None:
+    missing = [
+        str(path.relative_to(REPO))
+        for path in _product_modules()
+        if not (ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or "").strip()
+    ]
+    assert not missing, "modules without a docstring: " + ", ".join(missing)
+
+
+def _modules_loaded_by(package: str) -> set[str]:
+    """The top-level module names a fresh interpreter holds after importing ``package``
+    and every module in it."""
+    probe = (
+        f"import importlib, pkgutil, sys; import {package} as p\n"
+        "for m in pkgutil.iter_modules(p.__path__):\n"
+        "    importlib.import_module(p.__name__ + '.' + m.name)\n"
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+        "print('service' if 'neural_style.daemon.service' in sys.modules else '')"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    modules, service = ([*proc.stdout.splitlines(), "", ""])[:2]
+    return set(modules.split()) | ({"neural_style.daemon.service"} if service else set())
+
+
+def test_the_engine_imports_without_zeromq() -> None:
+    """The engine is the maths and the model: importing all of it (TensorFlow included)
+    pulls in no ZeroMQ, msgpack or the service."""
+    loaded = _modules_loaded_by("neural_style.daemon.engine")
+    assert "tensorflow" in loaded  # the probe really imported the engine's modules
+    unwanted = {"zmq", "msgpack", "neural_style.daemon.service"} & loaded
+    assert not unwanted, sorted(unwanted)
+
+
+def test_shared_and_every_module_in_it_import_without_tensorflow_or_numpy() -> None:
+    """shared/ is what the GIMP plug-in bundles: standard library, pyzmq and msgpack."""
+    loaded = _modules_loaded_by("neural_style.shared")
+    assert "zmq" in loaded  # the probe really imported the client
+    unwanted = {"tensorflow", "numpy", "keras"} & loaded
+    assert not unwanted, sorted(unwanted)

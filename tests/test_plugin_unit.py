@@ -23,12 +23,20 @@ from typing import Any, ClassVar
 
 import pytest
 
-from neural_style.daemon import plugin_install
+from neural_style.daemon.cli import install_plugin
 from neural_style.daemon.engine.params import PRESETS, StyleParams
+from neural_style.daemon.gimp_install import (
+    discovery,
+    errors,
+    help_pages,
+    install,
+    interpreter,
+    wheels,
+)
 from neural_style.shared import client as real_client
 from neural_style.shared.protocol import ImageBuf
 
-PLUGIN_FILE = Path(plugin_install.__file__).resolve().parent.parent / "plugin" / "neural_style.py"
+PLUGIN_FILE = Path(install.__file__).resolve().parents[2] / "plugin" / "neural_style.py"
 
 
 # --------------------------------------------------------------------------- a fake gi
@@ -252,7 +260,8 @@ class PluginView:
             setattr(module, name, value)
 
 
-HELPER_MODULES = ("nsg_helpers", "nsg_windows", "nsg_layers")
+#: The bundled modules beside the registered file (install-plugin copies every nsg_*.py).
+HELPER_MODULES = tuple(sorted(p.stem for p in PLUGIN_FILE.parent.glob("nsg_*.py")))
 
 
 def load_plugin(path: Path, monkeypatch: pytest.MonkeyPatch) -> PluginView:
@@ -473,7 +482,7 @@ def test_missing_pyzmq_says_how_to_reinstall(
 
 
 def test_vendor_dir_is_what_the_installer_writes(plugin: types.ModuleType) -> None:
-    target = plugin_install.TargetPython(version="3.13")
+    target = interpreter.TargetPython(version="3.13")
     assert plugin.vendor_dir("/x", (3, 13, 1)) == f"/x/vendor/{target.tag}"
 
 
@@ -997,9 +1006,9 @@ def test_install_copies_plugin_shared_and_vendored_wheels(
         assert target.version in ("3.13", "3.14")
         return [_fake_wheel(dest, "pyzmq", "zmq"), _fake_wheel(dest, "msgpack", "msgpack")]
 
-    monkeypatch.setattr(plugin_install, "download_wheels", fake_download)
+    monkeypatch.setattr(wheels, "download_wheels", fake_download)
     profile = tmp_path / "profile"
-    assert plugin_install.cmd_install(_args(gimp_dir=[str(profile)], python_version="3.13")) == 0
+    assert install_plugin.cmd_install(_args(gimp_dir=[str(profile)], python_version="3.13")) == 0
     root = profile / "plug-ins" / "neural_style"
     main = root / "neural_style.py"
     assert main.read_bytes() == PLUGIN_FILE.read_bytes()
@@ -1016,18 +1025,18 @@ def test_install_copies_plugin_shared_and_vendored_wheels(
     assert sorted(p.name for p in (profile / "plug-ins").iterdir()) == ["neural_style"]
 
     # a later install for another Python keeps the first version's wheels
-    assert plugin_install.cmd_install(_args(gimp_dir=[str(profile)], python_version="3.14")) == 0
+    assert install_plugin.cmd_install(_args(gimp_dir=[str(profile)], python_version="3.14")) == 0
     assert (root / "vendor" / "py313" / "zmq").is_dir()
     assert (root / "vendor" / "py314" / "zmq").is_dir()
 
-    assert plugin_install.cmd_uninstall(_args(gimp_dir=[str(profile)])) == 0
+    assert install_plugin.cmd_uninstall(_args(gimp_dir=[str(profile)])) == 0
     assert not root.exists()
-    assert plugin_install.cmd_uninstall(_args(gimp_dir=[str(profile)])) == 0  # idempotent
+    assert install_plugin.cmd_uninstall(_args(gimp_dir=[str(profile)])) == 0  # idempotent
 
 
 def test_bundled_shared_package_imports_under_its_new_name(tmp_path: Path) -> None:
     args = _args(gimp_dir=[str(tmp_path / "p")], python_version="3.13", no_vendor=True)
-    assert plugin_install.cmd_install(args) == 0
+    assert install_plugin.cmd_install(args) == 0
     root = tmp_path / "p" / "plug-ins" / "neural_style"
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); import nsg_shared.client as c; "
@@ -1044,12 +1053,12 @@ def test_failed_download_falls_back_and_says_what_to_rerun(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def offline(*_a: Any, **_k: Any) -> list[Path]:
-        raise plugin_install.InstallError("pip download failed: no network")
+        raise errors.InstallError("pip download failed: no network")
 
-    monkeypatch.setattr(plugin_install, "download_wheels", offline)
+    monkeypatch.setattr(wheels, "download_wheels", offline)
     profile = tmp_path / "gimp"
     cmd = _args(gimp_dir=[str(profile)], python=f"{sys.executable}")
-    assert plugin_install.cmd_install(cmd) == 0
+    assert install_plugin.cmd_install(cmd) == 0
     out = capsys.readouterr().out
     assert "could not vendor" in out
     assert f"re-run: neural-style install-plugin --gimp-dir {profile} --python" in out
@@ -1063,7 +1072,7 @@ def test_uninstall_refuses_foreign_folder(tmp_path: Path) -> None:
     foreign = tmp_path / "plug-ins" / "neural_style"
     foreign.mkdir(parents=True)
     (foreign / "other.py").write_text("")
-    assert plugin_install.cmd_uninstall(_args(gimp_dir=[str(tmp_path)])) == 2
+    assert install_plugin.cmd_uninstall(_args(gimp_dir=[str(tmp_path)])) == 2
     assert foreign.exists()
 
 
@@ -1078,9 +1087,9 @@ def test_autodetects_distro_flatpak_and_env_profiles(
     for d in (distro, flatpak, custom):
         d.mkdir(parents=True)
     monkeypatch.delenv("GIMP3_DIRECTORY", raising=False)
-    assert plugin_install.candidate_gimp_dirs() == [distro, flatpak]
+    assert discovery.candidate_gimp_dirs() == [distro, flatpak]
     monkeypatch.setenv("GIMP3_DIRECTORY", str(custom))
-    assert plugin_install.candidate_gimp_dirs() == [custom, distro, flatpak]
+    assert discovery.candidate_gimp_dirs() == [custom, distro, flatpak]
 
 
 def test_no_profile_found_is_an_error(
@@ -1089,13 +1098,13 @@ def test_no_profile_found_is_an_error(
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
     monkeypatch.delenv("GIMP3_DIRECTORY", raising=False)
-    assert plugin_install.cmd_install(_args()) == 2
+    assert install_plugin.cmd_install(_args()) == 2
     assert "--gimp-dir" in capsys.readouterr().err
 
 
 def test_gimp_dir_may_be_the_plugins_folder(tmp_path: Path) -> None:
-    assert plugin_install.plugins_dir(tmp_path / "plug-ins") == tmp_path / "plug-ins"
-    assert plugin_install.plugins_dir(tmp_path / "3.0") == tmp_path / "3.0" / "plug-ins"
+    assert discovery.plugins_dir(tmp_path / "plug-ins") == tmp_path / "plug-ins"
+    assert discovery.plugins_dir(tmp_path / "3.0") == tmp_path / "3.0" / "plug-ins"
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="chroot needs root")
@@ -1108,39 +1117,39 @@ def test_profile_inside_a_chroot_uses_the_chroots_python(tmp_path: Path) -> None
     interp.write_text("python=/usr/bin/python3\npython3=/usr/bin/python3.13\n")
     profile = root / "tmp" / "profile"
     profile.mkdir(parents=True)
-    command, how = plugin_install.python_command_for(profile, None)
+    command, how = interpreter.python_command_for(profile, None)
     assert command == ["chroot", str(root), "/usr/bin/python3.13"] and "chroot" in how
-    assert plugin_install.python_command_for(profile, "my py")[0] == ["my", "py"]
+    assert interpreter.python_command_for(profile, "my py")[0] == ["my", "py"]
 
 
 def test_query_python_reads_version_and_platform() -> None:
-    target = plugin_install.query_python([sys.executable], "test")
+    target = interpreter.query_python([sys.executable], "test")
     assert target.version == f"{sys.version_info[0]}.{sys.version_info[1]}"
     assert target.tag == f"py{sys.version_info[0]}{sys.version_info[1]}"
-    with pytest.raises(plugin_install.InstallError, match="--python"):
-        plugin_install.query_python(["/nonexistent/python3"])
+    with pytest.raises(errors.InstallError, match="--python"):
+        interpreter.query_python(["/nonexistent/python3"])
 
 
 def test_pip_platform_tags() -> None:
-    linux = plugin_install.TargetPython("3.13", platform="linux-x86_64", libc=("glibc", "2.41"))
+    linux = interpreter.TargetPython("3.13", platform="linux-x86_64", libc=("glibc", "2.41"))
     tags = linux.pip_platforms()
     assert tags[0] == "manylinux_2_41_x86_64"
     assert {"manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"} <= set(tags)
-    mac = plugin_install.TargetPython("3.12", platform="macosx-11.0-arm64")
+    mac = interpreter.TargetPython("3.12", platform="macosx-11.0-arm64")
     assert "macosx_11_0_arm64" in mac.pip_platforms()
-    win = plugin_install.TargetPython("3.12", platform="win-amd64")
+    win = interpreter.TargetPython("3.12", platform="win-amd64")
     assert win.pip_platforms() == ["win_amd64"]
 
 
 def test_add_commands_wires_both_subcommands() -> None:
     parser = argparse.ArgumentParser(prog="neural-style")
-    plugin_install.add_commands(parser.add_subparsers(dest="command"))
+    install_plugin.add_commands(parser.add_subparsers(dest="command"))
     args = parser.parse_args(
         ["install-plugin", "--gimp-dir", "a", "--gimp-dir", "b", "--python", "chroot /r python3"]
     )
     assert args.gimp_dir == ["a", "b"] and args.python == "chroot /r python3"
-    assert args.func is plugin_install.cmd_install
-    assert parser.parse_args(["uninstall-plugin"]).func is plugin_install.cmd_uninstall
+    assert args.func is install_plugin.cmd_install
+    assert parser.parse_args(["uninstall-plugin"]).func is install_plugin.cmd_uninstall
 
 
 # --------------------------------------------------------------------------- re-runs
@@ -1268,7 +1277,8 @@ def test_result_name_says_content_and_style(plugin: types.ModuleType) -> None:
 def test_cli_silences_tensorflow_start_up_unless_verbose(tmp_path: Path) -> None:
     """What `neural-style stylize` prints before its progress bar: nothing from TensorFlow."""
     code = (
-        "import sys; from neural_style.daemon import cli; cli._quiet_tensorflow(sys.argv[1:]);"
+        "import sys; from neural_style.daemon.cli import entry_point;"
+        "entry_point._quiet_tensorflow(sys.argv[1:]);"
         "import tensorflow as tf; tf.Variable(tf.ones((1, 4, 4, 3))); print('ready')"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "ABSL_"))}
@@ -1322,9 +1332,9 @@ def test_install_plugin_uses_the_python_named_in_gimps_pygimp_interp(
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     profile = tmp_path / "profile"
     profile.mkdir()
-    command, how = plugin_install.python_command_for(profile, None)
+    command, how = interpreter.python_command_for(profile, None)
     assert command == [str(py313)] and str(interp) in how
-    target = plugin_install.query_python(command, how)
+    target = interpreter.query_python(command, how)
     assert (target.version, target.tag) == ("3.13", "py313")
 
 
@@ -1333,20 +1343,20 @@ def test_install_plugin_never_takes_the_venvs_python_and_says_why(
 ) -> None:
     venv_bin = Path(sys.prefix) / "bin"
     system = _fake_python(tmp_path / "usr" / "bin" / "python3", "3.13")
-    monkeypatch.setattr(plugin_install, "KNOWN_PREFIXES", ())
+    monkeypatch.setattr(discovery, "KNOWN_PREFIXES", ())
     monkeypatch.setenv("PATH", f"{venv_bin}{os.pathsep}{system.parent}")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     profile = tmp_path / "profile"
     profile.mkdir()
-    command, how = plugin_install.python_command_for(profile, None)
+    command, how = interpreter.python_command_for(profile, None)
     assert command == [str(system)] and "no pygimp.interp" in how
     monkeypatch.setenv("PATH", str(venv_bin))  # only the venv's Python: refuse, saying why
-    with pytest.raises(plugin_install.InstallError, match=r"not GIMP.s.*--python CMD"):
-        plugin_install.python_command_for(profile, None)
+    with pytest.raises(errors.InstallError, match=r"not GIMP.s.*--python CMD"):
+        interpreter.python_command_for(profile, None)
     flatpak = tmp_path / "home" / ".var" / "app" / "org.gimp.GIMP" / "config" / "GIMP" / "3.0"
     flatpak.mkdir(parents=True)
-    with pytest.raises(plugin_install.InstallError, match="'flatpak' command is not on PATH"):
-        plugin_install.python_command_for(flatpak, None)
+    with pytest.raises(errors.InstallError, match="'flatpak' command is not on PATH"):
+        interpreter.python_command_for(flatpak, None)
 
 
 # --------------------------------------------------------------------------- help, presets
@@ -1355,8 +1365,8 @@ def test_install_plugin_never_takes_the_venvs_python_and_says_why(
 def test_install_ships_help_page_presets_and_the_serve_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    target = plugin_install.TargetPython("3.13", command=[])
-    report = plugin_install.install_into(tmp_path / "gimp", target, vendor=False, log=lambda m: 0)
+    target = interpreter.TargetPython("3.13", command=[])
+    report = install.install_into(tmp_path / "gimp", target, vendor=False, log=lambda m: 0)
     pdir = report.plugin_dir
     xml = (pdir / "help" / "en" / "gimp-help.xml").read_text()
     assert 'help-id="python-fu-neural-style" help-page="plugin.html"' in xml
@@ -1372,17 +1382,17 @@ def test_install_ships_help_page_presets_and_the_serve_command(
     for name in [m for m in sys.modules if m == "nsg_shared" or m.startswith("nsg_shared.")]:
         monkeypatch.delitem(sys.modules, name)
     module = load_plugin(pdir / "neural_style.py", monkeypatch)
-    helpers = sys.modules["nsg_helpers"]
+    bundle = sys.modules["nsg_bundle"]
     for name in HELPER_MODULES:  # every bundled module is installed and imported from there
         assert Path(sys.modules[name].__file__).parent == pdir, name
-    assert Path(helpers.schema.__file__) == pdir / "nsg_shared" / "schema.py"
+    assert Path(bundle.schema.__file__) == pdir / "nsg_shared" / "schema.py"
     assert module.PRESET_VALUES == PRESETS
     module.NeuralStyle().do_query_procedures()
     assert (module.HELP_DOMAIN, str(pdir / "help")) in type(module.NeuralStyle()).help_domains
 
 
 def test_markdown_to_html_covers_what_the_docs_use() -> None:
-    page = plugin_install.markdown_to_html(
+    page = help_pages.markdown_to_html(
         "## T\n\nA `code` **b** [l](x.md)\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n"
         "1. one\n   more\n2. two\n\n```\n<x>\n```\n![shot](plugin-dialog.png)\n"
     )

@@ -6,7 +6,12 @@ from __future__ import annotations
 import pytest
 
 from neural_style.shared import protocol
-from neural_style.shared.protocol import Message, ProtocolError, _int, _list, _num, _plain, _str
+from neural_style.shared.protocol import Message, ProtocolError
+from neural_style.shared.validators import integer as _int
+from neural_style.shared.validators import list_of as _list
+from neural_style.shared.validators import number as _num
+from neural_style.shared.validators import plain as _plain
+from neural_style.shared.validators import string as _str
 
 KEY = b"k" * 32
 #: ``welcome`` as decoders before the step times knew it (neural-style 0.1.0, before

@@ -1,5 +1,6 @@
 """The real ``neural-style`` commands print no TensorFlow start-up chatter unless --verbose:
-no absl notice, no oneDNN line, no C++ INFO/WARNING log line (daemon/quiet.py, cli.py)."""
+no absl notice, no oneDNN line, no C++ INFO/WARNING log line (daemon/quiet.py,
+daemon/cli/entry_point.py)."""
 
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ def test_the_new_client_reads_the_step_times(server):
         run_one_job(server)
         after = client.hello()
     assert "step_s_per_mpx" not in before and "step_s_per_mpx" not in before["limits"]
-    # Top-level, where the plug-in's estimate (nsg_helpers.daemon_speed) reads it.
+    # Top-level, where the plug-in's estimate (nsg_estimates.daemon_speed) reads it.
     mpx = 64 * 48 / 1e6
     assert after["step_s_per_mpx"] == pytest.approx(0.02 / mpx, rel=1e-3)
     assert after["step_s_by_side"] == {"64": pytest.approx(0.02)}

@@ -1,4 +1,4 @@
-"""``neural-style bench``: seconds per step of the engine next to the VGG floor.
+"""The measures behind ``neural-style bench``: seconds per step of the engine next to the VGG floor.
 
 The floor is one forward pass of the truncated VGG-19 plus the gradient with respect to
 the input image, with no loss bookkeeping: no implementation of the method can step faster
@@ -9,9 +9,7 @@ Benchmarks print numbers; they are not pass/fail tests.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
-import resource
 import sys
 import time
 from collections import Counter
@@ -20,88 +18,18 @@ from typing import Any
 
 import numpy as np
 
-from neural_style.shared import limits
-
-SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 # Times in the JSON are rounded to the millisecond; ratios are computed before rounding, so a
 # reader dividing two printed times agrees with the printed ratio to within that rounding even
 # for the sub-second baselines of tiny test runs.
 TIME_DECIMALS = 3
 
 
-def _sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a list like 256,512") from None
-    lo, hi = limits.MIN_WORK_SIDE, limits.MAX_WORK_SIDE
-    if not sizes or any(s < lo or s > hi for s in sizes):
-        raise argparse.ArgumentTypeError(f"sizes must lie in [{lo}, {hi}]")
-    return sizes
-
-
-def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
-        "bench",
-        help="measure seconds per step against the VGG floor",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-    )
-    p.add_argument("--sizes", type=_sizes, default=[256, 512], help="long sides, e.g. 256,512")
-    p.add_argument("--steps", type=int, default=10, help="timed steps per size (median)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    p.add_argument("--optimizers", default="adam", help="adam,lbfgs")
-    p.add_argument(
-        "--presets",
-        default="balanced",
-        help="presets to time against the tutorial baseline (comma list; '' = none)",
-    )
-    p.add_argument(
-        "--preset-size",
-        type=int,
-        default=512,
-        help="long side the presets and the baseline run at (default 512)",
-    )
-    p.add_argument(
-        "--baseline-steps",
-        type=int,
-        default=1000,
-        help="steps of the tutorial's Adam loop whose final loss is the target "
-        "(default 1000, as the tutorial)",
-    )
-    p.add_argument(
-        "--ladder",
-        type=_sizes,
-        default=None,
-        help="also compare this coarse-to-fine ladder (e.g. 128,256,512) with a single-scale "
-        "run at its last size given the same wall time",
-    )
-    p.add_argument("--ladder-iterations", type=int, default=90, help="steps of the ladder run")
-    p.add_argument("--content", type=Path, default=SAMPLES / "chelsea.jpg", help="content photo")
-    p.add_argument("--style", type=Path, default=SAMPLES / "starry_night.jpg", help="style image")
-    p.add_argument(
-        "--cache",
-        type=Path,
-        default=None,
-        help="folder for the tutorial baseline's result, reused for the same pair, size, steps "
-        "and weights file (default: the user cache folder; '' = no cache)",
-    )
-    p.add_argument(
-        "--pictures",
-        type=Path,
-        default=None,
-        help="write the tutorial's and every preset's result here as PNG, to look at",
-    )
-    p.add_argument("--weights", help="VGG-19 weights (as for stylize)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=cmd_bench)
-
-
-def _say(args: argparse.Namespace, text: str, flush: bool = True) -> None:
+def say(args: argparse.Namespace, text: str, flush: bool = True) -> None:
     """Progress for people: on stdout, or on stderr when stdout carries the JSON."""
     print(text, file=sys.stderr if args.json else sys.stdout, flush=flush)
 
 
-def _at_size(image: np.ndarray, size: int) -> np.ndarray:
+def at_size(image: np.ndarray, size: int) -> np.ndarray:
     """The sample resized so its long side is ``size``, upscaled if need be (the sample is
     451 px wide; a benchmark "at 512 px" must really work at 512 px)."""
     from neural_style.daemon.engine import images
@@ -130,7 +58,7 @@ def _floor_function(engine: Any, precision: str = "fp32") -> Any:
     return forward_backward
 
 
-def _step_and_floor_seconds(
+def step_and_floor_seconds(
     engine: Any,
     content: np.ndarray,
     style: np.ndarray,
@@ -149,7 +77,7 @@ def _step_and_floor_seconds(
     import tensorflow as tf
 
     from neural_style.daemon.engine import images
-    from neural_style.daemon.engine.params import StyleParams
+    from neural_style.daemon.engine.params import Optimizer, Precision, StyleParams
 
     floor_fn = _floor_function(engine, precision)
     h, w = content.shape[:2]
@@ -169,7 +97,10 @@ def _step_and_floor_seconds(
         paused += time.perf_counter() - t0
 
     params = StyleParams(
-        size=size, iterations=warmup + steps + 1, optimizer=optimizer, precision=precision
+        size=size,
+        iterations=warmup + steps + 1,
+        optimizer=Optimizer(optimizer),
+        precision=Precision(precision),
     )
     engine.stylize(content, [style], params, callback)
     step = float(np.median(np.diff(marks)[warmup:]))
@@ -182,10 +113,10 @@ def fp32_loss(engine: Any, image: np.ndarray, content: np.ndarray, style: np.nda
     import tensorflow as tf
 
     from neural_style.daemon.engine import images
-    from neural_style.daemon.engine.params import StyleParams
+    from neural_style.daemon.engine.params import Precision, StyleParams
     from neural_style.daemon.engine.targets import loss_weights
 
-    params = StyleParams(size=max(content.shape[:2]), precision="fp32")
+    params = StyleParams(size=max(content.shape[:2]), precision=Precision.FP32)
     content_rgb = images.split_alpha(images.to_float(content))[0]
     style_rgb = images.split_alpha(images.to_float(style))[0]
     targets, _ = engine.targets(content_rgb, [style_rgb], [1.0], params.size, params)
@@ -196,7 +127,7 @@ def fp32_loss(engine: Any, image: np.ndarray, content: np.ndarray, style: np.nda
     return float(total)
 
 
-def _time_presets(
+def time_presets(
     engine: Any, content: np.ndarray, style: np.ndarray, names: list[str], args: argparse.Namespace
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Time-to-quality: each preset's wall time against the loss that TensorFlow's tutorial
@@ -213,7 +144,7 @@ def _time_presets(
 
     size = args.preset_size
     # float32 content: results come back unquantised (uint8 rounding would add TV noise)
-    content = images.to_float(_at_size(content, size))
+    content = images.to_float(at_size(content, size))
 
     base = baseline(engine, content, style, size, args)
     target, curve, baseline_time = base["loss"], base["curve"], base["time_s"]
@@ -226,7 +157,7 @@ def _time_presets(
 
     base_quality = measures(base["image"])
     _save_picture(args, "tutorial", base["image"])
-    _say(
+    say(
         args,
         f"baseline: tutorial Adam, {args.baseline_steps} steps at {size} px: "
         f"loss {target:.4g} in {baseline_time:.1f} s{' (cached)' if base['cached'] else ''}; "
@@ -248,7 +179,7 @@ def _time_presets(
     for name in names:
         own = resolve_precision(StyleParams.from_dict({"preset": name}).precision).value
         fp32_final: float | None = None
-        for precision in _precisions():
+        for precision in precisions_to_time():
             params = StyleParams.from_dict({"preset": name, "size": size, "precision": precision})
             cpu0 = time.process_time()
             run = engine.stylize(content, [style], params)
@@ -277,7 +208,7 @@ def _time_presets(
             _save_picture(args, f"{name}-{precision}", np.clip(run.image, 0.0, 1.0))
             verdict = "reached" if row["reached"] else "did NOT reach"
             gap = "" if row["gap_vs_fp32"] is None else f"; {row['gap_vs_fp32']:+.2%} vs fp32"
-            _say(
+            say(
                 args,
                 f"preset {name} ({precision}{', auto' if row['auto'] else ''}): {verdict} the "
                 f"target in {run.elapsed:.1f} s (ratio {row['ratio']:.3f}; final fp32 loss "
@@ -308,7 +239,7 @@ def baseline(
     keyed by the content and style pixels, the size, the steps and the weights file's
     digest; a cached run reports the time it took when it ran.
     """
-    from neural_style.daemon.engine.params import StyleParams
+    from neural_style.daemon.engine.params import Precision, StyleParams
 
     stem = baseline_stem(engine, content, style, size, args)
     if stem is not None and stem.with_suffix(".json").is_file():
@@ -319,10 +250,10 @@ def baseline(
 
     def progress(it: Any) -> None:
         if it.step % 100 == 0:
-            _say(args, f"  baseline step {it.step}: loss {it.loss:.4g} at {it.elapsed:.0f} s")
+            say(args, f"  baseline step {it.step}: loss {it.loss:.4g} at {it.elapsed:.0f} s")
 
     params = StyleParams(
-        size=size, iterations=args.baseline_steps, learning_rate=0.02, precision="fp32"
+        size=size, iterations=args.baseline_steps, learning_rate=0.02, precision=Precision.FP32
     )
     cpu0 = time.process_time()
     run = engine.stylize(content, [style], params, progress)
@@ -372,7 +303,7 @@ def _steps_per_scale(run: Any) -> dict[str, int]:
     return dict(Counter(str(it.scale) for it in run.iterates))
 
 
-def _precisions() -> list[str]:
+def precisions_to_time() -> list[str]:
     """fp32, plus bf16 only where the hardware has bf16 kernels: elsewhere TensorFlow
     emulates it, several times slower, and a number for that says nothing."""
     from neural_style.daemon.engine import has_fast_bf16
@@ -380,7 +311,7 @@ def _precisions() -> list[str]:
     return ["fp32", "bf16"] if has_fast_bf16() else ["fp32"]
 
 
-def _ladder_vs_single(
+def ladder_vs_single(
     engine: Any, content: np.ndarray, style: np.ndarray, args: argparse.Namespace
 ) -> dict[str, Any]:
     """Coarse-to-fine against one scale at the same wall time, losses compared in fp32 at
@@ -389,7 +320,7 @@ def _ladder_vs_single(
     from neural_style.daemon.engine.params import STOP, StyleParams
 
     size = args.ladder[-1]
-    content = _at_size(content, size)
+    content = at_size(content, size)
     ladder_run = engine.stylize(
         content, [style],
         StyleParams(size=size, scales=tuple(args.ladder), iterations=args.ladder_iterations),
@@ -407,73 +338,9 @@ def _ladder_vs_single(
         "single_steps": len(single_run.iterates),
         "ladder_steps": len(ladder_run.iterates),
     }
-    _say(
+    say(
         args,
         f"ladder {args.ladder} vs one scale at {size} px, {budget:.0f} s each: "
         f"loss {out['ladder_loss']:.4g} vs {out['single_loss']:.4g}",
     )
     return out
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from neural_style.daemon.engine import StyleTransfer, images
-    from neural_style.daemon.engine.weights import SYNTHETIC_WARNING
-
-    engine = StyleTransfer.load(args.weights)
-    if engine.weights.synthetic:
-        print(
-            SYNTHETIC_WARNING + " (timings are the same as with the real weights)", file=sys.stderr
-        )
-    content = images.load_image(args.content, "content image")
-    style = images.load_image(args.style, "style image")
-    precisions = _precisions()
-    rows = []
-    for size in args.sizes:
-        big = _at_size(content, size)
-        work = (big.shape[1], big.shape[0])
-        for precision, optimizer in itertools.product(precisions, args.optimizers.split(",")):
-            step, floor = _step_and_floor_seconds(
-                engine, big, style, size, optimizer, args.steps, args.warmup, precision
-            )
-            rows.append(
-                {
-                    "size": size,
-                    "width": work[0],
-                    "height": work[1],
-                    "precision": precision,
-                    "optimizer": optimizer,
-                    "step_s": round(step, 4),
-                    "floor_s": round(floor, 4),
-                    "ratio": round(step / floor, 3),
-                }
-            )
-            _say(
-                args,
-                f"{size:>5} px ({work[0]}x{work[1]}) {precision} {optimizer:<6} "
-                f"step {step:.3f} s  floor {floor:.3f} s  ratio {step / floor:.3f}",
-            )
-    presets = [name for name in args.presets.split(",") if name.strip()]
-    tutorial, preset_rows = (
-        _time_presets(engine, content, style, presets, args) if presets else (None, [])
-    )
-    ladder = _ladder_vs_single(engine, content, style, args) if args.ladder else None
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    report = {
-        "synthetic": engine.weights.synthetic,
-        "device": engine.device,
-        "peak_rss_mb": round(peak_mb, 1),
-        "sizes": rows,
-        "content": args.content.name,
-        "style": args.style.name,
-        **({"tutorial": tutorial} if tutorial else {}),
-        "presets": preset_rows,
-        **({"ladder": ladder} if ladder else {}),
-    }
-    if args.json:
-        print(json.dumps(report))
-    else:
-        print(
-            f"device {engine.device}; peak RSS {peak_mb:.0f} MB"
-            + ("; synthetic weights" if engine.weights.synthetic else "")
-        )
-    return 0

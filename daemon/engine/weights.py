@@ -213,9 +213,8 @@ def write_synthetic_weights(path: str | os.PathLike[str], seed: int = 0) -> Path
         # A per-filter constant over the 3x3 taps (÷3: it adds up coherently over 9 taps)
         # makes the filters smooth, like a trained VGG's, instead of pure noise.
         dc = rng.standard_normal((1, 1, cin, cout), dtype=np.float32) / np.float32(3.0)
-        kernel = (_SMOOTH * dc + (1 - _SMOOTH) * kernel) / np.float32(
-            np.hypot(_SMOOTH, 1 - _SMOOTH)
-        )
+        mixed = (_SMOOTH * dc + (1 - _SMOOTH) * kernel) / np.float32(np.hypot(_SMOOTH, 1 - _SMOOTH))
+        kernel = mixed.astype(np.float32, copy=False)
         kernel *= np.float32(np.sqrt(2.0 / (9 * cin)))
         if name == "block1_conv1":
             kernel *= np.float32(SYNTHETIC_INPUT_GAIN)

@@ -43,4 +43,13 @@ class ServerConfig:
     #: Where the engine runs: "process" (a supervised worker process: a crash or a hang
     #: costs one job) or "thread" (in the daemon's own process).
     worker: str = "process"
+    #: Where jobs run: "local" (this machine: ``worker``) or "ray" (a Ray cluster's actors,
+    #: :mod:`.ray_backend`; needs the ``cluster`` extra).
+    backend: str = "local"
+    #: The cluster: "auto" (the one this machine belongs to) or HOST:PORT of its head.
+    ray_address: str = "auto"
+    #: Actors to start; 0: one per GPU of the cluster, else one per ``worker_cpus`` CPUs.
+    workers: int = 0
+    #: CPU cores (and TensorFlow threads) per CPU actor.
+    worker_cpus: int = 1
     verbose: bool = False

@@ -174,6 +174,8 @@ def _start(config: ServerConfig, engine_factory: Callable[[], Engine] | None) ->
     executor: Executor
     if engine_factory is not None:
         executor = ThreadExecutor(engine_factory())
+    elif config.backend == "ray":
+        executor = _ray_executor(config)
     elif config.worker == "thread":
         from neural_style.daemon.engine import StyleTransfer
 
@@ -182,7 +184,7 @@ def _start(config: ServerConfig, engine_factory: Callable[[], Engine] | None) ->
         process = ProcessExecutor(config.weights, config.log_file, config.verbose)
         process.launch()
         executor = process
-    if config.device == "gpu" and "GPU" not in executor.device.upper():
+    if config.device == "gpu" and config.backend != "ray" and "GPU" not in executor.device.upper():
         executor.close(timeout=5.0)
         raise NeuralStyleError(
             ErrorCode.INTERNAL,
@@ -192,3 +194,30 @@ def _start(config: ServerConfig, engine_factory: Callable[[], Engine] | None) ->
         )
     log.info("model loaded in %.1f s on %s", time.monotonic() - t0, executor.device)
     return Server(config, executor)
+
+
+def _ray_executor(config: ServerConfig) -> Executor:
+    """The cluster backend (imported only here: the local path never loads it or Ray)."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise NeuralStyleError(
+            ErrorCode.INTERNAL,
+            "--backend ray needs Ray, which is not installed.",
+            "Install the cluster extra: pip install 'neural-style-gimp[cluster]' (on the "
+            "daemon's machine and on every node of the cluster); see docs/cluster.md.",
+        )
+    from neural_style.daemon.service.ray_backend import RayExecutor
+
+    executor = RayExecutor(
+        config.ray_address,
+        config.workers,
+        config.worker_cpus,
+        config.weights,
+        config.log_file,
+        config.verbose,
+    )
+    executor.launch()
+    if executor.state != "ready":
+        log.warning("serving without a cluster for now: %s", executor.unavailable())
+    return executor

@@ -5,8 +5,8 @@ calls ``tick`` every turn; it never touches the engine itself.
 Two implementations: :class:`ThreadExecutor` (the engine in a thread of this process:
 the tests' stand-in engines, ``serve --worker thread``) and
 :class:`~.supervisor.ProcessExecutor` (the default: the engine in a supervised worker
-process, so that a crash or a hang costs one job, not the daemon). A cluster backend is a
-third implementation of the same protocol.
+process, so that a crash or a hang costs one job, not the daemon). The cluster backend,
+:class:`~.ray_backend.RayExecutor`, is a third implementation of the same protocol.
 """
 
 from __future__ import annotations
@@ -38,14 +38,25 @@ class Executor(Protocol):
         """The weights in use: an object with ``path``, ``sha256`` and ``synthetic``."""
         ...
 
+    @property
+    def capacity(self) -> int:
+        """How many jobs may run at once (1 for the local executors; the cluster's ready
+        actors for Ray). The queue hands over jobs while fewer than this run."""
+        ...
+
+    def unavailable(self) -> str:
+        """Why no job can run now (a sentence; "" when jobs can run): the queue answers new
+        submits ``busy`` with it instead of letting them wait on nothing."""
+        ...
+
     def start(self, context: zmq.Context, wake_endpoint: str) -> None:
         """Begin: events are posted to ``events`` and the loop woken over ``wake_endpoint``
         (an inproc PULL socket of ``context``)."""
         ...
 
     def submit(self, job: ServiceJob) -> None:
-        """Run ``job`` (the queue submits one at a time: the next after a terminal event).
-        Never blocks; a cancel is ``job.cancel`` being set."""
+        """Run ``job`` (the queue keeps at most ``capacity`` submitted jobs without their
+        terminal event). Never blocks; a cancel is ``job.cancel`` being set."""
         ...
 
     def tick(self, now: float) -> None:
@@ -61,7 +72,17 @@ class Executor(Protocol):
         ...
 
 
-class ThreadExecutor:
+class OneJobAtATime:
+    """The local executors' capacity: one job at a time. A failed local worker answers
+    each job with its own error (and is retried), so it is never ``unavailable``."""
+
+    capacity = 1
+
+    def unavailable(self) -> str:
+        return ""
+
+
+class ThreadExecutor(OneJobAtATime):
     """The engine in a thread of the daemon's own process (:class:`~.worker.Worker`)."""
 
     def __init__(self, engine: Engine) -> None:

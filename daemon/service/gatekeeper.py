@@ -132,7 +132,7 @@ class Gatekeeper:
 
 def _own_keys() -> set[bytes]:
     """This user's own stable client key (created on first use): always allowed."""
-    from neural_style.shared.client import client_keypair
+    from neural_style.shared.keys import client_keypair
 
     try:
         return {client_keypair()[0]}

@@ -183,6 +183,10 @@ class Handlers:
                 "max_job_bytes": self.queue.max_job_bytes,
                 "max_queue_bytes": self.queue.max_queue_bytes,
                 "max_jobs_per_client": self.config.max_jobs_per_client,
+                # Jobs that run at once (a cluster's actors: batch keeps that many in
+                # flight) and where (local, ray).
+                "workers": self.executor.capacity,
+                "backend": str(self.executor.describe().get("backend", "local")),
                 # Once a job has finished here. In this open map, not as fields of their
                 # own: an older client's strict decoder refuses unknown fields.
                 **self.step_times.report(),
@@ -192,7 +196,6 @@ class Handlers:
         }
 
     def status_info(self) -> dict[str, Any]:
-        running = self.queue.running
         info: dict[str, Any] = {
             "server": __version__,
             "protocol": protocol.PROTOCOL_VERSION,
@@ -220,13 +223,24 @@ class Handlers:
             "step_s_by_side": {},
             **self.step_times.report(),
         }
-        if running is not None:
-            info["running"] = {
-                "step": running.step,
-                "total": running.total or running.params.iterations,
-                "elapsed_s": time.monotonic() - running.started if running.started else 0.0,
-            }
+        now = time.monotonic()
+        jobs = [_running_info(job, now) for job in self.queue.active]
+        #: The oldest running job (what a one-worker daemon's clients read), and all of them.
+        info["running"] = jobs[0] if jobs else None
+        info["running_jobs"] = jobs
+        info["capacity"] = self.executor.capacity
+        worker = info["worker"]
+        # The cluster's actors as a list of their own at the top (status maps are shallow).
+        info["actors"] = worker.pop("actors", []) if isinstance(worker, dict) else []
         return info
+
+
+def _running_info(job: ServiceJob, now: float) -> dict[str, Any]:
+    return {
+        "step": job.step,
+        "total": job.total or job.params.iterations,
+        "elapsed_s": now - job.started if job.started else 0.0,
+    }
 
 
 def weights_dict(w: Any) -> dict[str, Any]:

@@ -74,7 +74,7 @@ class Daemon:
         self.stderr_path = workdir / "stderr.txt"
         self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "neural_style.daemon.service_cli", *args],
+            [sys.executable, "-m", "neural_style.daemon.cli.serve", *args],
             stdout=subprocess.DEVNULL,
             stderr=self._stderr,
             env={**daemon_env(self.runtime_dir), "XDG_STATE_HOME": str(workdir / "state")},

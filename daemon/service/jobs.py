@@ -128,7 +128,8 @@ class ServiceJob:
 
 
 class JobQueue:
-    """Waiting jobs (FIFO), the running one, and the policy around them."""
+    """Waiting jobs (FIFO), the running ones (up to the executor's ``capacity``), and the
+    policy around them."""
 
     def __init__(
         self,
@@ -137,15 +138,21 @@ class JobQueue:
         run: Callable[[ServiceJob], None],
         counters: dict[str, int],
         stopping: Callable[[], bool],
+        capacity: Callable[[], int] = lambda: 1,
+        unavailable: Callable[[], str] = lambda: "",
     ) -> None:
         self.config = config
         self.outbox = outbox
         self.counters = counters
-        #: Hands the next job to the executor (one at a time).
+        #: Hands the next job to the executor, while fewer than ``capacity()`` run.
         self._run = run
+        self.capacity = capacity
+        #: Why the executor can run no job now ("" when it can): new jobs are refused busy.
+        self.unavailable = unavailable
         self.jobs: dict[JobKey, ServiceJob] = {}
         self.waiting: deque[ServiceJob] = deque()
-        self.running: ServiceJob | None = None
+        #: The running jobs, oldest first.
+        self.active: list[ServiceJob] = []
         self.last_seen: dict[bytes, float] = {}
         #: Why the worker counts as stuck ("" while it is fine): no new jobs then.
         self.wedged = ""
@@ -155,6 +162,11 @@ class JobQueue:
         self.max_job_bytes = config.max_job_bytes or int(ram * 0.8)
         self.max_queue_bytes = config.max_queue_bytes or int(ram * 0.25)
         outbox.on_sent = self._touch
+
+    @property
+    def running(self) -> ServiceJob | None:
+        """The oldest running job (the only one on a one-worker executor), or None."""
+        return self.active[0] if self.active else None
 
     @property
     def queue_bytes(self) -> int:
@@ -188,6 +200,14 @@ class JobQueue:
                 "Wait for one of your jobs to finish, or restart the daemon with a larger "
                 "--max-jobs-per-client.",
             )
+        down = self.unavailable()
+        if down:
+            self.counters["busy"] += 1
+            raise NeuralStyleError(
+                ErrorCode.BUSY,
+                f"The daemon cannot run jobs now: {down}",
+                "Try again in a moment; `neural-style status` shows the backend's state.",
+            )
         if len(self.waiting) >= self.config.queue_size:
             self.counters["busy"] += 1
             raise NeuralStyleError(
@@ -199,7 +219,7 @@ class JobQueue:
         self._check_memory(job)
         self.jobs[job.key] = job
         self.waiting.append(job)
-        position = len(self.waiting) - 1 + (self.running is not None)
+        position = len(self.waiting) - 1 + bool(self.active)
         self.outbox.send(ident, Message("accepted", {"job": job.job_id, "position": position}))
         log.info(
             "job %s: accepted %dx%d, %d style(s), %d steps at size %d, position %d",
@@ -233,19 +253,22 @@ class JobQueue:
 
     # -- moving jobs along
     def dispatch(self) -> None:
-        if self.running is not None or not self.waiting or self.stopping():
-            return
-        job = self.waiting.popleft()
-        self.running = job
-        self._run(job)
-        for position, waiting in enumerate(self.waiting, start=1):
-            self._heartbeat(waiting, position)
+        """Start waiting jobs while fewer than ``capacity()`` run."""
+        started = False
+        while self.waiting and not self.stopping() and len(self.active) < self.capacity():
+            job = self.waiting.popleft()
+            self.active.append(job)
+            self._run(job)
+            started = True
+        if started:
+            for position, waiting in enumerate(self.waiting, start=1):
+                self._heartbeat(waiting, position)
 
     def cancel(self, ident: bytes, job_id: str) -> None:
         job = self.jobs.get((ident, job_id))
         if job is None:
             return  # already finished: the result or error is on its way
-        if job is self.running:
+        if job in self.active:
             log.info("job %s: cancel requested at step %d", job.job_id, job.step)
             job.request_cancel("client")
         else:
@@ -263,25 +286,26 @@ class JobQueue:
         """Shutdown: cancel the waiting jobs, ask the running one to stop."""
         for job in list(self.waiting):
             self.cancel_waiting(job, "shutdown")
-        if self.running is not None:
-            self.running.request_cancel("shutdown")
+        for job in self.active:
+            job.request_cancel("shutdown")
 
     def end(self, job: ServiceJob) -> None:
         self.jobs.pop(job.key, None)
-        if self.running is job:
-            self.running = None
+        if job in self.active:
+            self.active.remove(job)
         self.dispatch()
 
     # -- periodic duties
     def tick(self, now: float) -> None:
         """Heartbeats to quiet jobs, cancels for silent clients, the watchdog."""
+        self.dispatch()  # the executor's capacity may have grown (a worker came back)
         self._watchdog(now)
         for job in list(self.jobs.values()):
             seen = self.last_seen.get(job.ident, job.submitted)
             if now - seen > protocol.CLIENT_GONE_HEARTBEATS * job.heartbeat_s:
                 self._client_gone(job, now - seen)
             elif now - job.last_sent >= job.heartbeat_s:
-                position = 0 if job is self.running else self._position(job)
+                position = 0 if job in self.active else self._position(job)
                 self._heartbeat(job, position)
         if len(self.last_seen) > 1000:  # forget idle peers
             active = {job.ident for job in self.jobs.values()}
@@ -289,8 +313,11 @@ class JobQueue:
 
     def _watchdog(self, now: float) -> None:
         """The per-job time limit, and a worker that stops reaching its next step."""
-        job = self.running
-        if job is None or not job.started or job.abandoned:
+        for job in list(self.active):
+            self._watch(job, now)
+
+    def _watch(self, job: ServiceJob, now: float) -> None:
+        if not job.started or job.abandoned:
             return
         limit = self.config.job_time_limit_s
         if limit and now - job.started > limit and not job.cancel.is_set():
@@ -302,7 +329,7 @@ class JobQueue:
             self.wedged = f"job {job.job_id} has not reached a step for {stuck:.0f} s"
             log.error("watchdog: %s; giving up on it", self.wedged)
             self.jobs.pop(job.key, None)
-            self.running = None
+            self.active.remove(job)
             exc = NeuralStyleError(
                 ErrorCode.TIMEOUT,
                 f"The daemon's worker stopped making progress ({self.wedged}).",
@@ -313,7 +340,7 @@ class JobQueue:
                 self.cancel_waiting(waiting, "shutdown")
 
     def _client_gone(self, job: ServiceJob, silent: float) -> None:
-        if job is self.running:
+        if job in self.active:
             if not job.cancel.is_set():
                 log.info("job %s: client silent for %.1f s, cancelling", job.job_id, silent)
                 job.request_cancel("client_gone")
@@ -322,11 +349,11 @@ class JobQueue:
 
     def _position(self, job: ServiceJob) -> int:
         try:
-            return self.waiting.index(job) + (self.running is not None)
+            return self.waiting.index(job) + bool(self.active)
         except ValueError:
             return 0
 
     def _heartbeat(self, job: ServiceJob, position: int) -> None:
-        state = "running" if job is self.running else "queued"
+        state = "running" if job in self.active else "queued"
         fields = {"job": job.job_id, "state": state, "position": position}
         self.outbox.send(job.ident, Message("heartbeat", fields), droppable=True)

@@ -4,8 +4,8 @@ Why this shape: TensorFlow calls take seconds, but the daemon must keep answerin
 status requests, cancels and heartbeats meanwhile. So the loop (main thread) only
 decodes, validates, queues and forwards (:mod:`.handlers`, :mod:`.jobs`); an
 :class:`~.executor.Executor` (by default the supervised worker process of
-:mod:`.supervisor`) runs the jobs one at a time. Its events arrive on a ``queue.Queue``
-plus an inproc PUSH/PULL socket that wakes the loop's ``zmq.Poller``.
+:mod:`.supervisor`) runs them, up to its ``capacity`` at once. Its events arrive on a
+``queue.Queue`` plus an inproc PUSH/PULL socket that wakes the loop's ``zmq.Poller``.
 """
 
 from __future__ import annotations
@@ -70,7 +70,13 @@ class Server(Handlers):
         self._stop = threading.Event()
         self._stop_deadline: float | None = None
         self.queue = JobQueue(
-            config, self.outbox, self.executor.submit, self.counters, stopping=self._stop.is_set
+            config,
+            self.outbox,
+            self.executor.submit,
+            self.counters,
+            stopping=self._stop.is_set,
+            capacity=lambda: self.executor.capacity,
+            unavailable=self.executor.unavailable,
         )
         self.connection_path: Path | None = None
         self.started = time.time()
@@ -165,7 +171,7 @@ class Server(Handlers):
             log.info("shutting down: cancelling %d job(s)", len(self.queue.jobs))
             self._stop_deadline = time.monotonic() + SHUTDOWN_GRACE_S
             self.queue.stop_all()
-        idle = self.queue.running is None and not self.outbox.pending
+        idle = not self.queue.active and not self.outbox.pending
         return idle or time.monotonic() > self._stop_deadline
 
     def _close(self) -> None:

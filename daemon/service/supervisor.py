@@ -30,6 +30,7 @@ from typing import Any
 import zmq
 
 from neural_style.daemon.service import worker_pipe
+from neural_style.daemon.service.executor import OneJobAtATime
 from neural_style.daemon.service.jobs import ServiceJob
 from neural_style.daemon.service.worker import TERMINAL_EVENTS, WorkerEvent
 from neural_style.daemon.service.worker_pipe import Pipe, PipeClosed
@@ -69,7 +70,7 @@ def _exit_text(code: int | None) -> str:
     return f"exited with status {code}"
 
 
-class ProcessExecutor:
+class ProcessExecutor(OneJobAtATime):
     """The default local backend: one worker process, restarted when it dies."""
 
     def __init__(

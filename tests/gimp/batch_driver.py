@@ -310,7 +310,8 @@ def _ui_section():
     spec.loader.exec_module(m)
     m.setup_import_path(plugdir)
     # the bundled modules the plug-in imported: the progress window lives in nsg_windows
-    windows_mod, helpers = sys.modules["nsg_windows"], sys.modules["nsg_helpers"]
+    windows_mod = sys.modules["nsg_windows"]
+    results_mod, progress_mod = sys.modules["nsg_results"], sys.modules["nsg_progress"]
     GimpUi.init("nsg-e2e-ui")
     ui = {}
     proc = Gimp.get_pdb().lookup_procedure(PROC)
@@ -369,7 +370,7 @@ def _ui_section():
             self.statuses.append(self.status.get_text())
             for img in Gimp.get_images():  # the live preview on the canvas, while it runs
                 for la in img.get_layers():
-                    if la.get_name() == helpers.PREVIEW_LAYER_NAME:
+                    if la.get_name() == results_mod.PREVIEW_LAYER_NAME:
                         self.canvas.append(
                             [
                                 la.get_width(),
@@ -466,7 +467,7 @@ def _ui_section():
         def handle(self, event):
             super().handle(event)
             if type(event).__name__ == "Preview" and self.cancel_requested_at is None:
-                self.dialog.response(helpers.RESPONSE_KEEP)
+                self.dialog.response(progress_mod.RESPONSE_KEEP)
 
     windows_mod.ProgressWindow = KeepOnFirstPreview
     image, content, style = _build({"content": "chelsea_64", "style": "starry_night_64"})
@@ -492,7 +493,7 @@ def _ui_section():
                 and ("shot_canvas" not in ui)
             ):
                 ui["showcase_layers"] = [la.get_name() for la in image.get_layers()]
-                if helpers.PREVIEW_LAYER_NAME in ui["showcase_layers"]:  # preview on top
+                if results_mod.PREVIEW_LAYER_NAME in ui["showcase_layers"]:  # preview on top
                     ui["shot_canvas"] = _save_projection(image, "shot-canvas-preview.png")
                     ui["shot_progress"] = _shot(self.dialog, "shot-progress.png")
 

@@ -235,20 +235,21 @@ class GimpInstall:
 
 def find_gimp_installs() -> list[GimpInstall]:
     """Native, Flatpak and the test chroot, with install-plugin's own profile discovery."""
-    from neural_style.daemon import plugin_install as pi
+    from neural_style.daemon.gimp_install import discovery as gimp
+    from neural_style.shared.flatpak import FLATPAK_APP, app_dir
 
-    profiles = pi.candidate_gimp_dirs()
-    flatpak_base = Path(os.environ.get("HOME") or Path.home()) / ".var/app" / pi.FLATPAK_APP
+    profiles = gimp.candidate_gimp_dirs()
+    flatpak_base = app_dir(gimp.home())
     in_flatpak = [p for p in profiles if str(p.resolve()).startswith(str(flatpak_base.resolve()))]
-    chrooted = [p for p in profiles if pi.find_chroot_root(p) is not None]
+    chrooted = [p for p in profiles if gimp.find_chroot_root(p) is not None]
     native = [p for p in profiles if p not in in_flatpak and p not in chrooted]
     installs = []
-    prefixes = [p for p in pi.gimp_prefixes() if any(
-        (p / "bin" / name).exists() for name in pi.GIMP_BINARIES)]  # fmt: skip
+    prefixes = [p for p in gimp.gimp_prefixes() if any(
+        (p / "bin" / name).exists() for name in gimp.GIMP_BINARIES)]  # fmt: skip
     if prefixes or native:
         installs.append(GimpInstall("native", ", ".join(map(str, prefixes)) or "?", native))
     if flatpak_base.is_dir() or in_flatpak:
-        installs.append(GimpInstall("Flatpak", pi.FLATPAK_APP, in_flatpak))
+        installs.append(GimpInstall("Flatpak", FLATPAK_APP, in_flatpak))
     root = Path(os.environ.get(TEST_CHROOT_ENV) or TEST_CHROOT_DEFAULT)
     if (root / "usr/bin/gimp-console-3.0").exists() or chrooted:
         found = [Path(p) for p in glob.glob(str(root / "root/.config/GIMP/3.*"))]
@@ -258,26 +259,30 @@ def find_gimp_installs() -> list[GimpInstall]:
 
 def check_profile(profile: Path) -> Check:
     """Installed there, and for the Python that GIMP runs plug-ins with in that profile."""
-    from neural_style.daemon import plugin_install as pi
+    from neural_style.daemon.gimp_install.discovery import plugins_dir
+    from neural_style.daemon.gimp_install.errors import InstallError
+    from neural_style.daemon.gimp_install.install import MARKER, PLUGIN_NAME
+    from neural_style.daemon.gimp_install.interpreter import python_command_for, query_python
+    from neural_style.daemon.gimp_install.wheels import target_can_import
 
-    folder = pi.plugins_dir(profile) / pi.PLUGIN_NAME
+    folder = plugins_dir(profile) / PLUGIN_NAME
     name = f"plug-in in {profile}"
     fix = f"neural-style install-plugin --gimp-dir {shlex.quote(str(profile))}"
     try:
-        marker = json.loads((folder / pi.MARKER).read_text())
+        marker = json.loads((folder / MARKER).read_text())
     except (OSError, ValueError):
-        return Check(name, False, f"not installed ({folder} has no {pi.MARKER})", fix)
+        return Check(name, False, f"not installed ({folder} has no {MARKER})", fix)
     try:
-        command, how = pi.python_command_for(profile, None)
-        target = pi.query_python(command, how)
-    except pi.InstallError as exc:
+        command, how = python_command_for(profile, None)
+        target = query_python(command, how)
+    except InstallError as exc:
         return Check(name, False, f"installed for Python {marker.get('python_version')}, "
                      f"but GIMP's Python could not be asked: {exc}", fix)  # fmt: skip
     vendored = (folder / "vendor" / target.tag / "zmq").is_dir()
     if marker.get("python_version") != target.version:
         return Check(name, False, f"installed for Python {marker.get('python_version')}, but "
                      f"GIMP runs Python {target.version} ({how})", fix)  # fmt: skip
-    if not vendored and not pi.target_can_import(target):
+    if not vendored and not target_can_import(target):
         return Check(name, False, f"installed, but GIMP's Python {target.version} has no "
                      "pyzmq/msgpack (none vendored, none of its own)", fix)  # fmt: skip
     source = "vendored" if vendored else "GIMP's own"
@@ -413,7 +418,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if all_ok(checks) else 1
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "doctor",
         help="check the set-up (weights, TensorFlow, GPU, GIMP, daemon) and say how to fix it",

@@ -1,55 +1,26 @@
-"""The daemon's CLI commands (``serve``, ``status``, ``stop``) and the CLI's remote path.
+"""``serve``, ``status``, ``stop``, ``client-key`` and ``authorize-key``: the daemon's commands.
 
-``daemon/cli.py`` owns the entry point and calls :func:`add_commands`; its ``stylize``
-command uses :func:`find_daemon` and :func:`stylize_remote` to run on a daemon when one
-answers. TensorFlow is imported only by ``serve`` (status/stop must answer in a blink).
+TensorFlow is imported only by ``serve`` (status/stop must answer in a blink).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import logging.handlers
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from neural_style.daemon.engine.params import StyleParams, StylizeResult
-from neural_style.daemon.service import (
-    ServerConfig,
-    array_from_image,
-    image_from_array,
-    serve,
-)
+from neural_style.daemon.cli.remote import daemon_error_text
+from neural_style.daemon.service import ServerConfig, serve
 from neural_style.shared import connection, limits, protocol
-from neural_style.shared.client import (
-    Client,
-    DaemonDied,
-    Done,
-    Event,
-    Job,
-    Preview,
-    Progress,
-    Unauthenticated,
-    VersionMismatch,
-)
-from neural_style.shared.errors import NeuralStyleError, user_message
-from neural_style.shared.records import Step
+from neural_style.shared.client import Client
+from neural_style.shared.errors import NeuralStyleError
 
 log = logging.getLogger("neural_style.daemon")
-
-#: How long ``find_daemon`` waits for a pong.
-FIND_TIMEOUT_S = 1.0
-
-
-# --------------------------------------------------------------------------- argparse
 
 
 def add_commands(subparsers: Any) -> None:
@@ -112,6 +83,18 @@ def _add_serve(subparsers: Any) -> None:
     p.add_argument("--worker", choices=("process", "thread"), default="process",
                    help="where the engine runs: a supervised worker process, restarted when "
                    "it crashes or hangs (default), or a thread of the daemon")  # fmt: skip
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="where jobs run: this machine (default) or a Ray cluster's actors "
+                   "(needs the cluster extra; docs/cluster.md)")  # fmt: skip
+    p.add_argument("--ray-address", default="auto", metavar="auto|HOST:PORT",
+                   help="with --backend ray: the cluster this machine belongs to (auto, the "
+                   "default) or its head's GCS address")  # fmt: skip
+    p.add_argument("--workers", type=_positive_int, default=0, metavar="N",
+                   help="with --backend ray: actors to start (default: one per GPU of the "
+                   "cluster, else one per --worker-cpus CPUs)")  # fmt: skip
+    p.add_argument("--worker-cpus", type=_positive_int, default=1, metavar="N",
+                   help="with --backend ray: CPU cores (and TensorFlow threads) of each "
+                   "CPU actor (default %(default)s)")  # fmt: skip
     p.add_argument("--log-file", type=Path, metavar="FILE",
                    help="log file (default: daemon.log in the user log dir)")  # fmt: skip
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -185,32 +168,28 @@ def _positive_int(text: str) -> int:
 # --------------------------------------------------------------------------- commands
 
 
+#: ServerConfig field <- ``serve`` option (argparse dest), for every option but the log file.
+CONFIG_FROM_ARGS = {
+    "endpoint": "bind", "weights": "weights", "device": "device",
+    "max_pixels": "max_pixels", "queue_size": "queue", "connection_file": "connection_file",
+    "curve_secret_key": "curve_secret_key", "insecure_null": "insecure_null",
+    "authorized_keys": "authorized_keys", "max_connections": "max_connections",
+    "max_jobs_per_client": "max_jobs_per_client", "max_job_bytes": "max_job_memory",
+    "max_queue_bytes": "max_queue_memory", "job_time_limit_s": "job_time_limit",
+    "worker": "worker", "verbose": "verbose", "backend": "backend",
+    "ray_address": "ray_address", "workers": "workers", "worker_cpus": "worker_cpus",
+}  # fmt: skip
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     log_file = setup_logging(args.log_file, logging.DEBUG if args.verbose else logging.INFO)
-    config = ServerConfig(
-        endpoint=args.bind,
-        weights=args.weights,
-        device=args.device,
-        max_pixels=args.max_pixels,
-        queue_size=args.queue,
-        connection_file=args.connection_file,
-        curve_secret_key=args.curve_secret_key,
-        insecure_null=args.insecure_null,
-        log_file=log_file,
-        authorized_keys=args.authorized_keys,
-        max_connections=args.max_connections,
-        max_jobs_per_client=args.max_jobs_per_client,
-        max_job_bytes=args.max_job_memory,
-        max_queue_bytes=args.max_queue_memory,
-        job_time_limit_s=args.job_time_limit,
-        worker=args.worker,
-        verbose=args.verbose,
-    )
+    taken = {field: getattr(args, name) for field, name in CONFIG_FROM_ARGS.items()}
+    config = ServerConfig(**taken, log_file=log_file)
     return serve(config)
 
 
 def cmd_client_key(args: argparse.Namespace) -> int:
-    from neural_style.shared.client import client_keypair, default_client_key_path
+    from neural_style.shared.keys import client_keypair, default_client_key_path
 
     path = default_client_key_path()
     public, _ = client_keypair(path)
@@ -224,10 +203,10 @@ def cmd_authorize_key(args: argparse.Namespace) -> int:
     import re
 
     from neural_style.daemon.service import default_authorized_keys
-    from neural_style.shared.client import _cert_text, _read_public_key
+    from neural_style.shared.keys import cert_text, read_public_key
 
     text = args.key.strip()
-    public = _read_public_key(text) if Path(text).is_file() else text
+    public = read_public_key(text) if Path(text).is_file() else text
     if not re.fullmatch(r"[0-9A-Za-z.:+=^!/*?&<>()\[\]{}@%$#-]{40}", public):
         print(f"neural-style authorize-key: {public[:60]!r} is not a Z85 CURVE public key "
               "(40 characters).", file=sys.stderr)  # fmt: skip
@@ -236,7 +215,7 @@ def cmd_authorize_key(args: argparse.Namespace) -> int:
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     name = re.sub(r"[^A-Za-z0-9_-]", "_", args.name or public[:12])
     path = folder / f"{name}.key"
-    path.write_text(_cert_text(public.encode("ascii"), None), encoding="utf-8")
+    path.write_text(cert_text(public.encode("ascii"), None), encoding="utf-8")
     folder.touch()  # the daemon re-reads the folder when its mtime changes
     print(f"authorised {public} in {path}")
     return 0
@@ -272,15 +251,6 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 1
 
 
-def daemon_error_text(exc: NeuralStyleError, endpoint: str | None) -> str:
-    """A daemon's (or the client's) error as the CLI says it: shared/errors.py's texts, the
-    same ones the GIMP plug-in shows."""
-    return user_message(
-        exc.code, exc.message, exc.hint, died=isinstance(exc, DaemonDied),
-        endpoint=endpoint or "", client="command", size="--size",
-    )  # fmt: skip
-
-
 def _wait_gone(pid: int, conn_file: Path | None, wait: float) -> bool:
     """Wait until the process is gone and its connection file removed."""
     deadline = time.monotonic() + wait
@@ -302,6 +272,29 @@ def _process_running(pid: int) -> bool:
         return False
 
 
+def _ray_lines(info: dict[str, Any], worker: dict[str, Any]) -> list[str]:
+    """The ray backend's part of ``status``: the cluster, then one line per actor."""
+    actors = info.get("actors") or []
+    state = worker.get("state")
+    why = f" ({worker.get('error')})" * bool(worker.get("error") and state != "ready")
+    lines = [
+        f"  backend:   ray at {worker.get('address')}: {state}{why}; "
+        f"{info.get('capacity', 0)} of {len(actors)} actors up, "
+        f"{worker.get('requeued', 0)} jobs moved off lost actors, "
+        f"{worker.get('restarts', 0)} reconnects"
+    ]
+    for a in actors:
+        doing = f"busy (step {a.get('step', 0)})" if a.get("state") == "busy" else a.get("state")
+        styles = ", ".join(a.get("cached_styles") or []) or "none"
+        where = f"node {a.get('node') or '?'} ({a.get('host') or '?'} {a.get('ip') or ''})"
+        restarts = f", {a.get('restarts')} restarts" * bool(a.get("restarts"))
+        lines.append(
+            f"    {a.get('name')}: {doing}, {where}, {a.get('device') or '?'}, "
+            f"{a.get('threads') or '?'} threads{restarts}; cached styles: {styles}"
+        )
+    return lines
+
+
 def format_status(info: dict[str, Any]) -> str:
     """A short human summary of ``status`` output."""
     weights = info.get("weights") or {}
@@ -309,7 +302,14 @@ def format_status(info: dict[str, Any]) -> str:
     queue = info.get("queue") or {}
     running = info.get("running")
     doing = "idle"
-    if running:
+    several = info.get("running_jobs") or []
+    if len(several) > 1:
+        doing = (
+            f"running {len(several)} jobs ("
+            + ", ".join(f"step {r.get('step', 0)}/{r.get('total', 0)}" for r in several)
+            + ")"
+        )
+    elif running:
         doing = f"running step {running.get('step', 0)}/{running.get('total', 0)}"
     synthetic = " (synthetic test weights: results are not artistic)" * bool(
         weights.get("synthetic")
@@ -332,7 +332,9 @@ def format_status(info: dict[str, Any]) -> str:
         rate = info["step_s_per_mpx"]
         lines.append(f"  step time: {rate:.3g} s per step per megapixel ({sides})")
     worker = info.get("worker") or {}
-    if worker:
+    if worker.get("backend") == "ray":
+        lines += _ray_lines(info, worker)
+    elif worker:
         exited = f"; last exit: {worker['last_exit']}" * bool(worker.get("last_exit"))
         pid = f" pid {worker['pid']}," * bool(worker.get("pid"))
         lines.append(
@@ -380,159 +382,11 @@ def setup_logging(log_file: Path | None, level: int = logging.INFO) -> Path | No
     return log_file
 
 
-# --------------------------------------------------------------------------- remote stylize
-
-
-@dataclass
-class DaemonInfo:
-    """Which daemon ran a job: for the CLI's JSON report."""
-
-    endpoint: str
-    device: str
-    weights: dict[str, Any]
-    """``{"path", "sha256", "synthetic"}`` of the daemon's VGG-19 weights."""
-    server_version: str = ""
-    stats: dict[str, Any] = field(default_factory=dict)
-    """The daemon's statistics for the job (queue wait, first-step time, losses…)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "endpoint": self.endpoint,
-            "device": self.device,
-            "weights": dict(self.weights),
-            "server_version": self.server_version,
-            "stats": dict(self.stats),
-        }
-
-
-@dataclass
-class RemoteStylizeResult(StylizeResult):
-    """A :class:`StylizeResult` that also says which daemon produced it."""
-
-    daemon: DaemonInfo | None = None
-
-
-def find_daemon(endpoint: str | None = None) -> str | None:
-    """The endpoint of a daemon that answers a ping within ~1 s, else None.
-
-    A daemon that answers but refuses us (wrong key, other version) still counts: the
-    caller's next request then fails with that precise error instead of silently running
-    locally.
-    """
-    try:
-        with Client(endpoint, timeout=FIND_TIMEOUT_S) as client:
-            with contextlib.suppress(Unauthenticated, VersionMismatch):
-                client.ping()
-            return client.endpoint
-    except NeuralStyleError:
-        return None
-
-
-def stylize_remote(
-    endpoint: str | None,
-    content: np.ndarray,
-    styles: list[np.ndarray],
-    params: StyleParams,
-    on_iterate: Callable[[Step], None] | None = None,
-    mask: np.ndarray | None = None,
-    *,
-    timeout: float = 10.0,
-    init: np.ndarray | None = None,
-    previous: tuple[np.ndarray, np.ndarray] | None = None,
-    temporal_weight: float | None = None,
-) -> RemoteStylizeResult:
-    """Run one job on a daemon; same contract as ``StyleTransfer.stylize`` (``init``: the
-    starting image at the content's size, sent as ``submit.init``; ``previous``: frames
-    mode, the previous frame's content and result, as ``frames.temporal.stylize_frame``).
-
-    ``on_iterate`` sees the (throttled) progress messages, with the preview attached on
-    preview steps; ``result.iterates`` has every step. Ctrl-C cancels the job on the daemon.
-    """
-    try:
-        return _stylize_remote(
-            endpoint, content, styles, params, on_iterate, mask, timeout, init,
-            previous, temporal_weight,
-        )  # fmt: skip
-    except NeuralStyleError as exc:  # same type, worded as the plug-in words it
-        exc.message, exc.hint = daemon_error_text(exc, endpoint), ""
-        exc.args = (exc.message,)
-        raise
-
-
-def _stylize_remote(
-    endpoint: str | None,
-    content: np.ndarray,
-    styles: list[np.ndarray],
-    params: StyleParams,
-    on_iterate: Callable[[Step], None] | None,
-    mask: np.ndarray | None,
-    timeout: float,
-    init: np.ndarray | None = None,
-    previous: tuple[np.ndarray, np.ndarray] | None = None,
-    temporal_weight: float | None = None,
-) -> RemoteStylizeResult:
-    with Client(endpoint, timeout=timeout) as client:
-        welcome = client.hello()
-        job = client.submit(
-            image_from_array(content),
-            [image_from_array(s) for s in styles],
-            params.to_dict(),
-            mask=image_from_array(mask) if mask is not None else None,
-            init=image_from_array(init) if init is not None else None,
-            preview_every=params.preview_every,
-            preview_max_side=protocol.MAX_PREVIEW_SIDE,
-            previous=None if previous is None else (
-                image_from_array(previous[0]), image_from_array(previous[1])
-            ),
-            temporal_weight=temporal_weight,
-        )  # fmt: skip
-        done = _follow(job, on_iterate)  # Ctrl-C: Job.wait cancels the job first
-        daemon = DaemonInfo(
-            endpoint=client.endpoint,
-            device=str(welcome.get("device", "")),
-            weights=dict(welcome.get("weights", {})),
-            server_version=str(welcome.get("server", "")),
-            stats=dict(done.stats),
-        )
-    return _to_result(done, content, daemon)
-
-
-def _follow(job: Job, on_iterate: Callable[[Step], None] | None) -> Done:
-    """Wait for the job; progress becomes ``Step`` records, with their previews attached."""
-    previews: dict[int, np.ndarray] = {}
-
-    def on_event(event: Event) -> None:
-        if isinstance(event, Preview):
-            previews[event.step] = array_from_image(event.image).astype(np.float32) / 255.0
-        elif isinstance(event, Progress) and on_iterate is not None:
-            on_iterate(event.to_step(previews.pop(event.step, None)))
-
-    return job.wait(on_event, poll_ms=250)
-
-
-def _to_result(done: Done, content: np.ndarray, daemon: DaemonInfo) -> RemoteStylizeResult:
-    image = np.array(array_from_image(done.image))  # own the memory, writable
-    if content.ndim == 2 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    stats = done.job_stats
-    return RemoteStylizeResult(
-        image=image,
-        iterates=list(done.iterates),
-        stopped=stats.stopped,
-        elapsed=stats.elapsed_s,
-        style_cache_hit=stats.style_cache_hit,
-        work_size=(int(stats.work_size[0]), int(stats.work_size[1])),
-        precision=stats.precision,
-        frame=dict(stats.frame),
-        daemon=daemon,
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (``python -m neural_style.daemon.service_cli serve …``).
+    """Standalone entry (``python -m neural_style.daemon.cli.serve serve …``).
 
-    The product's entry point is ``neural-style`` (daemon/cli.py); this one lets the tests
-    and the benchmarks start a daemon without depending on the rest of the CLI.
+    The product's entry point is ``neural-style`` (daemon/cli/entry_point.py); this one lets
+    the tests and the benchmarks start a daemon without depending on the rest of the CLI.
     """
     parser = argparse.ArgumentParser(prog="neural-style")
     add_commands(parser.add_subparsers(dest="command", required=True))

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from neural_style.daemon import cli
+from neural_style.daemon.cli import job_options, reports
 from neural_style.shared import defaults, files
 from neural_style.shared.errors import ErrorCode, NeuralStyleError
 
@@ -189,6 +189,9 @@ class Hook(Protocol):
 class IndependentInputs:
     """Every input on its own: no init image, nothing carried over."""
 
+    #: Inputs may run at once (a daemon with several workers): nothing links them.
+    parallel = True
+
     def before(self, item: Item, content: np.ndarray) -> Extras:
         return Extras()
 
@@ -250,13 +253,23 @@ class DaemonRunner:
     def __post_init__(self) -> None:
         self.meta = {"mode": "daemon", "endpoint": self.endpoint}
 
+    def workers(self) -> int:
+        """Jobs the daemon runs at once (its welcome's ``limits.workers``: a Ray-backed
+        daemon's actors; 1 for a daemon without the field)."""
+        from neural_style.shared.client import Client
+
+        with Client(self.endpoint, timeout=10.0) as client:
+            limits = client.hello().get("limits") or {}
+        value = limits.get("workers", 1)
+        return max(1, int(value)) if isinstance(value, int) else 1
+
     def run(
         self, content: np.ndarray, styles: list[np.ndarray], params: StyleParams,
         on_step: OnStep, extras: Extras,
     ) -> StylizeResult:  # fmt: skip
-        from neural_style.daemon import service_cli
+        from neural_style.daemon.cli import remote
 
-        result = service_cli.stylize_remote(
+        result = remote.stylize_remote(
             self.endpoint, content, styles, params, on_step, init=extras.init,
             previous=extras.previous, temporal_weight=extras.temporal_weight,
         )  # fmt: skip
@@ -267,8 +280,10 @@ class DaemonRunner:
 
 def make_runner(args: argparse.Namespace) -> Runner:
     """A daemon when one answers (or the one ``--daemon`` names), else in-process:
-    stylize's own choice (:func:`neural_style.daemon.cli._daemon_endpoint`)."""
-    endpoint = cli._daemon_endpoint(args)
+    stylize's own choice (:func:`neural_style.daemon.cli.remote.daemon_endpoint`)."""
+    from neural_style.daemon.cli import remote
+
+    endpoint = remote.daemon_endpoint(args)
     if endpoint is not None:
         return DaemonRunner(endpoint)
     from neural_style.daemon.engine import StyleTransfer
@@ -322,14 +337,14 @@ class BatchBar:
 
 
 # --------------------------------------------------------------------------- the command
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "batch",
         help="stylize many image files (files, folders, globs) after the same style(s)",
         description="Stylize each INPUT after STYLE into OUT_DIR/<input name>.png, loading "
         "the model once (a running daemon when one answers, else this process). A re-run "
         "skips outputs already written; bad inputs are reported and the rest go on. Exit "
-        "status 0: all ok or skipped; 1: some failed; 2: usage error. " + cli.DEFAULTS_NOTE,
+        "status 0: all ok or skipped; 1: some failed; 2: usage error. " + job_options.DEFAULTS_NOTE,
         argument_default=argparse.SUPPRESS,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, folder or glob")
@@ -338,7 +353,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="style image file (repeat to blend several)",
     )  # fmt: skip
     p.add_argument("-o", "--output-dir", required=True, metavar="OUT_DIR", help="output folder")
-    cli.add_job_options(p)
+    job_options.add_job_options(p)
     p.add_argument("--report", metavar="FILE.json", help="write a JSON row per input here")
     g = p.add_argument_group("frames mode (an animation's frames; docs/frames.md)")
     g.add_argument(
@@ -364,17 +379,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from neural_style.daemon.engine import images
 
-    params = cli.params_from_args(args)
-    if cli.init_image_path(args) is not None:
+    params = job_options.params_from_args(args)
+    init_path = job_options.init_image_path(args)
+    if init_path is not None:
         raise images.bad(
-            f"batch takes --init as a mode only, not the image {cli.init_image_path(args)}.",
+            f"batch takes --init as a mode only, not the image {init_path}.",
             "Refine single pictures with `neural-style stylize --init IMAGE`.",
         )
     styles = [images.load_image(s, "style image") for s in args.styles]
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     images.check_writable(out_dir / ("probe" + OUTPUT_SUFFIX))
-    report_path = cli._check_report_path(Path(args.report)) if args.report else None
+    report_path = reports.check_report_path(Path(args.report)) if args.report else None
     inputs = expand_inputs(args.inputs, frozenset(images.WRITABLE_SUFFIXES))
     hook: Hook = IndependentInputs()
     if (args.temporal_weight is not None or args.independent) and not args.frames:
@@ -425,10 +441,17 @@ class Batch:
             runner = make()
             self.meta = runner.meta
             if runner.meta.get("weights", {}).get("synthetic"):
-                print(cli._synthetic_warning(), file=sys.stderr)
-            bar = BatchBar(len(todo), self.params.iterations, disabled=self.quiet)
+                print(reports.synthetic_warning(), file=sys.stderr)
+            from neural_style.daemon.cli import batch_pool
+
+            workers = batch_pool.in_flight(runner, hook, len(todo))
+            kind = batch_pool.ParallelBar if workers > 1 else BatchBar
+            bar = kind(len(todo), self.params.iterations, disabled=self.quiet)
             try:
-                for item in todo:
+                if workers > 1:
+                    assert isinstance(bar, batch_pool.ParallelBar)
+                    batch_pool.run_parallel(self, runner, hook, todo, bar, workers)
+                for item in todo if workers == 1 else ():
                     bar.start(item.input.name)
                     self.rows[item] = self._one(runner, hook, item, bar.step)
                     bar.finish_file()
@@ -499,7 +522,7 @@ class Batch:
             "summary": self._summary(),
             "rows": [asdict(r) for r in self._ordered()],
         }
-        cli._write_json_atomic(report, self.report_path)
+        reports.write_json_atomic(report, self.report_path)
 
 
-__all__ = ["Batch", "Extras", "Hook", "Item", "Row", "add_parser", "run"]
+__all__ = ["Batch", "Extras", "Hook", "Item", "Row", "add_commands", "run"]

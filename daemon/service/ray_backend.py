@@ -1,0 +1,446 @@
+"""The cluster backend: the daemon's front end in front of a Ray cluster.
+
+``neural-style serve --backend ray --ray-address auto|HOST:PORT [--workers N]``. The
+ZeroMQ front end (auth, connection file, queue limits, per-client caps, progress, preview
+and cancel) stays the one endpoint; :class:`RayExecutor` hands its jobs, up to the
+cluster's ready actors at once, to :mod:`.ray_bridge`, a process of its own that is the
+Ray driver. This module never imports Ray: the front end outlives the cluster.
+
+The bridge's pipe carries the :mod:`.worker_pipe` messages (a job's header and arrays,
+cancels, and each job's events), each job under a token of its own (two clients may use
+the same job id). When the bridge cannot reach the cluster, or dies, the front end answers
+new jobs ``busy`` with the reason, ends the jobs it had running there with
+``worker_crashed``, and starts a new bridge every :data:`RETRY_S` until one connects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import queue
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from neural_style.daemon.service import worker_pipe
+from neural_style.daemon.service.jobs import ServiceJob
+from neural_style.daemon.service.supervisor import SEND_TIMEOUT_S, WorkerWeights, _exit_text
+from neural_style.daemon.service.worker import TERMINAL_EVENTS, WorkerEvent
+from neural_style.daemon.service.worker_pipe import Pipe, PipeClosed
+from neural_style.shared.errors import ErrorCode, NeuralStyleError
+
+log = logging.getLogger("neural_style.daemon.service")
+
+#: After the cluster could not be reached, the next attempt waits this long.
+RETRY_S = 5.0
+#: How long serve waits for the first connection (actors loading the model included)
+#: before it starts serving anyway, answering ``busy`` until the cluster is there.
+FIRST_CONNECT_S = 600.0
+#: The bridge reports its actors every second; this long without a word and it is killed.
+SILENT_S = 60.0
+
+
+class _BridgeMessages:
+    """What the bridge says, as :class:`RayExecutor` handles it (a mixin: the executor's
+    life is there, the messages here)."""
+
+    events: queue.Queue[tuple[WorkerEvent, ServiceJob, Any]]
+    state: str
+    failure: str
+    requeued: int
+    _heard: float
+    _actors: list[dict[str, Any]]
+    _capacity: int
+    _device: str
+    _weights: WorkerWeights
+    _cluster: str
+    _lock: threading.Lock
+    _running: dict[str, ServiceJob]
+
+    def _stop_process(self) -> None:
+        raise NotImplementedError
+
+    def _unreachable(self, why: str) -> None:
+        raise NotImplementedError
+
+    def _end(self, token: str, kind: WorkerEvent, payload: Any) -> None:
+        raise NotImplementedError
+
+    def _on_message(self, header: dict[str, Any], arrays: list[Any]) -> None:
+        op = header["op"]
+        self._heard = time.monotonic()
+        if op in ("ready", "actors"):
+            self._actors = list(header.get("actors", []))
+            self._capacity = int(header.get("capacity", 0))
+        if op == "ready":
+            self._device, self._weights, self._cluster = ready_fields(header)
+            self.state, self.failure = "ready", ""
+            log.info("ray backend: %d actor(s) ready on %s (cluster %s)", self._capacity,
+                     self._device, self._cluster)  # fmt: skip
+            return
+        if op == "failed":
+            error = worker_pipe.event_payload({**header, "op": "error"}, [])
+            self._stop_process()
+            self._unreachable(error.message)
+            return
+        if op == "actors":
+            return
+        if op == "requeued":
+            self.requeued += 1
+            with self._lock:
+                job = self._running.get(str(header["job"]))
+            name = job.job_id if job is not None else header["job"]
+            attempt = int(header["attempt"]) + 1
+            log.warning("job %s: its call was lost (%s); running it again from the start "
+                        "(attempt %d)", name, header.get("why"), attempt)  # fmt: skip
+            return
+        token = str(header.get("job"))
+        with self._lock:
+            job = self._running.get(token)
+        if job is None:
+            return  # a job already ended here
+        kind = WorkerEvent(op)
+        payload = worker_pipe.event_payload(header, arrays)
+        if kind is WorkerEvent.PROGRESS:
+            step = payload[0]
+            job.step, job.total = step.step, step.total
+            job.last_step = time.monotonic()
+        if kind in TERMINAL_EVENTS:
+            self._end(token, kind, payload)
+        else:
+            self.events.put((kind, job, payload))
+
+
+class RayExecutor(_BridgeMessages):
+    """Jobs on a Ray cluster's actors, through the :mod:`.ray_bridge` process."""
+
+    def __init__(
+        self,
+        address: str = "auto",
+        workers: int = 0,
+        worker_cpus: int = 1,
+        weights: str | None = None,
+        log_file: Path | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.events: queue.Queue[tuple[WorkerEvent, ServiceJob, Any]] = queue.Queue()
+        self.address = address
+        self.workers = workers
+        self.worker_cpus = worker_cpus
+        self._weights_arg = weights
+        self._log_file = log_file
+        self._verbose = verbose
+        self.state = "stopped"  # connecting, ready, unreachable, stopped
+        self.failure = ""
+        self.restarts = 0
+        self.requeued = 0
+        self.last_exit = ""
+        self._device = ""
+        self._weights = WorkerWeights()
+        self._capacity = 0
+        self._actors: list[dict[str, Any]] = []
+        self._cluster = ""
+        self._lock = threading.Lock()
+        self._running: dict[str, ServiceJob] = {}
+        self._cancelled: set[str] = set()
+        self._tokens = itertools.count(1)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pipe: Pipe | None = None
+        self._reader: threading.Thread | None = None
+        self._next_try = 0.0
+        self._heard = 0.0
+        self._context: zmq.Context | None = None
+        self._wake_endpoint = ""
+        self._closing = False
+
+    # -- the Executor protocol
+    @property
+    def device(self) -> str:
+        return f"ray: {self._device}" if self._device else "ray"
+
+    @property
+    def weights(self) -> WorkerWeights:
+        return self._weights
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity if self.state == "ready" else 0
+
+    def unavailable(self) -> str:
+        if self.state == "connecting":
+            return f"it is connecting to the Ray cluster at {self.address}."
+        if self.state != "ready":
+            why = f" ({self.failure})" if self.failure else ""
+            return (
+                f"the Ray cluster at {self.address} is not reachable{why}; the daemon tries "
+                f"again every {RETRY_S:g} s."
+            )
+        if self._capacity == 0:
+            return (
+                f"none of the cluster's {len(self._actors)} actors is up (a node left?); "
+                "they take jobs again once Ray has restarted them."
+            )
+        return ""
+
+    def launch(self, timeout: float = FIRST_CONNECT_S) -> None:
+        """Start the bridge and wait (bounded) for its first answer: serve then binds with
+        the actors loaded, or, without a cluster, serves anyway and says why it is busy."""
+        self._spawn()
+        header = self._first_message(timeout)
+        if header is not None:
+            self._on_message(header, [])
+
+    def start(self, context: zmq.Context, wake_endpoint: str) -> None:
+        self._context, self._wake_endpoint = context, wake_endpoint
+        if self._pipe is not None and self._proc is not None:
+            self._start_reader()
+        elif not self._closing and self.state != "ready":
+            self._next_try = time.monotonic()
+
+    def submit(self, job: ServiceJob) -> None:
+        token = str(next(self._tokens))
+        job.started = job.last_step = time.monotonic()
+        with self._lock:
+            self._running[token] = job
+        if self.state != "ready" or self._pipe is None:
+            self._end(token, WorkerEvent.ERROR, _unreachable(self.unavailable()))
+            return
+        header, arrays = worker_pipe.job_message(job)
+        try:
+            self._pipe.send({**header, "job": token}, arrays)
+        except PipeClosed as exc:
+            log.error("job %s: could not hand it to the Ray bridge (%s)", job.job_id, exc)
+            self._kill()  # tick() sees the death and ends the running jobs
+
+    def tick(self, now: float) -> None:
+        if self._closing:
+            return
+        proc = self._proc
+        if proc is not None and proc.poll() is not None:
+            self._on_death(_exit_text(proc.returncode))
+        elif proc is not None and self.state == "ready" and now - self._heard > SILENT_S:
+            log.error("the Ray bridge has said nothing for %.0f s; stopping it", now - self._heard)
+            self._kill()
+            self._on_death("stopped: it stopped answering")
+        elif proc is None and self._next_try and now >= self._next_try:
+            self._next_try = 0.0
+            self._spawn()
+            self._start_reader()
+        with self._lock:
+            cancels = [(t, j) for t, j in self._running.items()
+                       if j.cancel.is_set() and t not in self._cancelled]  # fmt: skip
+        for token, job in cancels:
+            self._cancelled.add(token)
+            with contextlib.suppress(PipeClosed):
+                if self._pipe is not None:
+                    reason = job.cancel_reason or "client"
+                    self._pipe.send({"op": "cancel", "job": token, "reason": reason})
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": "ray",
+            "kind": "ray",
+            "address": self.address,
+            "cluster": self._cluster,
+            "pid": self._proc.pid if self._proc is not None else None,
+            "state": self.state,
+            "error": self.failure,
+            "restarts": self.restarts,
+            "requeued": self.requeued,
+            "last_exit": self.last_exit,
+            "workers": self.workers,
+            "actors": [dict(a) for a in self._actors],
+        }
+
+    def close(self, timeout: float) -> bool:
+        self._closing = True
+        with contextlib.suppress(PipeClosed):
+            if self._pipe is not None:
+                self._pipe.send({"op": "stop"})
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=max(timeout, 5.0))
+            except subprocess.TimeoutExpired:
+                self._kill()
+        self._stop_process()
+        if self._reader is not None:
+            self._reader.join(timeout=2.0)
+        self.state = "stopped"
+        return self._reader is None or not self._reader.is_alive()
+
+    # -- the bridge's life
+    def _spawn(self) -> None:
+        args = ["--address", self.address, "--workers", str(self.workers),
+                "--worker-cpus", str(self.worker_cpus)]  # fmt: skip
+        if self._weights_arg:
+            args += ["--weights", str(self._weights_arg)]
+        if self._log_file:
+            args += ["--log-file", str(self._log_file)]
+        if self._verbose:
+            args.append("--verbose")
+        self._proc, self._pipe = spawn_bridge(args)
+        self._heard = time.monotonic()
+        if self.state != "unreachable":  # a retry keeps saying why the last one failed
+            self.state = "connecting"
+        log.info("ray bridge %d: connecting to %s", self._proc.pid, self.address)
+
+    def _first_message(self, timeout: float) -> dict[str, Any] | None:
+        assert self._pipe is not None
+        try:
+            return first_message(self._pipe, timeout)
+        except (PipeClosed, TimeoutError, OSError) as exc:
+            self._stop_process()
+            self._unreachable(f"the Ray bridge {exc}")
+            return None
+
+    def _on_death(self, why: str) -> None:
+        """The bridge is gone: its jobs end with worker_crashed; a new one is tried."""
+        self.last_exit = why
+        self._stop_process()
+        if self.state == "ready":
+            self.restarts += 1
+            log.error("the Ray bridge %s; ending its jobs, reconnecting", why)
+            self._unreachable(f"the connection to the cluster was lost: the bridge {why}")
+        elif self.state == "connecting":
+            self._unreachable(f"the Ray bridge {why} while connecting")
+        with self._lock:
+            tokens = list(self._running)
+        for token in tokens:
+            self._end(token, WorkerEvent.ERROR, _lost(why))
+
+    def _unreachable(self, why: str) -> None:
+        self.state, self.failure = "unreachable", why
+        self._capacity, self._actors = 0, []
+        self._next_try = time.monotonic() + RETRY_S
+        log.warning("ray backend: %s; trying again in %g s", why, RETRY_S)
+
+    def _kill(self) -> None:
+        kill(self._proc)
+
+    def _stop_process(self) -> None:
+        kill(self._proc)
+        close_pipe(self._pipe)
+        self._pipe = None
+        self._proc = None
+
+    def _start_reader(self) -> None:
+        assert self._context is not None and self._pipe is not None and self._proc is not None
+        self._reader = _Reader(self, self._pipe, self._proc, self._context, self._wake_endpoint)
+        self._reader.start()
+
+    def _current(self, proc: subprocess.Popen[bytes]) -> bool:
+        return proc is self._proc
+
+    def _end(self, token: str, kind: WorkerEvent, payload: Any) -> None:
+        with self._lock:
+            job = self._running.pop(token, None)
+            self._cancelled.discard(token)
+        if job is not None:
+            self.events.put((kind, job, payload))
+
+
+class _Reader(threading.Thread):
+    """Reads the bridge's messages, waking the loop after each (and once more at the end,
+    so that ``tick`` finds the dead process)."""
+
+    def __init__(
+        self,
+        executor: RayExecutor,
+        pipe: Pipe,
+        proc: subprocess.Popen[bytes],
+        context: zmq.Context,
+        wake_endpoint: str,
+    ) -> None:
+        super().__init__(name=f"neural-style-ray-{proc.pid}", daemon=True)
+        self.executor, self.pipe, self.proc = executor, pipe, proc
+        self.context, self.wake_endpoint = context, wake_endpoint
+
+    def run(self) -> None:
+        wake = self.context.socket(zmq.PUSH)
+        wake.setsockopt(zmq.LINGER, 0)
+        wake.connect(self.wake_endpoint)
+        try:
+            while True:
+                header, arrays = self.pipe.recv()
+                if not self.executor._current(self.proc):
+                    break
+                self.executor._on_message(header, arrays)
+                with contextlib.suppress(zmq.Again):
+                    wake.send(b"", zmq.NOBLOCK)
+        except (PipeClosed, OSError, ValueError, KeyError):
+            with contextlib.suppress(zmq.Again):
+                wake.send(b"", zmq.NOBLOCK)
+        finally:
+            wake.close()
+
+
+def spawn_bridge(args: list[str]) -> tuple[subprocess.Popen[bytes], Pipe]:
+    """Start :mod:`.ray_bridge` with one end of a socketpair; return it and our end."""
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(
+        socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", int(SEND_TIMEOUT_S), 0)
+    )
+    cmd = [sys.executable, "-m", "neural_style.daemon.service.ray_bridge",
+           "--fd", str(theirs.fileno()), *args]  # fmt: skip
+    proc = subprocess.Popen(cmd, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+    theirs.close()
+    return proc, Pipe(ours)
+
+
+def first_message(pipe: Pipe, timeout: float) -> dict[str, Any]:
+    """The bridge's first message (``ready`` or ``failed``), waiting at most ``timeout``."""
+    pipe.sock.settimeout(timeout)
+    try:
+        header, _ = pipe.recv()
+    finally:
+        pipe.sock.settimeout(None)
+    return header
+
+
+def ready_fields(header: dict[str, Any]) -> tuple[str, WorkerWeights, str]:
+    """A ``ready`` message's device, weights and cluster address."""
+    w = header.get("weights") or {}
+    weights = WorkerWeights(
+        str(w.get("path", "")), str(w.get("sha256", "")), bool(w.get("synthetic"))
+    )
+    return str(header.get("device", "")), weights, str(header.get("address", ""))
+
+
+def kill(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None and proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+
+
+def close_pipe(pipe: Pipe | None) -> None:
+    if pipe is not None:
+        with contextlib.suppress(OSError):
+            pipe.sock.shutdown(socket.SHUT_RDWR)
+        pipe.close()
+
+
+def _unreachable(why: str) -> NeuralStyleError:
+    return NeuralStyleError(
+        ErrorCode.BUSY,
+        f"The daemon cannot run jobs now: {why}",
+        "Try again in a moment; `neural-style status` shows the backend's state.",
+    )
+
+
+def _lost(why: str) -> NeuralStyleError:
+    return NeuralStyleError(
+        ErrorCode.WORKER_CRASHED,
+        f"The daemon lost its connection to the Ray cluster while running this job (its "
+        f"bridge process {why}).",
+        "Try again once the cluster is back; `neural-style status` shows the backend's state.",
+    )
