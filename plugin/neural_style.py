@@ -64,6 +64,7 @@ from nsg_styles import StyleFile, pick_style_layer, remembered_style, style_file
 from nsg_layers import CanvasPreview, insert_kept, insert_result
 from nsg_windows import connect, gtk_ui, has_display, run_job, service_status
 import nsg_frames
+import nsg_frames_gimp
 import gi
 
 gi.require_version("Gimp", "3.0")
@@ -415,7 +416,7 @@ def _frames_procedure(plugin: Any, name: str) -> Any:
     return proc
 
 
-def _run_frames(procedure, run_mode, image, _drawables, config, _data):  # type: ignore[no-untyped-def]
+def _run_frames(procedure, run_mode, image, _drawables, config, _data):
     interactive = run_mode == Gimp.RunMode.INTERACTIVE
     try:
         if interactive:
@@ -449,7 +450,7 @@ def frames(image: Any, config: Any, interactive: bool) -> Any:
     if not interactive:
         Gimp.progress_init("Neural Style: connecting to the daemon…")
     try:
-        group = nsg_frames.stylize_frames(
+        group = nsg_frames_gimp.stylize_frames(
             image, config, interactive, job_settings=job_settings,
             load_client=lambda: load_client(setup_import_path()), connect=connect,
             read=_read, read_style=read_style, read_style_file=read_style_file,

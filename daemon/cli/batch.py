@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from neural_style.daemon.cli import job_options, reports
-from neural_style.shared import defaults, files
+from neural_style.shared import files
 from neural_style.shared.errors import ErrorCode, NeuralStyleError
 
 if TYPE_CHECKING:
@@ -73,8 +73,7 @@ class Row:
     job_s: float = 0.0
     """The job's own time (targets and steps), as the engine or daemon measured it."""
     style_cache_hit: bool = False
-    frame: dict[str, Any] = field(default_factory=dict)
-    """Frames mode: whether it continued from the previous frame, and the flow's check."""
+    frame: dict[str, Any] = field(default_factory=dict)  # frames mode: continued, cut, ...
 
 
 def expand_inputs(args: Sequence[str], folder_suffixes: frozenset[str]) -> list[Path]:
@@ -169,9 +168,8 @@ def save_atomic(image: np.ndarray, output: Path) -> None:
 @dataclass
 class Extras:
     """What a hook adds to one input's job. ``init``: the starting image at the content's
-    size (sent to a daemon as ``submit.init``). ``previous``: frames mode, the previous
-    frame's (content, stylized result) at the content's size, with the temporal loss weight
-    (None: the default): see :mod:`neural_style.daemon.frames.temporal`."""
+    size (sent to a daemon as ``submit.init``). ``previous``, ``temporal_weight``: frames
+    mode (:mod:`neural_style.daemon.frames.temporal`; None: the default weight)."""
 
     init: np.ndarray | None = None
     previous: tuple[np.ndarray, np.ndarray] | None = None
@@ -232,14 +230,10 @@ class LocalRunner:
         self, content: np.ndarray, styles: list[np.ndarray], params: StyleParams,
         on_step: OnStep, extras: Extras,
     ) -> StylizeResult:  # fmt: skip
-        if extras.previous is not None:
-            from neural_style.daemon.frames import temporal
+        if extras.previous is not None:  # frames mode
+            from neural_style.daemon.frames import batch_mode
 
-            weight = extras.temporal_weight
-            return temporal.stylize_frame(
-                self.engine, content, styles, params, on_step, previous=extras.previous,
-                temporal_weight=temporal.TEMPORAL_WEIGHT if weight is None else weight,
-            )  # fmt: skip
+            return batch_mode.run_local(self.engine, content, styles, params, on_step, extras)
         return self.engine.stylize(content, styles, params, on_step, init=extras.init)
 
 
@@ -355,24 +349,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output-dir", required=True, metavar="OUT_DIR", help="output folder")
     job_options.add_job_options(p)
     p.add_argument("--report", metavar="FILE.json", help="write a JSON row per input here")
-    g = p.add_argument_group("frames mode (an animation's frames; docs/frames.md)")
-    g.add_argument(
-        "--frames", action="store_true",
-        help="the inputs are one sequence of frames (sorted by name, frame_2 before "
-        "frame_10): each frame starts from the previous stylized frame warped by optical "
-        "flow and keeps close to it (temporal loss), so strokes do not flicker; scene cuts "
-        "start afresh",
-    )  # fmt: skip
-    g.add_argument(
-        "--temporal-weight", type=float, metavar="W",
-        help=f"weight of the temporal loss (default {defaults.TEMPORAL_WEIGHT:g}; 0: only the "
-        "warped start)",
-    )  # fmt: skip
-    g.add_argument(
-        "--independent", action="store_true",
-        help="with --frames: stylize every frame on its own (sorted as a sequence; the "
-        "flicker baseline)",
-    )  # fmt: skip
+    from neural_style.daemon.frames import batch_mode
+
+    batch_mode.add_options(p)
     p.set_defaults(func=run, report=None, frames=False, temporal_weight=None, independent=False)
 
 
@@ -392,18 +371,11 @@ def run(args: argparse.Namespace) -> int:
     images.check_writable(out_dir / ("probe" + OUTPUT_SUFFIX))
     report_path = reports.check_report_path(Path(args.report)) if args.report else None
     inputs = expand_inputs(args.inputs, frozenset(images.WRITABLE_SUFFIXES))
-    hook: Hook = IndependentInputs()
-    if (args.temporal_weight is not None or args.independent) and not args.frames:
-        raise images.bad("--temporal-weight and --independent go with --frames.")
-    if args.frames:
-        from neural_style.daemon.frames import batch_mode
+    from neural_style.daemon.frames import batch_mode
 
-        inputs = sorted(inputs, key=batch_mode.natural_key)
-        if args.temporal_weight is not None and args.temporal_weight < 0:
-            raise images.bad("--temporal-weight must be 0 or more.")
+    inputs = batch_mode.sequence_order(args, inputs)
     items = plan(inputs, out_dir)
-    if args.frames and not args.independent:
-        hook = batch_mode.SequenceFrames(items, args.temporal_weight)
+    hook: Hook = batch_mode.hook_for(args, items) or IndependentInputs()
     batch = Batch(items, styles, params, report_path, quiet=args.quiet)
     return batch.run(lambda: make_runner(args), hook)
 

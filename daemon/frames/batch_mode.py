@@ -9,9 +9,12 @@ continues the sequence where it stopped rather than starting frame t from its co
 
 from __future__ import annotations
 
+import argparse
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from neural_style.shared import defaults
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -22,6 +25,62 @@ if TYPE_CHECKING:
 def natural_key(path: Path) -> list[Any]:
     """Sort key that puts ``frame_2`` before ``frame_10`` (numbers compared as numbers)."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+def add_options(p: argparse.ArgumentParser) -> None:
+    """``batch``'s frames-mode options."""
+    g = p.add_argument_group("frames mode (an animation's frames; docs/frames.md)")
+    g.add_argument(
+        "--frames", action="store_true",
+        help="the inputs are one sequence of frames (sorted by name, frame_2 before "
+        "frame_10): each frame starts from the previous stylized frame warped by optical "
+        "flow and keeps close to it (temporal loss), so strokes do not flicker; scene cuts "
+        "start afresh",
+    )  # fmt: skip
+    g.add_argument(
+        "--temporal-weight", type=float, metavar="W",
+        help=f"weight of the temporal loss (default {defaults.TEMPORAL_WEIGHT:g}; 0: only the "
+        "warped start)",
+    )  # fmt: skip
+    g.add_argument(
+        "--independent", action="store_true",
+        help="with --frames: stylize every frame on its own (sorted as a sequence; the "
+        "flicker baseline)",
+    )  # fmt: skip
+
+
+def sequence_order(args: argparse.Namespace, inputs: list[Path]) -> list[Path]:
+    """With ``--frames``: the inputs in natural name order (their options checked)."""
+    from neural_style.daemon.engine import images
+
+    if (args.temporal_weight is not None or args.independent) and not args.frames:
+        raise images.bad("--temporal-weight and --independent go with --frames.")
+    if not args.frames:
+        return inputs
+    if args.temporal_weight is not None and args.temporal_weight < 0:
+        raise images.bad("--temporal-weight must be 0 or more.")
+    return sorted(inputs, key=natural_key)
+
+
+def hook_for(args: argparse.Namespace, items: Sequence[Any]) -> SequenceFrames | None:
+    """The per-input hook of frames mode (None: every input on its own)."""
+    if args.frames and not args.independent:
+        return SequenceFrames(items, args.temporal_weight)
+    return None
+
+
+def run_local(
+    engine: Any, content: np.ndarray, styles: list[np.ndarray], params: Any, on_step: Any,
+    extras: Any,
+) -> Any:  # fmt: skip
+    """A frame with its previous frame (``extras``), in this process."""
+    from neural_style.daemon.frames import temporal
+
+    weight = extras.temporal_weight
+    return temporal.stylize_frame(
+        engine, content, styles, params, on_step, previous=extras.previous,
+        temporal_weight=temporal.TEMPORAL_WEIGHT if weight is None else weight,
+    )  # fmt: skip
 
 
 class SequenceFrames:
@@ -35,7 +94,7 @@ class SequenceFrames:
         self._content: dict[Any, np.ndarray] = {}
 
     def _previous(self, item: Any) -> tuple[np.ndarray, np.ndarray] | None:
-        from neural_style.daemon import batch
+        from neural_style.daemon.cli import batch
         from neural_style.daemon.engine import images
 
         index = self.items.index(item)
@@ -52,7 +111,7 @@ class SequenceFrames:
             return None
 
     def before(self, item: Any, content: np.ndarray) -> Any:
-        from neural_style.daemon import batch
+        from neural_style.daemon.cli import batch
         from neural_style.daemon.engine import images
 
         previous = self._previous(item)
@@ -72,4 +131,4 @@ class SequenceFrames:
         self._last = (item, self._content.pop(item), result.image)
 
 
-__all__ = ["SequenceFrames", "natural_key"]
+__all__ = ["SequenceFrames", "add_options", "hook_for", "natural_key", "sequence_order"]
