@@ -35,7 +35,7 @@ class SequenceFrames:
         self._content: dict[Any, np.ndarray] = {}
 
     def _previous(self, item: Any) -> tuple[np.ndarray, np.ndarray] | None:
-        from neural_style.daemon import batch
+        from neural_style.daemon.cli import batch
         from neural_style.daemon.engine import images
 
         index = self.items.index(item)
@@ -52,7 +52,7 @@ class SequenceFrames:
             return None
 
     def before(self, item: Any, content: np.ndarray) -> Any:
-        from neural_style.daemon import batch
+        from neural_style.daemon.cli import batch
         from neural_style.daemon.engine import images
 
         previous = self._previous(item)
