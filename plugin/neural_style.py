@@ -416,7 +416,9 @@ def _frames_procedure(plugin: Any, name: str) -> Any:
     return proc
 
 
-def _run_frames(procedure, run_mode, image, _drawables, config, _data):
+def _run_frames(
+    procedure: Any, run_mode: Any, image: Any, _drawables: Any, config: Any, _data: Any
+) -> Any:
     interactive = run_mode == Gimp.RunMode.INTERACTIVE
     try:
         if interactive:
