@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import platform
 import socket
 import statistics
 import time
 
 import numpy as np
+from machine import cpu_name
 
 from neural_style.daemon.service.worker_pipe import Pipe
 
@@ -38,17 +38,6 @@ def _echo(fd: int) -> None:
         if header.get("op") == "stop":
             return
         pipe.send({"op": "result"}, [arrays[0]])
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> int:

@@ -20,9 +20,7 @@ import itertools
 import logging
 import queue
 import socket
-import struct
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -32,7 +30,12 @@ import zmq
 
 from neural_style.daemon.service import worker_pipe
 from neural_style.daemon.service.jobs import ServiceJob
-from neural_style.daemon.service.supervisor import SEND_TIMEOUT_S, WorkerWeights, _exit_text
+from neural_style.daemon.service.supervisor import (
+    PipeReader,
+    WorkerWeights,
+    _exit_text,
+    spawn_child,
+)
 from neural_style.daemon.service.worker import TERMINAL_EVENTS, WorkerEvent
 from neural_style.daemon.service.worker_pipe import Pipe, PipeClosed
 from neural_style.shared.errors import ErrorCode, NeuralStyleError
@@ -333,7 +336,9 @@ class RayExecutor(_BridgeMessages):
 
     def _start_reader(self) -> None:
         assert self._context is not None and self._pipe is not None and self._proc is not None
-        self._reader = _Reader(self, self._pipe, self._proc, self._context, self._wake_endpoint)
+        self._reader = PipeReader(
+            self, self._pipe, self._proc, self._context, self._wake_endpoint, name="ray"
+        )
         self._reader.start()
 
     def _current(self, proc: subprocess.Popen[bytes]) -> bool:
@@ -347,52 +352,9 @@ class RayExecutor(_BridgeMessages):
             self.events.put((kind, job, payload))
 
 
-class _Reader(threading.Thread):
-    """Reads the bridge's messages, waking the loop after each (and once more at the end,
-    so that ``tick`` finds the dead process)."""
-
-    def __init__(
-        self,
-        executor: RayExecutor,
-        pipe: Pipe,
-        proc: subprocess.Popen[bytes],
-        context: zmq.Context,
-        wake_endpoint: str,
-    ) -> None:
-        super().__init__(name=f"neural-style-ray-{proc.pid}", daemon=True)
-        self.executor, self.pipe, self.proc = executor, pipe, proc
-        self.context, self.wake_endpoint = context, wake_endpoint
-
-    def run(self) -> None:
-        wake = self.context.socket(zmq.PUSH)
-        wake.setsockopt(zmq.LINGER, 0)
-        wake.connect(self.wake_endpoint)
-        try:
-            while True:
-                header, arrays = self.pipe.recv()
-                if not self.executor._current(self.proc):
-                    break
-                self.executor._on_message(header, arrays)
-                with contextlib.suppress(zmq.Again):
-                    wake.send(b"", zmq.NOBLOCK)
-        except (PipeClosed, OSError, ValueError, KeyError):
-            with contextlib.suppress(zmq.Again):
-                wake.send(b"", zmq.NOBLOCK)
-        finally:
-            wake.close()
-
-
 def spawn_bridge(args: list[str]) -> tuple[subprocess.Popen[bytes], Pipe]:
     """Start :mod:`.ray_bridge` with one end of a socketpair; return it and our end."""
-    ours, theirs = socket.socketpair()
-    ours.setsockopt(
-        socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", int(SEND_TIMEOUT_S), 0)
-    )
-    cmd = [sys.executable, "-m", "neural_style.daemon.service.ray_bridge",
-           "--fd", str(theirs.fileno()), *args]  # fmt: skip
-    proc = subprocess.Popen(cmd, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
-    theirs.close()
-    return proc, Pipe(ours)
+    return spawn_child("neural_style.daemon.service.ray_bridge", args)
 
 
 def first_message(pipe: Pipe, timeout: float) -> dict[str, Any]:

@@ -25,7 +25,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import zmq
 
@@ -89,7 +89,7 @@ class ProcessExecutor(OneJobAtATime):
         self._failed_at = 0.0
         self._proc: subprocess.Popen[bytes] | None = None
         self._pipe: Pipe | None = None
-        self._readers: list[_Reader] = []
+        self._readers: list[PipeReader] = []
         self._lock = threading.Lock()
         self._running: ServiceJob | None = None
         self._sent = False
@@ -280,7 +280,7 @@ class ProcessExecutor(OneJobAtATime):
     def _start_reader(self, pipe: Pipe, proc: subprocess.Popen[bytes]) -> None:
         assert self._context is not None
         self._readers = [r for r in self._readers if r.is_alive()]
-        reader = _Reader(self, pipe, proc, self._context, self._wake_endpoint)
+        reader = PipeReader(self, pipe, proc, self._context, self._wake_endpoint)
         self._readers.append(reader)
         reader.start()
 
@@ -320,40 +320,51 @@ class ProcessExecutor(OneJobAtATime):
             self.events.put((kind, job, payload))
 
 
-def spawn_worker(
-    weights: str | None, log_file: Path | None, verbose: bool
-) -> tuple[subprocess.Popen[bytes], Pipe]:
-    """Start ``worker_process`` with one end of a socketpair; return it and our end."""
+def spawn_child(module: str, args: list[str]) -> tuple[subprocess.Popen[bytes], Pipe]:
+    """Start ``python -m module --fd N *args`` with one end of a socketpair (the other end,
+    ours, gives up sending after :data:`SEND_TIMEOUT_S`); return the process and our end."""
     ours, theirs = socket.socketpair()
     ours.setsockopt(
         socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", int(SEND_TIMEOUT_S), 0)
     )
-    cmd = [sys.executable, "-m", "neural_style.daemon.service.worker_process",
-           "--fd", str(theirs.fileno())]  # fmt: skip
-    if weights:
-        cmd += ["--weights", str(weights)]
-    if log_file:
-        cmd += ["--log-file", str(log_file)]
-    if verbose:
-        cmd.append("--verbose")
+    cmd = [sys.executable, "-m", module, "--fd", str(theirs.fileno()), *args]
     proc = subprocess.Popen(cmd, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
     theirs.close()
     return proc, Pipe(ours)
 
 
-class _Reader(threading.Thread):
-    """Reads one worker's messages and hands them to its executor, waking the loop after
+def spawn_worker(
+    weights: str | None, log_file: Path | None, verbose: bool
+) -> tuple[subprocess.Popen[bytes], Pipe]:
+    """Start ``worker_process``; return it and our end of its pipe."""
+    args = ["--weights", str(weights)] if weights else []
+    args += ["--log-file", str(log_file)] if log_file else []
+    args += ["--verbose"] if verbose else []
+    return spawn_child("neural_style.daemon.service.worker_process", args)
+
+
+class PipeOwner(Protocol):
+    """What a :class:`PipeReader` hands each message to."""
+
+    def _current(self, proc: subprocess.Popen[bytes]) -> bool: ...
+
+    def _on_message(self, header: dict[str, Any], arrays: list[Any]) -> None: ...
+
+
+class PipeReader(threading.Thread):
+    """Reads one child's messages and hands them to its executor, waking the loop after
     each (and once more when the pipe closes, so that ``tick`` finds the dead process)."""
 
     def __init__(
         self,
-        executor: ProcessExecutor,
+        executor: PipeOwner,
         pipe: Pipe,
         proc: subprocess.Popen[bytes],
         context: zmq.Context,
         wake_endpoint: str,
+        name: str = "worker",
     ) -> None:
-        super().__init__(name=f"neural-style-worker-{proc.pid}", daemon=True)
+        super().__init__(name=f"neural-style-{name}-{proc.pid}", daemon=True)
         self.executor, self.pipe, self.proc = executor, pipe, proc
         self.context, self.wake_endpoint = context, wake_endpoint
 
