@@ -100,6 +100,7 @@ class RawPeer:
         self.server_greeting = self._read(64)
         self.sent = 0
         self.refused = ""
+        self.server_ready = b""
 
     def _read(self, n: int) -> bytes:
         data = b""
@@ -114,6 +115,16 @@ class RawPeer:
             data += chunk
         return data
 
+    def _read_command(self) -> bytes:
+        """One ZMTP command frame (short or long), or b"" when the server closed."""
+        head = self._read(1)
+        if not head:
+            return b""
+        size = self._read(8 if head[0] & 0x02 else 1)
+        if not size:
+            return b""
+        return self._read(struct.unpack(">Q", size)[0] if len(size) == 8 else size[0])
+
     @property
     def server_mechanism(self) -> bytes:
         return self.server_greeting[12:32].rstrip(b"\x00")
@@ -124,6 +135,10 @@ class RawPeer:
         payload = header + b"\x00" * frame
         try:
             self.sock.sendall(_ready_command())
+            # A conforming peer sends messages only after the server's READY (ZMTP 3.0,
+            # which libzmq sends once ZAP has answered); one sent earlier is a protocol
+            # error and the server drops the connection.
+            self.server_ready = self._read_command()
             while self.sent < total:
                 self.sock.sendall(payload)
                 self.sent += frame
@@ -302,7 +317,8 @@ def test_insecure_null_warns_and_serves_null(
             peer.close()
         print(f"\n--insecure-null, 1 raw NULL peer: sent {peer.sent >> 20} MiB, RSS "
               f"+{growth / 2**20:.0f} MiB")  # fmt: skip
-        assert peer.server_mechanism == b"NULL" and peer.sent == FLOOD_BYTES
+        assert peer.server_mechanism == b"NULL" and peer.server_ready.startswith(b"\x05READY")
+        assert peer.sent == FLOOD_BYTES, peer.refused
     finally:
         assert d.stop() == 0
     assert "WARNING: --insecure-null" in d.stderr()
