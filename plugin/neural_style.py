@@ -18,6 +18,7 @@ import contextlib
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -362,33 +363,47 @@ class NeuralStyle(Gimp.PlugIn):
     def run(self, procedure, run_mode, image, drawables, config, _data):
         interactive = run_mode == Gimp.RunMode.INTERACTIVE
         rerun = run_mode != Gimp.RunMode.NONINTERACTIVE  # dialog, Re-Show, Repeat
-        try:
+
+        def work() -> Any:
             settings = prepare_rerun(image, list(drawables), config) if rerun else None
             speed = (settings or {}).get("speed")
             refine_ok = len(drawables) == 1 and refinable(drawables[0])
             if interactive and not show_dialog(procedure, config, speed, refine_ok):
-                return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+                return None
             if settings is not None:
                 remember(settings, image, config)  # whatever the outcome of the job
             layer = stylize(image, list(drawables), config, rerun and has_display())
             if settings is not None and LAST_SPEED:
                 settings["speed"] = round(LAST_SPEED, 4)  # for the dialog's expected times
                 save_settings(settings_path(), settings)
-        except UserCancelled:
-            log_event("cancelled")
-            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
-        except PluginError as exc:
-            log_event("failed", message=str(exc))
-            return _failed(procedure, str(exc))
-        except Exception as exc:
-            trace = traceback.format_exc()
-            log_event("crashed", traceback=trace)
-            return _failed(procedure, f"Neural Style failed unexpectedly: {exc!r}. Please "
-                           f"report this with the traceback:\n{trace}")  # fmt: skip
-        retval = procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
-        retval.remove(1)
-        retval.insert(1, GObject.Value(Gimp.Layer, layer))
-        return retval
+            return layer
+
+        return _returning_layer(procedure, work)
+
+
+def _returning_layer(procedure: Any, work: Callable[[], Any]) -> Any:
+    """A procedure's outcome as its return values: ``work()`` gives the new layer (None:
+    the user closed the dialog), UserCancelled is CANCEL, an error is shown with its text
+    (a crash with the traceback to report)."""
+    try:
+        layer = work()
+    except UserCancelled:
+        log_event("cancelled")
+        layer = None
+    except PluginError as exc:
+        log_event("failed", message=str(exc))
+        return _failed(procedure, str(exc))
+    except Exception as exc:
+        trace = traceback.format_exc()
+        log_event("crashed", traceback=trace)
+        return _failed(procedure, f"Neural Style failed unexpectedly: {exc!r}. Please "
+                       f"report this with the traceback:\n{trace}")  # fmt: skip
+    if layer is None:
+        return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+    retval = procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+    retval.remove(1)
+    retval.insert(1, GObject.Value(Gimp.Layer, layer))
+    return retval
 
 
 def _add_arguments(proc: Any, arguments: list[tuple[Any, ...]]) -> None:
@@ -420,7 +435,8 @@ def _run_frames(
     procedure: Any, run_mode: Any, image: Any, _drawables: Any, config: Any, _data: Any
 ) -> Any:
     interactive = run_mode == Gimp.RunMode.INTERACTIVE
-    try:
+
+    def work() -> Any:
         if interactive:
             dialog = gtk_ui().GimpUi.ProcedureDialog.new(procedure, config,
                                                          nsg_frames.FRAMES_TITLE)  # fmt: skip
@@ -428,23 +444,10 @@ def _run_frames(
             ok = dialog.run()
             dialog.destroy()
             if not ok:
-                return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
-        group = frames(image, config, interactive and has_display())
-    except UserCancelled:
-        log_event("cancelled")
-        return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
-    except PluginError as exc:
-        log_event("failed", message=str(exc))
-        return _failed(procedure, str(exc))
-    except Exception as exc:
-        trace = traceback.format_exc()
-        log_event("crashed", traceback=trace)
-        return _failed(procedure, f"Neural Style failed unexpectedly: {exc!r}. Please "
-                       f"report this with the traceback:\n{trace}")  # fmt: skip
-    retval = procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
-    retval.remove(1)
-    retval.insert(1, GObject.Value(Gimp.Layer, group))
-    return retval
+                return None
+        return frames(image, config, interactive and has_display())
+
+    return _returning_layer(procedure, work)
 
 
 def frames(image: Any, config: Any, interactive: bool) -> Any:

@@ -21,14 +21,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from nsg_bundle import PROC_NAME, SHARED_PACKAGE
+from nsg_bundle import SHARED_PACKAGE
 from nsg_errors import PluginError
 from nsg_estimates import format_eta
 from nsg_log import log_event
 from nsg_params import effective_iterations
-from nsg_pixels import fit_within, to_rgb8
 from nsg_procedure import ARGUMENTS
-from nsg_progress import POLL_MS, PREVIEW_SIDE, canvas_preview_side, event_kind, run_job_blocking
+from nsg_progress import JobDialog, canvas_preview_side, event_kind, run_job_blocking
 from nsg_results import RESULT_SUFFIX
 
 
@@ -239,42 +238,20 @@ class FrameSequence:
             self.finish(run_job_blocking(job, on_progress=on_progress))
 
 
-class FramesWindow:
+class FramesWindow(JobDialog):
     """The run's one progress window: frame k/N and its name, the current frame's step,
-    time left, the frame's live preview, Cancel. Polls the current job from a GLib timeout
-    on the main thread and submits the next frame when one ends. ``ui`` carries GimpUi, Gtk,
-    GLib, GdkPixbuf (fakes in unit tests)."""
+    time left, the frame's live preview, Cancel (a JobDialog polling the current frame's
+    job); submits the next frame when one ends."""
 
     def __init__(self, ui: Any, seq: FrameSequence) -> None:
-        self.ui, self.seq = ui, seq
-        self.loop: Any = None
-        self.error: BaseException | None = None
+        super().__init__(ui, FRAMES_TITLE, 380, f"Frame 1 / {seq.total}", f"0 / {seq.total} frames")
+        self.seq = seq
         self.cancel_requested = False
-        self.cancelled = False
-        Gtk = ui.Gtk
-        self.dialog = ui.GimpUi.Dialog(title=FRAMES_TITLE, role=PROC_NAME, modal=True)
-        self.dialog.add_button("_Cancel (keep the frames done)", Gtk.ResponseType.CANCEL)
-        self.dialog.set_default_size(380, -1)
-        box = self.dialog.get_content_area()
-        box.set_spacing(6)
-        box.set_border_width(12)
-        self.status = Gtk.Label(label=f"Frame 1 / {seq.total}")
-        self.status.set_xalign(0.0)
-        self.bar = Gtk.ProgressBar()
-        self.bar.set_show_text(True)
-        self.bar.set_text(f"0 / {seq.total} frames")
-        self.eta = Gtk.Label(label="")
-        self.eta.set_xalign(0.0)
-        self.preview = Gtk.Image()
-        self.preview.set_size_request(PREVIEW_SIDE, PREVIEW_SIDE)
-        for widget in (self.status, self.bar, self.eta, self.preview):
-            box.pack_start(widget, False, False, 0)
+        self.dialog.add_button("_Cancel (keep the frames done)", ui.Gtk.ResponseType.CANCEL)
         self.dialog.connect("response", lambda *_a: self.request_cancel())
-        self.dialog.connect("delete-event", self._on_delete)
 
-    def _on_delete(self, *_args: Any) -> bool:
-        self.request_cancel()
-        return True
+    def current_job(self) -> Any:
+        return self.seq.job
 
     def on_frame_start(self, k: int) -> None:
         """Hook: frame k (0-based) is about to be submitted (tests press Cancel here)."""
@@ -313,32 +290,6 @@ class FramesWindow:
             return
         self.seq.submit_next()
 
-    def show_preview(self, image: Any) -> None:
-        GdkPixbuf, GLib = self.ui.GdkPixbuf, self.ui.GLib
-        rgb = to_rgb8(image.width, image.height, image.channels, image.dtype, image.data)
-        pixbuf = GdkPixbuf.Pixbuf.new_from_bytes(
-            GLib.Bytes.new(rgb), GdkPixbuf.Colorspace.RGB, False, 8,
-            image.width, image.height, image.width * 3,
-        )  # fmt: skip
-        w, h = fit_within(image.width, image.height, PREVIEW_SIDE)
-        if (w, h) != (image.width, image.height):
-            pixbuf = pixbuf.scale_simple(w, h, GdkPixbuf.InterpType.BILINEAR)
-        self.preview.set_from_pixbuf(pixbuf)
-
-    def tick(self) -> bool:
-        job = self.seq.job
-        try:
-            if job is not None:
-                for event in job.poll(timeout_ms=0):
-                    self.handle(event)
-                    if self.loop is None:
-                        return False
-        except Exception as exc:
-            self.error = exc
-            self.quit()
-            return False
-        return self.loop is not None
-
     def request_cancel(self) -> None:
         """Cancel: the current frame stops, the frames done are kept."""
         if self.cancel_requested:
@@ -356,26 +307,9 @@ class FramesWindow:
             log_event("cancel_failed", error=repr(exc))
             self.quit()
 
-    def quit(self) -> None:
-        loop, self.loop = self.loop, None
-        if loop is not None:
-            loop.quit()
-
     def run(self) -> None:
         """Until every frame is done or the run is cancelled; raises a job's error."""
-        GLib = self.ui.GLib
-        self.loop = GLib.MainLoop()
-        self.dialog.show_all()
-        self._start_next()
-        GLib.timeout_add(POLL_MS, self.tick)
-        try:
-            if self.loop is not None:
-                self.loop.run()
-        finally:
-            self.loop = None
-            self.dialog.destroy()
-        if self.error is not None:
-            raise self.error
+        self.run_loop(first=self._start_next)
 
 
 __all__ = [

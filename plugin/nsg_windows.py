@@ -26,11 +26,9 @@ from nsg_launch import (
 )
 from nsg_log import log_event
 from nsg_messages import check_size, describe_error, shown_endpoint
-from nsg_pixels import fit_within, to_rgb8
 from nsg_progress import (
-    POLL_MS,
-    PREVIEW_SIDE,
     RESPONSE_KEEP,
+    JobDialog,
     Throttle,
     canvas_preview_side,
     event_kind,
@@ -298,54 +296,34 @@ def wait_for_daemon(
         )
 
 
-class ProgressWindow:
-    """The interactive progress dialog: status, step x/y bar, ETA, preview, Cancel.
-
-    Polls the job from a GLib timeout on the main thread (the ZeroMQ socket is never touched
-    from another thread) and runs a nested main loop until the job ends. ``ui`` carries the
-    modules (GimpUi, Gtk, GLib, GdkPixbuf) so unit tests can hand in fakes.
-    """
+class ProgressWindow(JobDialog):
+    """The interactive progress dialog: status, step x/y bar, ETA, preview, Cancel and
+    Stop and keep (a JobDialog: polled from a GLib timeout, a nested main loop until the
+    job ends)."""
 
     CANCEL_GRACE_S = 5.0
 
     def __init__(
         self, ui: Any, job: Any, total: int, title: str = "Neural Style", on_preview: Any = None
     ) -> None:
-        self.ui = ui
+        self.total = max(1, int(total))
+        super().__init__(
+            ui, title, 360, "Connecting to the Neural Style daemon…", f"Step 0 / {self.total}"
+        )
         self.job = job
         self.on_preview = on_preview  # e.g. the canvas preview layer
-        self.total = max(1, int(total))
         self.result: Any = None
-        self.error: BaseException | None = None
-        self.cancelled = False
         self.cancel_requested_at: float | None = None
-        self.loop: Any = None
-        self.source_id: int | None = None
-        Gtk = ui.Gtk
-        self.dialog = ui.GimpUi.Dialog(title=title, role=PROC_NAME, modal=True)
         self.keep_requested = False
         self.last_preview: Any = None
         self.step = 0
         self.dialog.add_button("_Stop and keep", RESPONSE_KEEP)
         self.dialog.set_response_sensitive(RESPONSE_KEEP, False)  # until there is an image
-        self.dialog.add_button("_Cancel", Gtk.ResponseType.CANCEL)
-        self.dialog.set_default_size(360, -1)
-        box = self.dialog.get_content_area()
-        box.set_spacing(6)
-        box.set_border_width(12)
-        self.status = Gtk.Label(label="Connecting to the Neural Style daemon…")
-        self.status.set_xalign(0.0)
-        self.bar = Gtk.ProgressBar()
-        self.bar.set_show_text(True)
-        self.bar.set_text(f"Step 0 / {self.total}")
-        self.eta = Gtk.Label(label="")
-        self.eta.set_xalign(0.0)
-        self.preview = Gtk.Image()
-        self.preview.set_size_request(PREVIEW_SIDE, PREVIEW_SIDE)
-        for widget in (self.status, self.bar, self.eta, self.preview):
-            box.pack_start(widget, False, False, 0)
+        self.dialog.add_button("_Cancel", ui.Gtk.ResponseType.CANCEL)
         self.dialog.connect("response", self._on_response)
-        self.dialog.connect("delete-event", self._on_delete)
+
+    def current_job(self) -> Any:
+        return self.job
 
     # -- events
     def handle(self, event: Any) -> None:
@@ -385,29 +363,10 @@ class ProgressWindow:
             self.cancelled = True
             self.quit()
 
-    def show_preview(self, image: Any) -> None:
-        GdkPixbuf, GLib = self.ui.GdkPixbuf, self.ui.GLib
-        rgb = to_rgb8(image.width, image.height, image.channels, image.dtype, image.data)
-        pixbuf = GdkPixbuf.Pixbuf.new_from_bytes(
-            GLib.Bytes.new(rgb), GdkPixbuf.Colorspace.RGB, False, 8,
-            image.width, image.height, image.width * 3,
-        )  # fmt: skip
-        w, h = fit_within(image.width, image.height, PREVIEW_SIDE)
-        if (w, h) != (image.width, image.height):
-            pixbuf = pixbuf.scale_simple(w, h, GdkPixbuf.InterpType.BILINEAR)
-        self.preview.set_from_pixbuf(pixbuf)
-
     # -- main loop plumbing
     def tick(self) -> bool:
-        """GLib timeout callback: poll, dispatch; False removes the timeout."""
-        try:
-            for event in self.job.poll(timeout_ms=0):
-                self.handle(event)
-                if self.loop is None:
-                    return False
-        except Exception as exc:
-            self.error = exc
-            self.quit()
+        """GLib timeout callback: poll, dispatch, give up on an unconfirmed cancel."""
+        if not self.poll():
             return False
         if (
             self.cancel_requested_at is not None
@@ -437,28 +396,9 @@ class ProgressWindow:
             self.keep_requested = True
         self.request_cancel()
 
-    def _on_delete(self, *_args: Any) -> bool:
-        self.request_cancel()
-        return True  # keep the window until the daemon confirms
-
-    def quit(self) -> None:
-        loop, self.loop = self.loop, None
-        if loop is not None:
-            loop.quit()
-
     def run(self) -> Any:
         """Show the window until the job ends; returns Done, raises the error or UserCancelled."""
-        GLib = self.ui.GLib
-        self.loop = GLib.MainLoop()
-        self.dialog.show_all()
-        self.source_id = GLib.timeout_add(POLL_MS, self.tick)
-        try:
-            self.loop.run()
-        finally:
-            self.loop = None
-            self.dialog.destroy()
-        if self.error is not None:
-            raise self.error
+        self.run_loop()
         if self.result is not None:
             return self.result
         if self.keep_requested and self.last_preview is not None:

@@ -41,7 +41,7 @@ from .client_errors import (
 )
 from .defaults import PREVIEW_SIDE, START_COMMAND
 from .errors import NeuralStyleError
-from .events import PROGRESS_FIELDS, Accepted, Cancelled, Done, Event, Preview, Progress
+from .events import Accepted, Cancelled, Done, Event, Preview, Progress
 from .protocol import ImageBuf, Message, ProtocolError
 from .records import EventKind, JobStats, Step
 
@@ -315,7 +315,7 @@ class Job:
         if msg.type == "accepted" or (msg.type == "heartbeat" and "position" in f):
             return self._position_event(f.get("position", 0))
         if msg.type == "progress":
-            return Progress(**{k: v for k, v in f.items() if k in PROGRESS_FIELDS})
+            return Progress.from_message(f)
         if msg.type == "preview":
             return Preview(f["image"], f["step"])
         if msg.type == "result":

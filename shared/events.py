@@ -6,7 +6,7 @@ Standard library only (copied into the GIMP plug-in folder with the rest of the 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 from .imagebuf import ImageBuf
@@ -24,20 +24,20 @@ class Accepted:
     position: int
 
 
-@dataclass
-class Progress:
-    """A :class:`Step`'s fields (same names) plus the daemon's estimate of the time left."""
+@dataclass(frozen=True)
+class Progress(Step):
+    """A :class:`Step` as its ``progress`` message carried it (no preview: previews come
+    as :class:`Preview`), plus the daemon's estimate of the time left."""
 
     KIND: ClassVar[EventKind] = EventKind.PROGRESS
-    step: int
-    total: int
-    loss: float
-    content: float
-    style: float
-    tv: float
-    elapsed_s: float
-    eta_s: float
-    scale: int = 0
+    eta_s: float = 0.0
+
+    @classmethod
+    def from_message(cls, data: dict[str, Any]) -> Progress:
+        """From a ``progress`` message's fields (unknown ones, a newer daemon's, ignored)."""
+        step = Step.from_dict(data)
+        shared = {f.name: getattr(step, f.name) for f in fields(Step)}
+        return cls(**shared, eta_s=float(data.get("eta_s", 0.0)))
 
     def to_step(self, preview: Any = None) -> Step:
         """The step record this progress message carried."""
@@ -81,7 +81,3 @@ class Cancelled:
 
 
 Event = Accepted | Progress | Preview | Done | Cancelled
-
-
-#: The fields of a ``progress`` message that make a :class:`Progress`.
-PROGRESS_FIELDS = frozenset(Progress.__dataclass_fields__) - {"KIND"}

@@ -30,6 +30,7 @@ from neural_style.shared.client import (
     OutOfMemory,
     Preview,
     Progress,
+    Step,
     TooLarge,
     Unauthenticated,
     error_for,
@@ -408,12 +409,18 @@ def test_ipc_endpoint_serves_and_a_second_daemon_is_refused(tmp_path):
 
 
 def test_progress_names_are_the_step_records():
-    """Progress keeps its positional order (the plug-in's callers), but its field names are
-    Step's (plus eta_s): one naming from the engine's callback to the GIMP dialog."""
+    """Progress is a Step (plus eta_s): one naming from the engine's callback to the GIMP
+    dialog, and a progress message's fields make one (a newer daemon's extras ignored)."""
     from dataclasses import fields
 
     from neural_style.shared.records import STEP_COLUMNS
 
-    assert set(f.name for f in fields(Progress)) == set(STEP_COLUMNS) | {"eta_s"}
+    assert issubclass(Progress, Step)
+    assert set(f.name for f in fields(Progress)) - {"preview"} == set(STEP_COLUMNS) | {"eta_s"}
     assert set(protocol.SCHEMAS["progress"]) == set(STEP_COLUMNS) | {"job", "eta_s"}
+    message = {"job": "j", "step": 3, "total": 9, "loss": 5.0, "content": 1.0, "style": 3.0,
+               "tv": 1.0, "elapsed_s": 2.5, "scale": 256, "eta_s": 7.5, "newer": 1}  # fmt: skip
+    p = Progress.from_message(message)
+    assert (p.step, p.total, p.scale, p.eta_s, p.preview) == (3, 9, 256, 7.5, None)
+    assert p.to_step() == Step(3, 9, 5.0, 1.0, 3.0, 1.0, 2.5, 256)
     assert protocol.ITERATE_COLUMNS == STEP_COLUMNS

@@ -322,7 +322,17 @@ class ScriptedJob:
 
 
 def _progress(step: int, total: int, eta: float = 65.0) -> real_client.Progress:
-    return real_client.Progress(step, total, 1234.5, 1.0, 2.0, 3.0, 1.0, eta)
+    return real_client.Progress(
+        step=step,
+        total=total,
+        loss=1234.5,
+        content=1.0,
+        style=2.0,
+        tv=3.0,
+        elapsed_s=1.0,
+        scale=256,
+        eta_s=eta,
+    )
 
 
 # --------------------------------------------------------------------------- pure helpers

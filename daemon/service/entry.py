@@ -209,14 +209,7 @@ def _ray_executor(config: ServerConfig) -> Executor:
         )
     from neural_style.daemon.service.ray_backend import RayExecutor
 
-    executor = RayExecutor(
-        config.ray_address,
-        config.workers,
-        config.worker_cpus,
-        config.weights,
-        config.log_file,
-        config.verbose,
-    )
+    executor = RayExecutor(config)
     executor.launch()
     if executor.state != "ready":
         log.warning("serving without a cluster for now: %s", executor.unavailable())

@@ -19,6 +19,46 @@ import zmq
 
 from neural_style.daemon.service.jobs import ServiceJob
 from neural_style.daemon.service.worker import Engine, Worker, WorkerEvent
+from neural_style.shared.errors import ErrorCode, NeuralStyleError
+
+#: Why a backend could not run a job, worded once for every backend: the code, the message
+#: (``{why}`` and the other fields filled by :func:`backend_error`) and the hint.
+BACKEND_FAILURES: dict[str, tuple[ErrorCode, str, str]] = {
+    "load_failed": (
+        ErrorCode.INTERNAL,
+        "The engine's worker process {why} while loading the model ({exc}).",
+        "Run `neural-style doctor` to check TensorFlow and the weights.",
+    ),
+    "crashed": (
+        ErrorCode.WORKER_CRASHED,
+        "The engine's worker process {why} while running this job; the daemon started a new one.",
+        "Try again; if it happens again, lower the size parameter (the kernel's OOM killer "
+        "ends processes that run out of memory) and look at the daemon's log.",
+    ),
+    "time_limit": (
+        ErrorCode.TIME_LIMIT,
+        "The job passed the daemon's time limit and did not reach its next step (stuck at "
+        "step {step}); its worker process was stopped and a new one started.",
+        "Lower the size or iterations, or restart the daemon with a larger --job-time-limit.",
+    ),
+    "unreachable": (
+        ErrorCode.BUSY,
+        "The daemon cannot run jobs now: {why}",
+        "Try again in a moment; `neural-style status` shows the backend's state.",
+    ),
+    "bridge_lost": (
+        ErrorCode.WORKER_CRASHED,
+        "The daemon lost its connection to the Ray cluster while running this job (its "
+        "bridge process {why}).",
+        "Try again once the cluster is back; `neural-style status` shows the backend's state.",
+    ),
+}
+
+
+def backend_error(kind: str, **fields: object) -> NeuralStyleError:
+    """The error of :data:`BACKEND_FAILURES` ``kind`` with its fields filled in."""
+    code, message, hint = BACKEND_FAILURES[kind]
+    return NeuralStyleError(code, message.format(**fields), hint)
 
 
 @runtime_checkable

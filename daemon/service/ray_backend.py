@@ -23,12 +23,13 @@ import socket
 import subprocess
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import zmq
 
 from neural_style.daemon.service import worker_pipe
+from neural_style.daemon.service.config import ServerConfig
+from neural_style.daemon.service.executor import backend_error
 from neural_style.daemon.service.jobs import ServiceJob
 from neural_style.daemon.service.supervisor import (
     PipeReader,
@@ -38,7 +39,6 @@ from neural_style.daemon.service.supervisor import (
 )
 from neural_style.daemon.service.worker import TERMINAL_EVENTS, WorkerEvent
 from neural_style.daemon.service.worker_pipe import Pipe, PipeClosed
-from neural_style.shared.errors import ErrorCode, NeuralStyleError
 
 log = logging.getLogger("neural_style.daemon.service")
 
@@ -125,22 +125,12 @@ class _BridgeMessages:
 class RayExecutor(_BridgeMessages):
     """Jobs on a Ray cluster's actors, through the :mod:`.ray_bridge` process."""
 
-    def __init__(
-        self,
-        address: str = "auto",
-        workers: int = 0,
-        worker_cpus: int = 1,
-        weights: str | None = None,
-        log_file: Path | None = None,
-        verbose: bool = False,
-    ) -> None:
+    def __init__(self, config: ServerConfig) -> None:
+        """``config``: the daemon's; its ray_address, workers, worker_cpus, weights,
+        log_file and verbose go to the bridge."""
         self.events: queue.Queue[tuple[WorkerEvent, ServiceJob, Any]] = queue.Queue()
-        self.address = address
-        self.workers = workers
-        self.worker_cpus = worker_cpus
-        self._weights_arg = weights
-        self._log_file = log_file
-        self._verbose = verbose
+        self.config = config
+        self.address = config.ray_address
         self.state = "stopped"  # connecting, ready, unreachable, stopped
         self.failure = ""
         self.restarts = 0
@@ -214,7 +204,9 @@ class RayExecutor(_BridgeMessages):
         with self._lock:
             self._running[token] = job
         if self.state != "ready" or self._pipe is None:
-            self._end(token, WorkerEvent.ERROR, _unreachable(self.unavailable()))
+            self._end(
+                token, WorkerEvent.ERROR, backend_error("unreachable", why=self.unavailable())
+            )
             return
         header, arrays = worker_pipe.job_message(job)
         try:
@@ -259,7 +251,7 @@ class RayExecutor(_BridgeMessages):
             "restarts": self.restarts,
             "requeued": self.requeued,
             "last_exit": self.last_exit,
-            "workers": self.workers,
+            "workers": self.config.workers,
             "actors": [dict(a) for a in self._actors],
         }
 
@@ -281,13 +273,14 @@ class RayExecutor(_BridgeMessages):
 
     # -- the bridge's life
     def _spawn(self) -> None:
-        args = ["--address", self.address, "--workers", str(self.workers),
-                "--worker-cpus", str(self.worker_cpus)]  # fmt: skip
-        if self._weights_arg:
-            args += ["--weights", str(self._weights_arg)]
-        if self._log_file:
-            args += ["--log-file", str(self._log_file)]
-        if self._verbose:
+        config = self.config
+        args = ["--address", self.address, "--workers", str(config.workers),
+                "--worker-cpus", str(config.worker_cpus)]  # fmt: skip
+        if config.weights:
+            args += ["--weights", str(config.weights)]
+        if config.log_file:
+            args += ["--log-file", str(config.log_file)]
+        if config.verbose:
             args.append("--verbose")
         self._proc, self._pipe = spawn_bridge(args)
         self._heard = time.monotonic()
@@ -317,7 +310,7 @@ class RayExecutor(_BridgeMessages):
         with self._lock:
             tokens = list(self._running)
         for token in tokens:
-            self._end(token, WorkerEvent.ERROR, _lost(why))
+            self._end(token, WorkerEvent.ERROR, backend_error("bridge_lost", why=why))
 
     def _unreachable(self, why: str) -> None:
         self.state, self.failure = "unreachable", why
@@ -389,20 +382,3 @@ def close_pipe(pipe: Pipe | None) -> None:
         with contextlib.suppress(OSError):
             pipe.sock.shutdown(socket.SHUT_RDWR)
         pipe.close()
-
-
-def _unreachable(why: str) -> NeuralStyleError:
-    return NeuralStyleError(
-        ErrorCode.BUSY,
-        f"The daemon cannot run jobs now: {why}",
-        "Try again in a moment; `neural-style status` shows the backend's state.",
-    )
-
-
-def _lost(why: str) -> NeuralStyleError:
-    return NeuralStyleError(
-        ErrorCode.WORKER_CRASHED,
-        f"The daemon lost its connection to the Ray cluster while running this job (its "
-        f"bridge process {why}).",
-        "Try again once the cluster is back; `neural-style status` shows the backend's state.",
-    )

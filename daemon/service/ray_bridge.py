@@ -31,8 +31,6 @@ import argparse
 import contextlib
 import logging
 import queue
-import signal
-import socket
 import sys
 import threading
 import time
@@ -279,28 +277,14 @@ class Bridge:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="neural-style-ray-bridge")
-    parser.add_argument("--fd", type=int, required=True)
+    from neural_style.daemon.service.worker_process import child_arguments, start_child
+
+    parser = child_arguments("neural-style-ray-bridge")
     parser.add_argument("--address", default="auto")
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--worker-cpus", type=int, default=1)
-    parser.add_argument("--weights")
-    parser.add_argument("--log-file")
-    parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    from neural_style.daemon.service.worker_process import _die_with_parent
-
-    _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
-    if args.log_file:
-        handlers.append(logging.FileHandler(args.log_file, encoding="utf-8"))
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s ray-bridge %(process)d %(levelname)s %(message)s",
-        handlers=handlers,
-    )
-    pipe = Pipe(socket.socket(fileno=args.fd))
+    pipe = start_child(args, "ray-bridge")
     bridge = Bridge(pipe, args)
     try:
         ready = bridge.pool.connect()

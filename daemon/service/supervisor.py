@@ -30,11 +30,11 @@ from typing import Any, Protocol
 import zmq
 
 from neural_style.daemon.service import worker_pipe
-from neural_style.daemon.service.executor import OneJobAtATime
+from neural_style.daemon.service.executor import OneJobAtATime, backend_error
 from neural_style.daemon.service.jobs import ServiceJob
 from neural_style.daemon.service.worker import TERMINAL_EVENTS, WorkerEvent
 from neural_style.daemon.service.worker_pipe import Pipe, PipeClosed
-from neural_style.shared.errors import ErrorCode, NeuralStyleError
+from neural_style.shared.errors import NeuralStyleError
 
 log = logging.getLogger("neural_style.daemon.service")
 
@@ -119,7 +119,7 @@ class ProcessExecutor(OneJobAtATime):
         except (PipeClosed, TimeoutError) as exc:
             self._stop_process()  # kills it when it hangs
             code = self._proc.returncode if self._proc else None
-            raise _load_failed(_exit_text(code), exc) from None
+            raise backend_error("load_failed", why=_exit_text(code), exc=exc) from None
         pipe.sock.settimeout(None)
         if header["op"] == "failed":
             self._stop_process()
@@ -139,7 +139,9 @@ class ProcessExecutor(OneJobAtATime):
         elif self.state == "failed" and time.monotonic() - self._failed_at > RESPAWN_BACKOFF_S:
             self._respawn()
         elif self.state == "failed":
-            self._end_running(WorkerEvent.ERROR, self._failure or _crashed("did not start"))
+            self._end_running(
+                WorkerEvent.ERROR, self._failure or backend_error("crashed", why="did not start")
+            )
         # loading: sent when the worker says it is ready
 
     def tick(self, now: float) -> None:
@@ -224,16 +226,16 @@ class ProcessExecutor(OneJobAtATime):
         if job is not None and hung and job.cancel_reason != "time_limit":
             self._end_running(WorkerEvent.CANCELLED, job.step)
         elif job is not None and hung:
-            self._end_running(WorkerEvent.ERROR, _time_limit(job))
+            self._end_running(WorkerEvent.ERROR, backend_error("time_limit", step=job.step))
         elif job is not None:
             log.error("job %s: the worker process %s", job.job_id, why)
-            self._end_running(WorkerEvent.ERROR, _crashed(why))
+            self._end_running(WorkerEvent.ERROR, backend_error("crashed", why=why))
         if self._closing:
             return
         self.restarts += 1
         if was_loading:
             self.state, self._failed_at = "failed", time.monotonic()
-            self._failure = _crashed(f"{why} while loading the model")
+            self._failure = backend_error("crashed", why=f"{why} while loading the model")
             return
         log.warning("worker process %s; starting a new one (restart %d)", why, self.restarts)
         self._respawn()
@@ -385,29 +387,3 @@ class PipeReader(threading.Thread):
                 wake.send(b"", zmq.NOBLOCK)
         finally:
             wake.close()
-
-
-def _load_failed(why: str, exc: BaseException) -> NeuralStyleError:
-    return NeuralStyleError(
-        ErrorCode.INTERNAL,
-        f"The engine's worker process {why} while loading the model ({exc}).",
-        "Run `neural-style doctor` to check TensorFlow and the weights.",
-    )
-
-
-def _crashed(why: str) -> NeuralStyleError:
-    return NeuralStyleError(
-        ErrorCode.WORKER_CRASHED,
-        f"The engine's worker process {why} while running this job; the daemon started a new one.",
-        "Try again; if it happens again, lower the size parameter (the kernel's OOM killer "
-        "ends processes that run out of memory) and look at the daemon's log.",
-    )
-
-
-def _time_limit(job: ServiceJob) -> NeuralStyleError:
-    return NeuralStyleError(
-        ErrorCode.TIME_LIMIT,
-        f"The job passed the daemon's time limit and did not reach its next step (stuck "
-        f"at step {job.step}); its worker process was stopped and a new one started.",
-        "Lower the size or iterations, or restart the daemon with a larger --job-time-limit.",
-    )

@@ -118,13 +118,19 @@ def serve_jobs(pipe: Pipe, weights: str | None) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="neural-style-worker")
+def child_arguments(prog: str) -> argparse.ArgumentParser:
+    """What every child the supervisor spawns takes: its pipe's fd, the weights, the log."""
+    parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--weights")
     parser.add_argument("--log-file")
     parser.add_argument("--verbose", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def start_child(args: argparse.Namespace, name: str) -> Pipe:
+    """A spawned child's start: it dies with its parent, leaves Ctrl-C to it (the front
+    end shuts it down in order), logs to stderr and the daemon's log file; the pipe on --fd."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     handlers: list[logging.Handler] = [logging.StreamHandler()]
@@ -132,10 +138,15 @@ def main(argv: list[str] | None = None) -> int:
         handlers.append(logging.FileHandler(args.log_file, encoding="utf-8"))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s worker %(process)d %(levelname)s %(message)s",
+        format=f"%(asctime)s {name} %(process)d %(levelname)s %(message)s",
         handlers=handlers,
     )
-    pipe = Pipe(socket.socket(fileno=args.fd))
+    return Pipe(socket.socket(fileno=args.fd))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = child_arguments("neural-style-worker").parse_args(argv)
+    pipe = start_child(args, "worker")
     if not args.verbose:
         from neural_style.daemon.quiet import hide_tensorflow_start_up
 
