@@ -72,7 +72,7 @@ class StyleTransfer:
         self.weights = weights
         self.device = describe_device()
         self._style_cache = GramCache(style_cache_size)
-        self._variants: dict[tuple[str, str, str], Functions] = {}
+        self._variants: dict[tuple[str, str, str, str], Functions] = {}
         self._conv_weights = conv_weights
         self._bf16: VGGFeatures | None = None
         #: One tile's forward+backward may use this much memory; bigger images are tiled.
@@ -97,9 +97,11 @@ class StyleTransfer:
     def functions(self, params: StyleParams) -> Functions:
         """The traced functions for the job's network variant (built once, then reused)."""
         precision = job_precision(params)
-        key = (params.pooling.value, params.padding.value, precision.value)
+        key = (params.pooling.value, params.padding.value, precision.value, params.style_norm.value)
         if key not in self._variants:
-            self._variants[key] = Functions(self._features_for(precision), *key[:2])
+            self._variants[key] = Functions(
+                self._features_for(precision), key[0], key[1], style_norm=key[3]
+            )
         return self._variants[key]
 
     # ------------------------------------------------------------------ tiling
@@ -237,7 +239,8 @@ class StyleTransfer:
             if has_adam_tail(params)
             else (params.iterations, 0)
         )
-        budgets = split_iterations(lbfgs_total, len(sizes), FINE_SHARE[params.optimizer])
+        share = FINE_SHARE[params.optimizer] if params.fine_share is None else params.fine_share
+        budgets = split_iterations(lbfgs_total, len(sizes), share)
         x: np.ndarray | None = None
         state: AdamState | None = None
         cache_hit = True
