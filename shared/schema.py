@@ -104,6 +104,9 @@ FIELDS: tuple[Param, ...] = (
     Param("style_norm", ENUM, "none", "style loss per layer: none (the tutorial's) or layer "
           "(each layer's term normalised by its mean absolute Gram difference)",
           choices=("none", "layer")),
+    Param("tail_scales", ENUM, "finest", "ladders with adam_tail: the Adam tail at the finest "
+          "scale only, or at every scale (each scale's steps: L-BFGS, then Adam)",
+          choices=("finest", "all")),
 )  # fmt: skip
 BY_NAME: dict[str, Param] = {p.name: p for p in FIELDS}
 

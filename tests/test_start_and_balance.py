@@ -68,3 +68,28 @@ def test_a_normalised_run_descends(engine, chelsea64, starry64) -> None:  # type
     p = StyleParams(size=64, iterations=15, optimizer="lbfgs", style_norm="layer", precision="fp32")
     out = engine.stylize(chelsea64, [starry64], p)
     assert out.iterates[-1].loss < 0.9 * out.iterates[1].loss
+
+
+def test_budgets_put_the_adam_tail_at_the_finest_scale_or_at_every_scale() -> None:
+    from neural_style.daemon.engine.ladder import scale_budgets
+
+    p = StyleParams(size=512, iterations=520, optimizer="lbfgs", adam_tail=0.6, scales=())
+    assert scale_budgets(p, 3) == [(52, 0), (52, 0), (104, 312)]  # the balanced preset
+    every = StyleParams(**{**p.to_dict(), "tail_scales": "all", "fine_share": 0.5})
+    assert scale_budgets(every, 3) == [(52, 78), (52, 78), (104, 156)]
+    assert sum(a + b for a, b in scale_budgets(every, 3)) == 520
+    adam = StyleParams(size=512, iterations=100, scales=())
+    assert scale_budgets(adam, 3) == [(20, 0), (20, 0), (60, 0)]
+
+
+def test_an_adam_tail_at_every_scale_runs_adam_on_the_coarse_scale(
+    engine, chelsea64, starry64
+) -> None:  # type: ignore[no-untyped-def]
+    p = StyleParams(
+        size=64, scales=(32, 64), iterations=20, optimizer="lbfgs", adam_tail=0.5,
+        tail_scales="all", precision="fp32",
+    )  # fmt: skip
+    out = engine.stylize(chelsea64, [starry64], p)
+    assert [i.scale for i in out.iterates].count(32) == 10
+    coarse = [i.loss for i in out.iterates if i.scale == 32]
+    assert min(coarse[5:]) <= min(coarse[:5])  # the Adam steps go on from L-BFGS's best

@@ -67,6 +67,14 @@ class StyleNorm(str, Enum):
     (losses.style_loss; whole images only: tiled ones use the plain loss)."""
 
 
+class TailScales(str, Enum):
+    """Where an L-BFGS job's Adam tail runs."""
+
+    FINEST = "finest"
+    ALL = "all"
+    """Every scale of the ladder: L-BFGS, then Adam, on each scale's share of the steps."""
+
+
 class Precision(str, Enum):
     """What the convolutions compute in; Grams and losses are always float32."""
 
@@ -90,6 +98,7 @@ _ENUM_FIELDS: dict[str, type[Enum]] = {
     "precision": Precision,
     "lr_schedule": Schedule,
     "style_norm": StyleNorm,
+    "tail_scales": TailScales,
 }
 #: Defaults from the one schema (shared/schema.py); enum fields as their enums.
 _D: dict[str, Any] = schema.defaults()
@@ -149,6 +158,8 @@ class StyleParams:
     style_norm: StyleNorm = _E["style_norm"]
     """Per-layer normalisation of the style loss (crowsonkb's ScaledMSELoss); none = the
     tutorial's loss."""
+    tail_scales: TailScales = _E["tail_scales"]
+    """Where ``adam_tail`` runs: the finest scale only, or every scale of the ladder."""
 
     def __post_init__(self) -> None:
         # Check the values as given (schema rules), then normalise plain strings and lists

@@ -26,14 +26,9 @@ import numpy as np
 import tensorflow as tf
 
 from neural_style.daemon.engine import color, images, inputs, tiling
-from neural_style.daemon.engine.adam import AdamState, has_adam_tail, run_adam, split_tail
+from neural_style.daemon.engine.adam import AdamState, run_adam
 from neural_style.daemon.engine.graphs import Functions
-from neural_style.daemon.engine.ladder import (
-    FINE_SHARE,
-    ladder_sizes,
-    split_iterations,
-    upsample_result,
-)
+from neural_style.daemon.engine.ladder import ladder_sizes, scale_budgets, upsample_result
 from neural_style.daemon.engine.lbfgs_run import run_lbfgs, run_lbfgs_then_adam
 from neural_style.daemon.engine.params import (
     ColorMode,
@@ -234,18 +229,12 @@ class StyleTransfer:
         target_rgb, style_rgbs = inputs.color_inputs(params.preserve_color, rgb, style_rgbs)
         init_rgb = inputs.init_input(init, params.preserve_color, (width, height))
         run = RunRecord(params, callback, start)
-        lbfgs_total, adam_tail = (
-            split_tail(params.iterations, params.adam_tail, len(sizes))
-            if has_adam_tail(params)
-            else (params.iterations, 0)
-        )
-        share = FINE_SHARE[params.optimizer] if params.fine_share is None else params.fine_share
-        budgets = split_iterations(lbfgs_total, len(sizes), share)
+        budgets = scale_budgets(params, len(sizes))
         x: np.ndarray | None = None
         state: AdamState | None = None
         cache_hit = True
         coarse_content = target_rgb  # the previous scale's content (set at each scale)
-        for size, steps in zip(sizes, budgets, strict=True):
+        for size, (steps, adam_tail) in zip(sizes, budgets, strict=True):
             content_k = images.resize(target_rgb, size)
             style_side = int(
                 np.clip(round(max(size) * params.style_scale), 16, 2 * limits.MAX_WORK_SIDE)
@@ -268,7 +257,7 @@ class StyleTransfer:
             run.scale = max(size)
             if params.optimizer is Optimizer.ADAM:
                 x, state = run_adam(self, x, state, targets, params, steps, run)
-            elif size == work and adam_tail:
+            elif adam_tail:
                 x = run_lbfgs_then_adam(self, x, targets, params, steps, adam_tail, run)
             else:
                 x, _, _ = run_lbfgs(self, x, targets, params, steps, run)
