@@ -256,6 +256,26 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The rows as a Markdown table (docs/performance.md)."""
+    lines = [
+        "| pair | run | 512 px-equivalent evaluations to the tutorial's loss | spent | "
+        "fp32 loss | vs tutorial | structure | texture | colour | noise |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        q = r.get("quality", {})
+        evals = "not reached" if r["evals_512"] is None else f"{r['evals_512']:.1f}"
+        stop = " (stop)" if r.get("stop_at_target") else ""
+        lines.append(
+            f"| {r['pair']} | {r['name']}{stop} | {evals} | {r['total_evals_512']:.1f} | "
+            f"{r['final_loss']:.4g} | {r['vs_tutorial']:+.1%} | "
+            + " | ".join(f"{q.get(k, float('nan')):.2f}" for k in MEASURES)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
 def contact_sheet(args: argparse.Namespace) -> int:
     """Rows = pairs; cells = content, style, tutorial, then the named runs, labelled."""
     from PIL import Image, ImageDraw
@@ -320,10 +340,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check-every", type=int, default=5, help="see style_norm above")
     ap.add_argument("--only", default="", help="run (or draw) only these variant names")
     ap.add_argument("--sheet", default=None, help="draw a contact sheet PNG from --out")
+    ap.add_argument("--markdown", action="store_true", help="print --out as a Markdown table")
     ap.add_argument("--title", default="", help="the contact sheet's title line")
     ap.add_argument("--cell", type=int, default=256, help="contact sheet cell size")
     ap.add_argument("variants", nargs="*", help="JSON objects: name, StyleParams fields, stop")
     args = ap.parse_args(argv)
+    if args.markdown:
+        print(markdown(read_rows(Path(args.out))))
+        return 0
     if args.sheet:
         return contact_sheet(args)
     return bench(args)
