@@ -293,14 +293,15 @@ def contact_sheet(args: argparse.Namespace) -> int:
     for r, pair in enumerate(pairs):
         top = 24 + r * (cell + label)
         content_name, style_name = pair.split("+")
-        cells: list[tuple[Path, str, str]] = [
+        cells: list[tuple[Path, str, str] | None] = [
             (find_image(content_name, "content"), content_name, ""),
             (find_image(style_name, "styles"), style_name, ""),
         ]
         by_name = {row["name"]: row for row in rows if row["pair"] == pair}
         for name in names:
             row = by_name.get(name)
-            if row is None:
+            if row is None:  # not run on this pair: an empty cell keeps the columns
+                cells.append(None)
                 continue
             evals = "not reached" if row["evals_512"] is None else f"{row['evals_512']:.0f} ev"
             q = row.get("quality", {})
@@ -312,9 +313,13 @@ def contact_sheet(args: argparse.Namespace) -> int:
                     f"c {q.get('color', 0):.2f} n {q.get('noise', 0):.2f}",
                 )
             )
-        for c, (path, text, text2) in enumerate(cells):
+        for c, entry in enumerate(cells):
+            if entry is None:
+                continue
+            path, text, text2 = entry
             im = Image.open(path).convert("RGB")
-            im.thumbnail((cell, cell))
+            scale = min(cell / im.width, cell / im.height)  # up or down: equal cells
+            im = im.resize((round(im.width * scale), round(im.height * scale)), Image.LANCZOS)
             left = c * cell
             sheet.paste(im, (left + (cell - im.width) // 2, top))
             draw.text((left + 3, top + cell + 2), text, fill="black")
