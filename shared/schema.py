@@ -63,7 +63,8 @@ FIELDS: tuple[Param, ...] = (
     Param("content_weight", default=1e4, help="α, the content loss's weight", **_WEIGHT),
     Param("style_weight", default=1e-2, help="β, the style loss's weight", **_WEIGHT),
     Param("tv_weight", default=30.0, help="total-variation (smoothness) weight", **_WEIGHT),
-    Param("init", ENUM, "content", "starting image", choices=("content", "noise", "style")),
+    Param("init", ENUM, "content", "starting image; matched = the content with the style's "
+          "colour mean and covariance", choices=("content", "noise", "style", "matched")),
     Param("seed", INT, None, "random seed (default: a fresh one)", 0, limits.MAX_SEED,
           optional=True),
     Param("learning_rate", FLOAT, 0.02, "Adam step size in [0, 1] pixel units",
@@ -97,6 +98,15 @@ FIELDS: tuple[Param, ...] = (
     Param("adam_tail", FLOAT, 0.0, "L-BFGS only: share of the steps run as Adam steps at "
           "the finest scale after L-BFGS (learning_rate, adam_beta1, lr_schedule; its step "
           "warmed up); 0 = L-BFGS to the end", 0.0, limits.MAX_ADAM_TAIL),
+    Param("fine_share", FLOAT, None, "ladders: share of the (L-BFGS) steps at the finest "
+          "scale, the rest shared by the coarser ones (default: 0.5 for L-BFGS, 0.6 for Adam)",
+          0.05, 0.95, optional=True),
+    Param("style_norm", ENUM, "none", "style loss per layer: none (the tutorial's) or layer "
+          "(each layer's term normalised by its mean absolute Gram difference)",
+          choices=("none", "layer")),
+    Param("tail_scales", ENUM, "finest", "ladders with adam_tail: the Adam tail at the finest "
+          "scale only, or at every scale (each scale's steps: L-BFGS, then Adam)",
+          choices=("finest", "all")),
 )  # fmt: skip
 BY_NAME: dict[str, Param] = {p.name: p for p in FIELDS}
 

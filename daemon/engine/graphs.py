@@ -22,12 +22,17 @@ Grams: TypeAlias = tuple[tf.Tensor, ...]
 
 
 class Functions:
-    """The traced TensorFlow functions for one network variant (pooling, padding).
+    """The traced TensorFlow functions for one network variant (pooling, padding, and the
+    style loss's per-layer normalisation).
 
     Input signatures have free height and width, so each is traced once for every size.
     """
 
-    def __init__(self, features: VGGFeatures, pooling: str, padding: str) -> None:
+    def __init__(
+        self, features: VGGFeatures, pooling: str, padding: str, style_norm: str = "none"
+    ) -> None:
+        normalised = style_norm == "layer"
+
         def feats(x: tf.Tensor) -> dict[str, tf.Tensor]:
             return features(x, pooling=pooling, padding=padding)
 
@@ -35,7 +40,9 @@ class Functions:
             f = feats(x)
             x_content = tf.cast(f[CONTENT_LAYERS[0]], tf.float32)
             c = weights[0] * content_loss(x_content, content_target)
-            s = weights[1] * style_loss([gram_matrix(f[n]) for n in STYLE_LAYERS], gram_targets)
+            s = weights[1] * style_loss(
+                [gram_matrix(f[n]) for n in STYLE_LAYERS], gram_targets, normalised
+            )
             t = weights[2] * tv_loss(x)
             return c + s + t, c, s, t, x_content
 

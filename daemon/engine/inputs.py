@@ -72,6 +72,8 @@ def initial_image(params: StyleParams, content: np.ndarray, style: np.ndarray) -
     """The first scale's start when no init image is given: ``params.init``."""
     if params.init is Init.CONTENT:
         return content
+    if params.init is Init.MATCHED:
+        return color.match_color(content, style)
     if params.init is Init.NOISE:
         rng = np.random.default_rng(params.seed)
         return rng.uniform(0.0, 1.0, content.shape).astype(np.float32)

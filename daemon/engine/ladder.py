@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from neural_style.daemon.engine import images
-from neural_style.daemon.engine.params import Optimizer, StyleParams
+from neural_style.daemon.engine.adam import has_adam_tail, split_tail
+from neural_style.daemon.engine.params import Optimizer, StyleParams, TailScales
 
 #: Share of a coarse-to-fine job's steps that the finest scale gets, per optimiser. A coarse
 #: step costs 1/4 of the next finer one. Adam (random weights, 128 px): the final loss hangs
@@ -29,6 +30,26 @@ def split_iterations(total: int, scales: int, fine_share: float = 0.6) -> list[i
     fine = max(1, round(total * fine_share))
     base, extra = divmod(total - fine, scales - 1)
     return [base + (1 if k < extra else 0) for k in range(scales - 1)] + [fine]
+
+
+def scale_budgets(params: StyleParams, scales: int) -> list[tuple[int, int]]:
+    """(steps, Adam tail steps) of every scale, coarse to fine: the first number is L-BFGS
+    evaluations (Adam steps for an Adam job), the second the Adam steps after them.
+
+    ``adam_tail`` with ``tail_scales`` finest: the tail's share of all steps runs at the
+    finest scale, the rest is shared by ``fine_share``; with ``all``: the steps are shared
+    by ``fine_share`` and every scale ends in its own Adam tail of that share."""
+    share = FINE_SHARE[params.optimizer] if params.fine_share is None else params.fine_share
+    if not has_adam_tail(params):
+        return [(n, 0) for n in split_iterations(params.iterations, scales, share)]
+    if params.tail_scales is TailScales.ALL:
+        return [
+            split_tail(n, params.adam_tail) if n > 1 else (n, 0)
+            for n in split_iterations(params.iterations, scales, share)
+        ]
+    lbfgs_total, tail = split_tail(params.iterations, params.adam_tail, scales)
+    steps = split_iterations(lbfgs_total, scales, share)
+    return [(n, 0) for n in steps[:-1]] + [(steps[-1], tail)]
 
 
 def upsample_result(

@@ -94,9 +94,27 @@ def content_loss(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.square(diff))
 
 
-def style_loss(grams: Sequence[tf.Tensor], targets: Sequence[tf.Tensor]) -> tf.Tensor:
-    """Mean over layers of the mean squared Gram difference (scalar)."""
-    terms = [tf.reduce_mean(tf.square(g - t)) for g, t in zip(grams, targets, strict=True)]
+def style_loss(
+    grams: Sequence[tf.Tensor], targets: Sequence[tf.Tensor], normalised: bool = False
+) -> tf.Tensor:
+    """Mean over layers of the mean squared Gram difference (scalar).
+
+    ``normalised``: each layer's term is instead ``mean(d²) / mean(|d|)`` (crowsonkb's
+    style-transfer-pytorch, ``ScaledMSELoss``: its gradient's L1 norm is about constant, so
+    no layer's scale dominates while its residual is large), times ``mean(|target|)`` so
+    the term keeps the plain one's order of magnitude (they are equal where ``|d|`` is the
+    target's size). A fixed function of the image, so L-BFGS's line search stays valid.
+    """
+    terms = []
+    for g, t in zip(grams, targets, strict=True):
+        d = g - t
+        if normalised:
+            scale = tf.reduce_mean(tf.abs(t))
+            terms.append(
+                tf.reduce_mean(tf.square(d)) * scale / (tf.reduce_mean(tf.abs(d)) + 1e-6 * scale)
+            )
+        else:
+            terms.append(tf.reduce_mean(tf.square(d)))
     return tf.add_n(terms) / float(len(terms))
 
 

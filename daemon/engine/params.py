@@ -26,6 +26,8 @@ class Init(str, Enum):
     CONTENT = "content"
     NOISE = "noise"
     STYLE = "style"
+    MATCHED = "matched"
+    """The content with the (first) style's colour mean and covariance (color.match_color)."""
 
 
 class ColorMode(str, Enum):
@@ -55,6 +57,24 @@ class Schedule(str, Enum):
     COSINE = "cosine"
 
 
+class StyleNorm(str, Enum):
+    """How the style loss weighs its layers."""
+
+    NONE = "none"
+    """The tutorial's: the mean of the layers' mean squared Gram differences."""
+    LAYER = "layer"
+    """Each layer's term scaled so its gradient's size does not hang on its residual's
+    (losses.style_loss; whole images only: tiled ones use the plain loss)."""
+
+
+class TailScales(str, Enum):
+    """Where an L-BFGS job's Adam tail runs."""
+
+    FINEST = "finest"
+    ALL = "all"
+    """Every scale of the ladder: L-BFGS, then Adam, on each scale's share of the steps."""
+
+
 class Precision(str, Enum):
     """What the convolutions compute in; Grams and losses are always float32."""
 
@@ -77,6 +97,8 @@ _ENUM_FIELDS: dict[str, type[Enum]] = {
     "padding": Padding,
     "precision": Precision,
     "lr_schedule": Schedule,
+    "style_norm": StyleNorm,
+    "tail_scales": TailScales,
 }
 #: Defaults from the one schema (shared/schema.py); enum fields as their enums.
 _D: dict[str, Any] = schema.defaults()
@@ -130,6 +152,14 @@ class StyleParams:
     the L-BFGS ladder (which shares the rest as usual).
     L-BFGS finds the basin in few evaluations and then stalls; Adam's momentum, started from
     there with a warmed-up step, descends below it (docs/performance.md)."""
+    fine_share: float | None = _D["fine_share"]
+    """Ladders: share of the steps (an L-BFGS job's L-BFGS steps) that the finest scale
+    gets; the coarser scales share the rest. None = the optimiser's default (ladder.py)."""
+    style_norm: StyleNorm = _E["style_norm"]
+    """Per-layer normalisation of the style loss (crowsonkb's ScaledMSELoss); none = the
+    tutorial's loss."""
+    tail_scales: TailScales = _E["tail_scales"]
+    """Where ``adam_tail`` runs: the finest scale only, or every scale of the ladder."""
 
     def __post_init__(self) -> None:
         # Check the values as given (schema rules), then normalise plain strings and lists

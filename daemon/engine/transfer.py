@@ -26,14 +26,9 @@ import numpy as np
 import tensorflow as tf
 
 from neural_style.daemon.engine import color, images, inputs, tiling
-from neural_style.daemon.engine.adam import AdamState, has_adam_tail, run_adam, split_tail
+from neural_style.daemon.engine.adam import AdamState, run_adam
 from neural_style.daemon.engine.graphs import Functions
-from neural_style.daemon.engine.ladder import (
-    FINE_SHARE,
-    ladder_sizes,
-    split_iterations,
-    upsample_result,
-)
+from neural_style.daemon.engine.ladder import ladder_sizes, scale_budgets, upsample_result
 from neural_style.daemon.engine.lbfgs_run import run_lbfgs, run_lbfgs_then_adam
 from neural_style.daemon.engine.params import (
     ColorMode,
@@ -73,7 +68,7 @@ class StyleTransfer:
         self.weights = weights
         self.device = describe_device()
         self._style_cache = GramCache(style_cache_size)
-        self._variants: dict[tuple[str, str, str], Functions] = {}
+        self._variants: dict[tuple[str, str, str, str], Functions] = {}
         self._conv_weights = conv_weights
         self._bf16: VGGFeatures | None = None
         #: One tile's forward+backward may use this much memory; bigger images are tiled.
@@ -98,9 +93,11 @@ class StyleTransfer:
     def functions(self, params: StyleParams) -> Functions:
         """The traced functions for the job's network variant (built once, then reused)."""
         precision = job_precision(params)
-        key = (params.pooling.value, params.padding.value, precision.value)
+        key = (params.pooling.value, params.padding.value, precision.value, params.style_norm.value)
         if key not in self._variants:
-            self._variants[key] = Functions(self._features_for(precision), *key[:2])
+            self._variants[key] = Functions(
+                self._features_for(precision), key[0], key[1], style_norm=key[3]
+            )
         return self._variants[key]
 
     # ------------------------------------------------------------------ tiling
@@ -237,17 +234,12 @@ class StyleTransfer:
         init_rgb = inputs.init_input(init, params.preserve_color, (width, height))
         run = RunRecord(params, callback, start)
         temporal_term = temporal_input(temporal, params.preserve_color, work)
-        lbfgs_total, adam_tail = (
-            split_tail(params.iterations, params.adam_tail, len(sizes))
-            if has_adam_tail(params)
-            else (params.iterations, 0)
-        )
-        budgets = split_iterations(lbfgs_total, len(sizes), FINE_SHARE[params.optimizer])
+        budgets = scale_budgets(params, len(sizes))
         x: np.ndarray | None = None
         state: AdamState | None = None
         cache_hit = True
         coarse_content = target_rgb  # the previous scale's content (set at each scale)
-        for size, steps in zip(sizes, budgets, strict=True):
+        for size, (steps, adam_tail) in zip(sizes, budgets, strict=True):
             content_k = images.resize(target_rgb, size)
             style_side = int(
                 np.clip(round(max(size) * params.style_scale), 16, 2 * limits.MAX_WORK_SIDE)
@@ -271,7 +263,7 @@ class StyleTransfer:
             run.temporal = temporal_term if size == work else None
             if params.optimizer is Optimizer.ADAM:
                 x, state = run_adam(self, x, state, targets, params, steps, run)
-            elif size == work and adam_tail:
+            elif adam_tail:
                 x = run_lbfgs_then_adam(self, x, targets, params, steps, adam_tail, run)
             else:
                 x, _, _ = run_lbfgs(self, x, targets, params, steps, run)
