@@ -145,7 +145,7 @@ def measures(
 
 def bench(args: argparse.Namespace) -> int:
     from neural_style.daemon.engine import StyleTransfer, images, quality
-    from neural_style.daemon.engine.bench import _at_size, baseline
+    from neural_style.daemon.engine.bench import at_size, baseline
 
     engine = StyleTransfer.load(args.weights)
     meter = quality.TextureMeter(engine._conv_weights) if engine._conv_weights else None
@@ -161,7 +161,7 @@ def bench(args: argparse.Namespace) -> int:
         content_path = find_image(content_name, "content")
         style_path = find_image(style_name, "styles")
         key = pair_key(content_path, style_path)
-        content = images.to_float(_at_size(images.load_image(content_path), args.size))
+        content = images.to_float(at_size(images.load_image(content_path), args.size))
         style_raw = images.load_image(style_path)
         style = images.split_alpha(images.to_float(style_raw))[0]
         height, width = content.shape[:2]
