@@ -18,10 +18,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import queue
-import socket
 import subprocess
-import threading
 import time
 from typing import Any
 
@@ -32,7 +29,7 @@ from neural_style.daemon.service.config import ServerConfig
 from neural_style.daemon.service.executor import backend_error
 from neural_style.daemon.service.jobs import ServiceJob
 from neural_style.daemon.service.supervisor import (
-    PipeReader,
+    ChildHolder,
     WorkerWeights,
     _exit_text,
     spawn_child,
@@ -51,25 +48,17 @@ FIRST_CONNECT_S = 600.0
 SILENT_S = 60.0
 
 
-class _BridgeMessages:
+class _BridgeMessages(ChildHolder):
     """What the bridge says, as :class:`RayExecutor` handles it (a mixin: the executor's
     life is there, the messages here)."""
 
-    events: queue.Queue[tuple[WorkerEvent, ServiceJob, Any]]
-    state: str
     failure: str
     requeued: int
     _heard: float
     _actors: list[dict[str, Any]]
     _capacity: int
-    _device: str
-    _weights: WorkerWeights
     _cluster: str
-    _lock: threading.Lock
     _running: dict[str, ServiceJob]
-
-    def _stop_process(self) -> None:
-        raise NotImplementedError
 
     def _unreachable(self, why: str) -> None:
         raise NotImplementedError
@@ -125,43 +114,30 @@ class _BridgeMessages:
 class RayExecutor(_BridgeMessages):
     """Jobs on a Ray cluster's actors, through the :mod:`.ray_bridge` process."""
 
+    READER_NAME = "ray"
+
     def __init__(self, config: ServerConfig) -> None:
         """``config``: the daemon's; its ray_address, workers, worker_cpus, weights,
         log_file and verbose go to the bridge."""
-        self.events: queue.Queue[tuple[WorkerEvent, ServiceJob, Any]] = queue.Queue()
+        super().__init__()
         self.config = config
         self.address = config.ray_address
         self.state = "stopped"  # connecting, ready, unreachable, stopped
         self.failure = ""
-        self.restarts = 0
         self.requeued = 0
-        self.last_exit = ""
-        self._device = ""
-        self._weights = WorkerWeights()
         self._capacity = 0
         self._actors: list[dict[str, Any]] = []
         self._cluster = ""
-        self._lock = threading.Lock()
         self._running: dict[str, ServiceJob] = {}
         self._cancelled: set[str] = set()
         self._tokens = itertools.count(1)
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._pipe: Pipe | None = None
-        self._reader: threading.Thread | None = None
         self._next_try = 0.0
         self._heard = 0.0
-        self._context: zmq.Context | None = None
-        self._wake_endpoint = ""
-        self._closing = False
 
     # -- the Executor protocol
     @property
     def device(self) -> str:
         return f"ray: {self._device}" if self._device else "ray"
-
-    @property
-    def weights(self) -> WorkerWeights:
-        return self._weights
 
     @property
     def capacity(self) -> int:
@@ -192,10 +168,7 @@ class RayExecutor(_BridgeMessages):
             self._on_message(header, [])
 
     def start(self, context: zmq.Context, wake_endpoint: str) -> None:
-        self._context, self._wake_endpoint = context, wake_endpoint
-        if self._pipe is not None and self._proc is not None:
-            self._start_reader()
-        elif not self._closing and self.state != "ready":
+        if not self._attach(context, wake_endpoint) and not self._closing and self.state != "ready":
             self._next_try = time.monotonic()
 
     def submit(self, job: ServiceJob) -> None:
@@ -256,20 +229,7 @@ class RayExecutor(_BridgeMessages):
         }
 
     def close(self, timeout: float) -> bool:
-        self._closing = True
-        with contextlib.suppress(PipeClosed):
-            if self._pipe is not None:
-                self._pipe.send({"op": "stop"})
-        if self._proc is not None:
-            try:
-                self._proc.wait(timeout=max(timeout, 5.0))
-            except subprocess.TimeoutExpired:
-                self._kill()
-        self._stop_process()
-        if self._reader is not None:
-            self._reader.join(timeout=2.0)
-        self.state = "stopped"
-        return self._reader is None or not self._reader.is_alive()
+        return self._stop_child(max(timeout, 5.0))
 
     # -- the bridge's life
     def _spawn(self) -> None:
@@ -318,24 +278,9 @@ class RayExecutor(_BridgeMessages):
         self._next_try = time.monotonic() + RETRY_S
         log.warning("ray backend: %s; trying again in %g s", why, RETRY_S)
 
-    def _kill(self) -> None:
-        kill(self._proc)
-
     def _stop_process(self) -> None:
-        kill(self._proc)
-        close_pipe(self._pipe)
-        self._pipe = None
+        super()._stop_process()
         self._proc = None
-
-    def _start_reader(self) -> None:
-        assert self._context is not None and self._pipe is not None and self._proc is not None
-        self._reader = PipeReader(
-            self, self._pipe, self._proc, self._context, self._wake_endpoint, name="ray"
-        )
-        self._reader.start()
-
-    def _current(self, proc: subprocess.Popen[bytes]) -> bool:
-        return proc is self._proc
 
     def _end(self, token: str, kind: WorkerEvent, payload: Any) -> None:
         with self._lock:
@@ -367,18 +312,3 @@ def ready_fields(header: dict[str, Any]) -> tuple[str, WorkerWeights, str]:
         str(w.get("path", "")), str(w.get("sha256", "")), bool(w.get("synthetic"))
     )
     return str(header.get("device", "")), weights, str(header.get("address", ""))
-
-
-def kill(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is not None and proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=10)
-
-
-def close_pipe(pipe: Pipe | None) -> None:
-    if pipe is not None:
-        with contextlib.suppress(OSError):
-            pipe.sock.shutdown(socket.SHUT_RDWR)
-        pipe.close()

@@ -70,44 +70,122 @@ def _exit_text(code: int | None) -> str:
     return f"exited with status {code}"
 
 
-class ProcessExecutor(OneJobAtATime):
+class ChildHolder:
+    """A backend whose jobs run in a child process it spawned (the worker, the Ray bridge):
+    the child, the pipe to it, the reader threads that hand its messages over and wake the
+    front end's loop, and its orderly stop. Subclasses spawn it and handle its messages."""
+
+    #: The reader threads' name ("neural-style-<name>-<pid>").
+    READER_NAME = "worker"
+
+    def __init__(self) -> None:
+        self.events: queue.Queue[tuple[WorkerEvent, ServiceJob, Any]] = queue.Queue()
+        self.state = "stopped"
+        self.restarts = 0
+        self.last_exit = ""
+        self._device = ""
+        self._weights = WorkerWeights()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pipe: Pipe | None = None
+        self._readers: list[PipeReader] = []
+        self._lock = threading.Lock()
+        self._context: zmq.Context | None = None
+        self._wake_endpoint = ""
+        self._closing = False
+
+    @property
+    def weights(self) -> WorkerWeights:
+        return self._weights
+
+    def _attach(self, context: zmq.Context, wake_endpoint: str) -> bool:
+        """The front end's loop is there: read the child started before it (True), if any."""
+        self._context, self._wake_endpoint = context, wake_endpoint
+        if self._pipe is None or self._proc is None:
+            return False
+        self._start_reader()
+        return True
+
+    def _start_reader(self) -> None:
+        assert self._context is not None and self._pipe is not None and self._proc is not None
+        self._readers = [r for r in self._readers if r.is_alive()]
+        reader = PipeReader(
+            self, self._pipe, self._proc, self._context, self._wake_endpoint, self.READER_NAME
+        )
+        self._readers.append(reader)
+        reader.start()
+
+    def _current(self, proc: subprocess.Popen[bytes]) -> bool:
+        return proc is self._proc
+
+    def _on_message(self, header: dict[str, Any], arrays: list[Any]) -> None:
+        raise NotImplementedError
+
+    def _kill(self) -> None:
+        kill(self._proc)
+
+    def _stop_process(self) -> None:
+        """Kill the child and close its pipe (``_proc`` stays, for its exit status)."""
+        kill(self._proc)
+        close_pipe(self._pipe)
+        self._pipe = None
+
+    def _stop_child(self, timeout: float) -> bool:
+        """Ask the child to stop, wait up to ``timeout``, then kill it; True once every
+        reader thread has ended (else a wake socket may still be open)."""
+        self._closing = True
+        with contextlib.suppress(PipeClosed, OSError):
+            if self._pipe is not None:
+                self._pipe.send({"op": "stop"})
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._kill()
+        self._stop_process()
+        for reader in self._readers:
+            reader.join(timeout=2.0)
+        self.state = "stopped"
+        return not any(r.is_alive() for r in self._readers)
+
+
+def kill(proc: subprocess.Popen[bytes] | None) -> None:
+    """Kill a child that still runs and reap it."""
+    if proc is not None and proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+
+
+def close_pipe(pipe: Pipe | None) -> None:
+    if pipe is not None:
+        with contextlib.suppress(OSError):
+            pipe.sock.shutdown(socket.SHUT_RDWR)
+        pipe.close()
+
+
+class ProcessExecutor(ChildHolder, OneJobAtATime):
     """The default local backend: one worker process, restarted when it dies."""
 
     def __init__(
         self, weights: str | None = None, log_file: Path | None = None, verbose: bool = False
     ) -> None:
-        self.events: queue.Queue[tuple[WorkerEvent, ServiceJob, Any]] = queue.Queue()
+        super().__init__()
         self._weights_arg = weights
         self._log_file = log_file
         self._verbose = verbose
-        self._device = ""
-        self._weights = WorkerWeights()
-        self.restarts = 0
-        self.state = "stopped"  # loading, ready, failed, stopped
-        self.last_exit = ""
         self._failure: NeuralStyleError | None = None
         self._failed_at = 0.0
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._pipe: Pipe | None = None
-        self._readers: list[PipeReader] = []
-        self._lock = threading.Lock()
         self._running: ServiceJob | None = None
         self._sent = False
         self._cancel_sent_at: float | None = None
         self._last_event = 0.0
         self._slowest_gap = 0.0
-        self._context: zmq.Context | None = None
-        self._wake_endpoint = ""
-        self._closing = False
 
     # -- the Executor protocol
     @property
     def device(self) -> str:
         return self._device
-
-    @property
-    def weights(self) -> WorkerWeights:
-        return self._weights
 
     def launch(self, timeout: float = LOAD_TIMEOUT_S) -> None:
         """Start the first worker and wait until its model is loaded (raises its error:
@@ -127,9 +205,7 @@ class ProcessExecutor(OneJobAtATime):
         self._on_ready(header)
 
     def start(self, context: zmq.Context, wake_endpoint: str) -> None:
-        self._context, self._wake_endpoint = context, wake_endpoint
-        if self._pipe is not None and self._proc is not None:
-            self._start_reader(self._pipe, self._proc)
+        self._attach(context, wake_endpoint)
 
     def submit(self, job: ServiceJob) -> None:
         with self._lock:
@@ -181,20 +257,7 @@ class ProcessExecutor(OneJobAtATime):
         }
 
     def close(self, timeout: float) -> bool:
-        self._closing = True
-        with contextlib.suppress(PipeClosed):
-            if self._pipe is not None:
-                self._send({"op": "stop"})
-        if self._proc is not None:
-            try:
-                self._proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self._kill()
-        self._stop_process()
-        for reader in self._readers:
-            reader.join(timeout=2.0)
-        self.state = "stopped"
-        return not any(r.is_alive() for r in self._readers)
+        return self._stop_child(timeout)
 
     # -- the worker's life
     def _spawn(self) -> Pipe:
@@ -205,9 +268,9 @@ class ProcessExecutor(OneJobAtATime):
 
     def _respawn(self) -> None:
         self._stop_process()
-        pipe = self._spawn()
+        self._spawn()
         assert self._proc is not None
-        self._start_reader(pipe, self._proc)
+        self._start_reader()
 
     def _on_ready(self, header: dict[str, Any]) -> None:
         self._device = str(header["device"])
@@ -262,32 +325,6 @@ class ProcessExecutor(OneJobAtATime):
         if self._pipe is None:
             raise PipeClosed("no worker")
         self._pipe.send(header, arrays)
-
-    def _kill(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self._proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._proc.wait(timeout=10)
-
-    def _stop_process(self) -> None:
-        self._kill()
-        if self._pipe is not None:
-            with contextlib.suppress(OSError):
-                self._pipe.sock.shutdown(socket.SHUT_RDWR)
-            self._pipe.close()
-        self._pipe = None
-
-    # -- the reader thread (one per worker)
-    def _start_reader(self, pipe: Pipe, proc: subprocess.Popen[bytes]) -> None:
-        assert self._context is not None
-        self._readers = [r for r in self._readers if r.is_alive()]
-        reader = PipeReader(self, pipe, proc, self._context, self._wake_endpoint)
-        self._readers.append(reader)
-        reader.start()
-
-    def _current(self, proc: subprocess.Popen[bytes]) -> bool:
-        return proc is self._proc
 
     def _on_message(self, header: dict[str, Any], arrays: list[Any]) -> None:
         op = header["op"]
