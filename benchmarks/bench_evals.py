@@ -135,6 +135,28 @@ def run_variant(
     return row, image
 
 
+def tutorial_seconds(
+    engine: Any, content: np.ndarray, style: np.ndarray, size: int, steps: int, total: int
+) -> tuple[float, float]:
+    """The tutorial loop's wall and CPU seconds for ``total`` steps, from ``steps`` of them
+    run now in this process: its steps all cost the same (one fp32 Adam update at one size),
+    so the first step (targets and tracing included) plus ``total - 1`` times the later
+    steps' mean is its time on this machine under the load the variants run under (the
+    cached run's own time may come from another machine)."""
+    from neural_style.daemon.engine.params import Precision, StyleParams
+
+    params = StyleParams(
+        size=size, iterations=max(2, steps), learning_rate=0.02, precision=Precision.FP32
+    )
+    cpu0 = time.process_time()
+    run = engine.stylize(content, [style], params)
+    cpu = time.process_time() - cpu0
+    first, last = run.iterates[0].elapsed, run.iterates[-1].elapsed
+    per_step = (last - first) / (len(run.iterates) - 1)
+    wall = first + per_step * (total - 1)
+    return wall, cpu * wall / max(run.elapsed, 1e-9)
+
+
 def measures(
     engine: Any, image: np.ndarray, content: np.ndarray, style: np.ndarray, meter: Any
 ) -> dict[str, float]:
@@ -193,6 +215,13 @@ def bench(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
+        if args.time_steps:
+            wall, cpu = tutorial_seconds(
+                engine, content, style_raw, args.size, args.time_steps, args.baseline_steps
+            )
+            tutorial["time_s"], tutorial["cpu_s"] = round(wall, 1), round(cpu, 1)
+            tutorial["time_from_steps"] = args.time_steps
+            tutorial["wall_ratio"] = tutorial["cpu_ratio"] = 1.0
         _emit(out, tutorial, rows)
         _picture(args, key, "tutorial", base["image"])
         for cfg in configs:
@@ -202,6 +231,9 @@ def bench(args: argparse.Namespace) -> int:
                 engine, content, style, cfg, target, args.size, args.check_every
             )
             row = {"pair": key, "size": args.size, **row}
+            if args.time_steps:  # the tutorial's time in this run: a ratio means something
+                row["wall_ratio"] = round(row["time_s"] / max(tutorial["time_s"], 0.1), 4)
+                row["cpu_ratio"] = round(row["cpu_s"] / max(tutorial["cpu_s"], 0.1), 4)
             row["quality"] = measures(engine, image, content, style, meter)
             _emit(out, row, rows)
             _picture(args, key, row["name"], image)
@@ -230,9 +262,11 @@ def _picture(args: argparse.Namespace, pair: str, name: str, image: np.ndarray) 
 def _line(row: dict[str, Any]) -> str:
     evals = "not reached" if row["evals_512"] is None else f"{row['evals_512']:7.1f}"
     q = row.get("quality", {})
+    ratio = row.get("wall_ratio")
     return (
         f"{row['pair']:<28} {row['name']:<24} {evals:>11} {row['total_evals_512']:8.1f} "
         f"{row['final_loss']:10.4g} {row['vs_tutorial']:+7.1%} "
+        f"{'-' if ratio is None else f'{ratio:.3f}':>6} "
         + " ".join(f"{q.get(k, float('nan')):5.2f}" for k in MEASURES)
     )
 
@@ -241,7 +275,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     """The printed table: one line per run, the tutorial first in each pair."""
     head = (
         f"{'pair':<28} {'run':<24} {'evals_512':>11} {'spent':>8} {'fp32 loss':>10} "
-        f"{'vs tut':>7} struc textu color noise"
+        f"{'vs tut':>7} {'time':>6} struc textu color noise"
     )
     return "\n".join([head, *(_line(r) for r in rows)])
 
@@ -260,18 +294,18 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     """The rows as a Markdown table (docs/performance.md)."""
     lines = [
         "| pair | run | 512 px-equivalent evaluations to the tutorial's loss | spent | "
-        "fp32 loss | vs tutorial | structure | texture | colour | noise |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "fp32 loss | vs tutorial | time vs tutorial | structure | texture | colour | noise |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         q = r.get("quality", {})
         evals = "not reached" if r["evals_512"] is None else f"{r['evals_512']:.1f}"
         stop = " (stop)" if r.get("stop_at_target") else ""
+        ratio = "–" if r.get("wall_ratio") is None else f"{r['wall_ratio']:.3f}"
         lines.append(
             f"| {r['pair']} | {r['name']}{stop} | {evals} | {r['total_evals_512']:.1f} | "
             f"{r['final_loss']:.4g} | {r['vs_tutorial']:+.1%} | "
-            + " | ".join(f"{q.get(k, float('nan')):.2f}" for k in MEASURES)
-            + " |"
+            f"{ratio} | " + " | ".join(f"{q.get(k, float('nan')):.2f}" for k in MEASURES) + " |"
         )
     return "\n".join(lines)
 
@@ -343,6 +377,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="JSONL file the rows are appended to")
     ap.add_argument("--pictures", default=None, help="folder for every result's PNG")
     ap.add_argument("--check-every", type=int, default=5, help="see style_norm above")
+    ap.add_argument(
+        "--time-steps",
+        type=int,
+        default=30,
+        help="time this many tutorial steps in this run for the time ratios (0: no ratios)",
+    )
     ap.add_argument("--only", default="", help="run (or draw) only these variant names")
     ap.add_argument("--sheet", default=None, help="draw a contact sheet PNG from --out")
     ap.add_argument("--markdown", action="store_true", help="print --out as a Markdown table")

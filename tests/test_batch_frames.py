@@ -143,3 +143,26 @@ def test_frames_mode_through_a_daemon(
     assert [r["frame"].get("continued") for r in data["rows"]] == [None, True, True, True]
     assert [r["steps"] for r in data["rows"]] == [12, 4, 4, 4]
     assert all(0.9 < r["frame"]["reliable"] <= 1 for r in data["rows"][1:])
+
+
+def test_chunks_cut_the_sequence_into_runs_that_start_afresh(tmp_path: Path) -> None:
+    """Two workers: two runs of equal length; a frame may start once its predecessor has a
+    row, the first frame of each run at once, and only those start without a previous
+    frame; --chunks caps the runs."""
+    from neural_style.daemon.cli.batch import Item
+    from neural_style.daemon.frames.batch_mode import SequenceFrames
+
+    items = [Item(tmp_path / f"f{i}.png", tmp_path / "out" / f"f{i}.png") for i in range(7)]
+    seq = SequenceFrames(items, None)
+    assert seq.chunk(2) == 2 and seq.heads == {items[3]}
+    assert [seq.ready(it, set()) for it in items] == [True, False, False, True] + [False] * 3
+    assert seq.ready(items[4], {items[3]}) and not seq.ready(items[5], {items[3]})
+    assert seq._previous(items[3]) is None  # a run's first frame: afresh
+    frame = np.zeros((4, 4, 3), np.float32)
+    seq._content[items[3]] = frame
+    seq.after(items[3], type("Result", (), {"image": frame + 1})())
+    previous = seq._previous(items[4])
+    assert previous is not None and float(previous[1].mean()) == 1.0
+    assert SequenceFrames(items, None, chunks=1).chunk(4) == 1
+    capped = SequenceFrames(items, None, chunks=3)
+    assert capped.chunk(8) == 3 and capped.heads == {items[2], items[4]}

@@ -35,7 +35,7 @@ def test_rows_count_512px_equivalent_evaluations(synthetic_weights: Path, tmp_pa
                "optimizer": "lbfgs"}  # fmt: skip
     code = bench.main([
         "--weights", str(synthetic_weights), "--size", "64", "--baseline-steps", "6",
-        "--cache", "", "--pairs", f"{content}:{style}", "--out", str(out),
+        "--cache", "", "--time-steps", "3", "--pairs", f"{content}:{style}", "--out", str(out),
         "--pictures", str(tmp_path / "pics"), json.dumps(variant),
     ])  # fmt: skip
     assert code == 0
@@ -43,6 +43,10 @@ def test_rows_count_512px_equivalent_evaluations(synthetic_weights: Path, tmp_pa
     tutorial, ladder = rows
     # a 64x64 evaluation is (64/512)^2 of a 512x512 one
     assert tutorial["evals_512"] == pytest.approx(6 / 64, abs=0.01)
+    assert tutorial["time_from_steps"] == 3 and tutorial["wall_ratio"] == 1.0
+    assert ladder["wall_ratio"] == pytest.approx(
+        ladder["time_s"] / max(tutorial["time_s"], 0.1), rel=0.01
+    )
     # 4 L-BFGS evaluations at 32 px (1/256 each) and 4 at 64 px (1/64 each)
     assert ladder["total_evals_512"] == pytest.approx(4 / 256 + 4 / 64, abs=0.01)
     assert ladder["steps"] == 8 and set(ladder["quality"]) == {

@@ -9,6 +9,7 @@ One cluster and one daemon for the module (each start costs ~20 s and ~1 GiB her
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -309,6 +310,36 @@ def test_batch_keeps_both_actors_busy(cluster: ClusterBox, daemon: Daemon, tmp_p
         f"f{i}.png" for i in range(4)
     ]
     assert max(seen) == 2
+
+
+def test_frames_run_as_one_chunk_per_actor(cluster: ClusterBox, daemon: Daemon, tmp_path: Path):
+    """batch --frames through the two actors: the sequence cut into two runs side by side,
+    each run's first frame started afresh, every other frame from its predecessor."""
+    from PIL import Image
+
+    from neural_style.daemon.frames import sequences
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    photo = sequences.load_still(REPO / "tests" / "data" / "chelsea_128.png")
+    seq = sequences.pan(photo, (SIZE, SIZE), frames=6)
+    for i, frame in enumerate(seq.frames):
+        Image.fromarray(sequences.to_uint8(frame)).save(inputs / f"frame_{i + 1}.png")
+    Image.fromarray(STYLE).save(tmp_path / "style.png")
+    assert daemon.connection_file is not None
+    env = {**_env(), "NEURAL_STYLE_CONNECTION_FILE": str(daemon.connection_file)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "neural_style.daemon.cli", "batch", str(inputs), "--style",
+         str(tmp_path / "style.png"), "-o", str(tmp_path / "out"), "--size", str(SIZE),
+         "--iterations", "20", "--daemon", daemon.endpoint, "--quiet", "--frames",
+         "--report", str(tmp_path / "report.json")],
+        capture_output=True, text=True, timeout=300, env=env, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((tmp_path / "report.json").read_text())["rows"]
+    assert [Path(r["input"]).name for r in rows] == [f"frame_{i}.png" for i in range(1, 7)]
+    continued = [bool(r["frame"].get("continued")) for r in rows]
+    assert continued == [False, True, True, False, True, True]
 
 
 @pytest.mark.slow

@@ -1,8 +1,9 @@
 """``neural-style batch`` over a daemon with several workers (a Ray-backed daemon's actors,
 its welcome's ``limits.workers``): that many inputs in flight at once, each its own job,
 so that every worker stays busy. Inputs run at once only when the per-input hook allows it
-(:class:`~.batch.IndependentInputs` does; a sequence mode that starts frame t from frame
-t-1 does not).
+(``parallel``): :class:`~.batch.IndependentInputs` any of them; frames mode's
+``SequenceFrames`` one frame per run of the sequence (its ``chunk`` cuts the runs, its
+``ready`` says which frame may start).
 """
 
 from __future__ import annotations
@@ -21,14 +22,16 @@ if TYPE_CHECKING:
 
 def in_flight(runner: Runner, hook: Hook, todo: int) -> int:
     """How many inputs to keep in flight: the daemon's workers when the hook lets inputs
-    run at once, else 1."""
+    run at once (as many as it cuts runs for, when it cuts them), else 1."""
     ask = getattr(runner, "workers", None)
     if not getattr(hook, "parallel", False) or ask is None or todo < 2:
         return 1
     try:
-        return max(1, min(int(ask()), todo))
+        workers = max(1, min(int(ask()), todo))
     except NeuralStyleError:
         return 1  # the first job then says what is wrong
+    chunk = getattr(hook, "chunk", None)
+    return int(chunk(workers)) if chunk is not None and workers > 1 else workers
 
 
 class ParallelBar(BatchBar):
@@ -80,12 +83,21 @@ def run_parallel(
 
         return item, batch._one(runner, hook, item, on_step)
 
-    queue = iter(todo)
+    remaining = list(todo)
+    ready = getattr(hook, "ready", None)
+
+    def next_item(idle: bool) -> Item | None:
+        """The first input the hook lets start (any, when nothing runs: never stall)."""
+        for i, item in enumerate(remaining):
+            if ready is None or idle or ready(item, batch.rows.keys()):
+                return remaining.pop(i)
+        return None
+
     pending: set[Future[tuple[Item, Row]]] = set()
     with ThreadPoolExecutor(workers, thread_name_prefix="batch") as pool:
         try:
             while True:
-                while len(pending) < workers and (item := next(queue, None)) is not None:
+                while len(pending) < workers and (item := next_item(not pending)) is not None:
                     bar.begin(item.input.name)
                     pending.add(pool.submit(one, item))
                 if not pending:

@@ -5,6 +5,11 @@ previous stylized frame (frames mode: :mod:`.temporal`).
 frame's content and stylized result. Resumable like any batch: when frame t-1's output was
 already written by an earlier run (skipped now), it is read back from its file, so a re-run
 continues the sequence where it stopped rather than starting frame t from its content.
+
+Through a daemon with several workers (a Ray-backed one) the sequence is cut into that many
+runs (``--chunks``), run side by side: each run's first frame starts afresh from its content
+(a seam: one frame pair with the flicker of independent frames), every other frame from its
+predecessor as above.
 """
 
 from __future__ import annotations
@@ -43,6 +48,12 @@ def add_options(p: argparse.ArgumentParser) -> None:
         "warped start)",
     )  # fmt: skip
     g.add_argument(
+        "--chunks", type=int, metavar="N",
+        help="with --frames through a daemon with several workers: cut the sequence into at "
+        "most N runs stylized side by side, each starting afresh at its first frame (a seam); "
+        "default: one per worker; 1: one run, no seams",
+    )  # fmt: skip
+    g.add_argument(
         "--independent", action="store_true",
         help="with --frames: stylize every frame on its own (sorted as a sequence; the "
         "flicker baseline)",
@@ -53,8 +64,11 @@ def sequence_order(args: argparse.Namespace, inputs: list[Path]) -> list[Path]:
     """With ``--frames``: the inputs in natural name order (their options checked)."""
     from neural_style.daemon.engine import images
 
-    if (args.temporal_weight is not None or args.independent) and not args.frames:
-        raise images.bad("--temporal-weight and --independent go with --frames.")
+    chunks = getattr(args, "chunks", None)
+    if (args.temporal_weight is not None or args.independent or chunks) and not args.frames:
+        raise images.bad("--temporal-weight, --chunks and --independent go with --frames.")
+    if chunks is not None and chunks < 1:
+        raise images.bad("--chunks must be 1 or more.")
     if not args.frames:
         return inputs
     if args.temporal_weight is not None and args.temporal_weight < 0:
@@ -65,7 +79,7 @@ def sequence_order(args: argparse.Namespace, inputs: list[Path]) -> list[Path]:
 def hook_for(args: argparse.Namespace, items: Sequence[Any]) -> SequenceFrames | None:
     """The per-input hook of frames mode (None: every input on its own)."""
     if args.frames and not args.independent:
-        return SequenceFrames(items, args.temporal_weight)
+        return SequenceFrames(items, args.temporal_weight, getattr(args, "chunks", None))
     return None
 
 
@@ -84,25 +98,48 @@ def run_local(
 
 
 class SequenceFrames:
-    """Frame t's job gets frame t-1's (content, result), at frame t's size; the first frame,
-    and a frame whose previous one failed, get none (they run as independent frames)."""
+    """Frame t's job gets frame t-1's (content, result), at frame t's size; the first frame
+    of each run (:meth:`chunk`), and a frame whose previous one failed, get none (they run
+    as independent frames)."""
 
-    def __init__(self, items: Sequence[Any], temporal_weight: float | None) -> None:
+    #: Frames may run at once, one per run of the sequence; :meth:`ready` says which.
+    parallel = True
+
+    def __init__(
+        self, items: Sequence[Any], temporal_weight: float | None, chunks: int | None = None
+    ) -> None:
         self.items = list(items)
         self.temporal_weight = temporal_weight
-        self._last: tuple[Any, np.ndarray, np.ndarray] | None = None  # (item, content, result)
+        self.chunks = chunks
+        #: The first frame of each run but the first (none: one run).
+        self.heads: set[Any] = set()
+        self._done: dict[Any, tuple[np.ndarray, np.ndarray]] = {}  # item: (content, result)
         self._content: dict[Any, np.ndarray] = {}
+
+    def chunk(self, workers: int) -> int:
+        """Cut the sequence into one run per worker (at most ``--chunks``), of equal
+        length; returns how many frames to keep in flight."""
+        n = len(self.items)
+        k = max(1, min(workers, self.chunks or workers, n))
+        self.heads = {self.items[i * n // k] for i in range(1, k)}
+        return k
+
+    def ready(self, item: Any, finished: Any) -> bool:
+        """Whether ``item`` may start now: the first frame of a run, or its predecessor
+        has ended (``finished``: the inputs with a row: done, skipped or failed)."""
+        index = self.items.index(item)
+        return index == 0 or item in self.heads or self.items[index - 1] in finished
 
     def _previous(self, item: Any) -> tuple[np.ndarray, np.ndarray] | None:
         from neural_style.daemon.cli import batch
         from neural_style.daemon.engine import images
 
         index = self.items.index(item)
-        if index == 0:
+        if index == 0 or item in self.heads:
             return None
         before = self.items[index - 1]
-        if self._last is not None and self._last[0] == before:
-            return self._last[1], self._last[2]
+        if before in self._done:
+            return self._done.pop(before)
         if not batch.is_complete(before.output):  # failed, or not run: start afresh
             return None
         try:  # written by an earlier run
@@ -128,7 +165,7 @@ class SequenceFrames:
                             temporal_weight=self.temporal_weight)  # fmt: skip
 
     def after(self, item: Any, result: Any) -> None:
-        self._last = (item, self._content.pop(item), result.image)
+        self._done[item] = (self._content.pop(item), result.image)
 
 
 __all__ = ["SequenceFrames", "add_options", "hook_for", "natural_key", "sequence_order"]
