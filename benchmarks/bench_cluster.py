@@ -6,7 +6,8 @@
 processes); two real ``neural-style serve`` daemons with the synthetic weights (random
 VGG-19 values: plumbing, not pictures), one ``--backend ray --workers 2``, one local. The
 actors and the local worker run TensorFlow with one intra-op and one inter-op thread, so
-that one actor is one core. Measurements alternate between the two sides in rounds, so
+that one actor is one core, and Ray's workers at niceness 0 (Ray's default is +15), as
+the local worker. Measurements alternate between the two sides in rounds, so
 that a change in the machine's load (other work shares it) hits both alike.
 
 - throughput: jobs per minute with two actors busy (two jobs in flight) against one (one
@@ -143,6 +144,9 @@ def main() -> int:
         "python": platform.python_version(), "load_start": load(),
     }  # fmt: skip
     t0 = time.perf_counter()
+    # Ray starts its workers at niceness +15: under any other load the actors would lose
+    # to the local worker (which runs at the daemon's own niceness) for that reason alone.
+    os.environ["RAY_worker_niceness"] = "0"
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
     cluster.wait_for_nodes()
