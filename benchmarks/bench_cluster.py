@@ -146,7 +146,7 @@ def main() -> int:
     t0 = time.perf_counter()
     # Ray starts its workers at niceness +15: under any other load the actors would lose
     # to the local worker (which runs at the daemon's own niceness) for that reason alone.
-    os.environ["RAY_worker_niceness"] = "0"
+    os.environ["RAY_worker_niceness"] = "0"  # noqa: SIM112 (Ray's own spelling)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
     cluster.wait_for_nodes()
