@@ -110,8 +110,8 @@ FIELDS: tuple[Param, ...] = (
     Param("parametrization", ENUM, "pixels", "what the optimiser moves: the pixels, a "
           "Laplacian pyramid of the image (coarse bands move faster), or the pyramid in "
           "decorrelated colour", choices=("pixels", "pyramid", "pyramid_color")),
-    Param("pyramid_levels", INT, 4, "pyramid parametrisations: levels, the finest included",
-          2, 8),
+    Param("pyramid_levels", INT, 4, "pyramid parametrisations: levels, the finest included "
+          "(1 with pyramid_color: decorrelated colour alone)", 1, 8),
     Param("pyramid_decay", FLOAT, 1.0, "pyramid parametrisations: level k's coefficients "
           "are scaled by decay^k (1: the 1/f² preconditioning; 0.5: almost none)", 0.25, 2.0),
 )  # fmt: skip

@@ -174,7 +174,8 @@ class StyleParams:
     parametrization: Parametrization = _E["parametrization"]
     """What both optimisers move: the pixels, or a Laplacian pyramid of the image."""
     pyramid_levels: int = _D["pyramid_levels"]
-    """A pyramid's levels, the finest (the image's size) included."""
+    """A pyramid's levels, the finest (the image's size) included; 1 with ``pyramid_color``
+    is the decorrelated colour alone."""
     pyramid_decay: float = _D["pyramid_decay"]
     """A pyramid's level k is scaled by decay^k (1 = Lucid's; pyramid.py says why)."""
 
