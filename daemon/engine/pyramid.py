@@ -95,9 +95,13 @@ def analyze(
 
 
 class Space(Protocol):
-    """Where an optimiser's variable lives and how it maps to the image."""
+    """Where an optimiser's variable lives and how it maps to the image: ``start`` (the
+    variable of an image), ``image``, ``pullback`` (a gradient in x to one in the variable),
+    ``project`` (onto the images in [0, 1]) and ``free`` (the gradient L-BFGS's direction
+    starts from: the variables not held at a bound)."""
 
     pixels: bool
+    """The variable is the image itself (the fused Adam step applies)."""
 
     def start(self, x: np.ndarray) -> tf.Tensor: ...
     def image(self, z: tf.Tensor) -> tf.Tensor: ...
