@@ -112,8 +112,9 @@ FIELDS: tuple[Param, ...] = (
           "decorrelated colour", choices=("pixels", "pyramid", "pyramid_color")),
     Param("pyramid_levels", INT, 4, "pyramid parametrisations: levels, the finest included "
           "(1 with pyramid_color: decorrelated colour alone)", 1, 8),
-    Param("pyramid_decay", FLOAT, 1.0, "pyramid parametrisations: level k's coefficients "
-          "are scaled by decay^k (1: the 1/f² preconditioning; 0.5: almost none)", 0.25, 2.0),
+    Param("pyramid_decay", FLOAT, 0.7, "pyramid parametrisations: level k's coefficients "
+          "are scaled by decay^k (1: Lucid's 1/f² preconditioning; 0.5: almost none)",
+          0.25, 2.0),
 )  # fmt: skip
 BY_NAME: dict[str, Param] = {p.name: p for p in FIELDS}
 

@@ -177,7 +177,8 @@ class StyleParams:
     """A pyramid's levels, the finest (the image's size) included; 1 with ``pyramid_color``
     is the decorrelated colour alone."""
     pyramid_decay: float = _D["pyramid_decay"]
-    """A pyramid's level k is scaled by decay^k (1 = Lucid's; pyramid.py says why)."""
+    """A pyramid's level k is scaled by decay^k (pyramid.py says why). 1 = Lucid's 1/f²,
+    which slowed both optimisers (docs/performance.md); 0.7 = about 1/f."""
 
     def __post_init__(self) -> None:
         # Check the values as given (schema rules), then normalise plain strings and lists

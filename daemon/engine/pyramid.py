@@ -13,7 +13,10 @@ Sᵀ·∇ₓL (the tape through the synthesis). Why it preconditions: upᵀ sums
 spreads to, so a step along -∇_z moves x by -S·Sᵀ·∇ₓL, and S·Sᵀ = Σ_k s_k² 4^k blur_k. With
 s_k = 1 a band at 1/2^k of the highest frequency is amplified ~4^k: the 1/f² preconditioner
 of Lucid's spectrum parametrisation, which moves the coarse bands that pixel-space descent
-moves slowest. ``decay`` < 1 weakens it (0.5: S·Sᵀ ≈ a multiple of the identity again).
+moves slowest. ``decay`` < 1 weakens it (0.7: about 1/f; 0.5: S·Sᵀ ≈ a multiple of the
+identity again). Measured on the trained stand-in (docs/performance.md, "Evaluations to the
+tutorial's loss"): decay 1 and the decorrelated colour slow both optimisers; decay 0.7 with
+``learning_rate`` 0.01 cut ``balanced``'s count on one pair of two and lost on the other.
 
 s_0 = 1 keeps a pixel's meaning at the finest level: L-BFGS's first step (0.02 in the
 largest coefficient) and Adam's ``learning_rate`` (the step of every coefficient, which
