@@ -69,6 +69,7 @@ def run_variant(
     target: float,
     size: int,
     check_every: int,
+    progress: int = 0,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """One variant on one pair: its row (without the pair's fields) and its picture."""
     from neural_style.daemon.engine import images
@@ -103,6 +104,9 @@ def run_variant(
                 loss = fp32_loss(engine, it.preview, content, style)
         if it.step % 10 == 0 or it.step == it.total:
             state["curve"].append([it.step, it.scale, round(state["cost"], 2), it.loss])
+        if progress and it.step % progress == 0:
+            print(f"  {name} step {it.step} at {it.scale} px: {state['cost']:.1f} units, "
+                  f"loss {it.loss:.4g}", file=sys.stderr, flush=True)  # fmt: skip
         if at_work and loss is not None and loss <= target and state["reached"] is None:
             state["reached"] = (state["cost"], state["work_evals"], it.step)
             if stop_at_target:
@@ -228,7 +232,7 @@ def bench(args: argparse.Namespace) -> int:
             if args.only and cfg["name"] not in args.only.split(","):
                 continue
             row, image = run_variant(
-                engine, content, style, cfg, target, args.size, args.check_every
+                engine, content, style, cfg, target, args.size, args.check_every, args.progress
             )
             row = {"pair": key, "size": args.size, **row}
             if args.time_steps:  # the tutorial's time in this run: a ratio means something
@@ -383,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         default=30,
         help="time this many tutorial steps in this run for the time ratios (0: no ratios)",
     )
+    ap.add_argument("--progress", type=int, default=0, help="print every N-th step's loss")
     ap.add_argument("--only", default="", help="run (or draw) only these variant names")
     ap.add_argument("--sheet", default=None, help="draw a contact sheet PNG from --out")
     ap.add_argument("--markdown", action="store_true", help="print --out as a Markdown table")

@@ -107,6 +107,14 @@ FIELDS: tuple[Param, ...] = (
     Param("tail_scales", ENUM, "finest", "ladders with adam_tail: the Adam tail at the finest "
           "scale only, or at every scale (each scale's steps: L-BFGS, then Adam)",
           choices=("finest", "all")),
+    Param("parametrization", ENUM, "pixels", "what the optimiser moves: the pixels, a "
+          "Laplacian pyramid of the image (coarse bands move faster), or the pyramid in "
+          "decorrelated colour", choices=("pixels", "pyramid", "pyramid_color")),
+    Param("pyramid_levels", INT, 4, "pyramid parametrisations: levels, the finest included "
+          "(1 with pyramid_color: decorrelated colour alone)", 1, 8),
+    Param("pyramid_decay", FLOAT, 0.7, "pyramid parametrisations: level k's coefficients "
+          "are scaled by decay^k (1: Lucid's 1/f² preconditioning; 0.5: almost none)",
+          0.25, 2.0),
 )  # fmt: skip
 BY_NAME: dict[str, Param] = {p.name: p for p in FIELDS}
 

@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from neural_style.daemon.engine.params import Optimizer, Schedule, StyleParams
+from neural_style.daemon.engine.pyramid import space_for
 from neural_style.daemon.engine.record import RunRecord
 from neural_style.daemon.engine.targets import Targets, content_target, loss_weights
 from neural_style.daemon.engine.temporal import add_temporal
@@ -37,6 +38,7 @@ ADAM_TAIL_T0 = 1000
 
 _IMAGE = tf.TensorSpec((1, None, None, 3), tf.float32)
 _SCALAR = tf.TensorSpec((), tf.float32)
+_FLAT = tf.TensorSpec((None,), tf.float32)
 
 
 @dataclass
@@ -49,6 +51,18 @@ class AdamState:
     ema: tf.Tensor | None = None
 
 
+def adam_moments(
+    m: tf.Tensor, v: tf.Tensor, grad: tf.Tensor, t: tf.Tensor, lr: tf.Tensor, beta1: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Keras' Adam step (ε added to the uncorrected √v, as the tutorial's
+    ``tf.keras.optimizers.Adam`` does): (the step to subtract, m, v). ``lr`` and ``beta1``
+    are tensors so that a schedule does not re-trace."""
+    m = m + (grad - m) * (1.0 - beta1)
+    v = v + (tf.square(grad) - v) * (1.0 - ADAM_BETA2)
+    alpha = lr * tf.sqrt(1.0 - tf.pow(ADAM_BETA2, t)) / (1.0 - tf.pow(beta1, t))
+    return alpha * m / (tf.sqrt(v) + ADAM_EPSILON), m, v
+
+
 def adam_update(
     x: tf.Tensor,
     m: tf.Tensor,
@@ -58,14 +72,9 @@ def adam_update(
     lr: tf.Tensor,
     beta1: tf.Tensor,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Keras' Adam update (ε added to the uncorrected √v, as the tutorial's
-    ``tf.keras.optimizers.Adam`` does), then clip to [0, 1]. ``lr`` and ``beta1`` are
-    tensors so that a schedule does not re-trace."""
-    m = m + (grad - m) * (1.0 - beta1)
-    v = v + (tf.square(grad) - v) * (1.0 - ADAM_BETA2)
-    alpha = lr * tf.sqrt(1.0 - tf.pow(ADAM_BETA2, t)) / (1.0 - tf.pow(beta1, t))
-    x_new = tf.clip_by_value(x - alpha * m / (tf.sqrt(v) + ADAM_EPSILON), 0.0, 1.0)
-    return x_new, m, v
+    """Keras' Adam update of the pixels (:func:`adam_moments`), then clip to [0, 1]."""
+    step, m, v = adam_moments(m, v, grad, t, lr, beta1)
+    return tf.clip_by_value(x - step, 0.0, 1.0), m, v
 
 
 #: The update alone, for the tiled path (the gradient comes from tiling.py). Compiling it
@@ -73,6 +82,11 @@ def adam_update(
 #: the engine's step (512x341, 2-core CPU: 1.078 vs 1.076 of the floor), so it is not.
 _adam_update = tf.function(
     adam_update, input_signature=[_IMAGE, _IMAGE, _IMAGE, _IMAGE, _SCALAR, _SCALAR, _SCALAR],
+    autograph=False,
+)  # fmt: skip
+#: ... and the step alone, for a pyramid's coefficients (pyramid.py projects them after it).
+_adam_moments = tf.function(
+    adam_moments, input_signature=[_FLAT, _FLAT, _FLAT, _SCALAR, _SCALAR, _SCALAR],
     autograph=False,
 )  # fmt: skip
 
@@ -128,45 +142,54 @@ def run_adam(
     schedule: list[float] | None = None,
 ) -> tuple[np.ndarray, AdamState]:
     """``steps`` Adam updates from ``x0`` (and ``state``, else fresh moments); the step sizes
-    are ``schedule`` or else the job's own (adam_schedule)."""
+    are ``schedule`` or else the job's own (adam_schedule). The updates move the job's
+    variable (pyramid.space_for: the pixels, or a pyramid's coefficients)."""
     fns = engine.functions(params)
     weights = loss_weights(params)
-    x = tf.constant(x0[None])
+    space = space_for(params, x0.shape[0], x0.shape[1])
+    z = space.start(x0)
     if state is None:
-        state = AdamState(tf.zeros_like(x), tf.zeros_like(x), 0)
+        state = AdamState(tf.zeros_like(z), tf.zeros_like(z), 0)
     m, v = state.m, state.v
     beta1 = tf.constant(params.adam_beta1, tf.float32)
     if schedule is None:
         schedule = adam_schedule(params.learning_rate, params.lr_schedule, steps)
     decay = params.ema
     ema = state.ema if decay else None
-    best, best_loss = x, float("inf")
+    best, best_loss = z, float("inf")
     t = state.t
+    x = space.image(z)
     target, step_weights = content_target(targets, x, weights)
     # a temporal term is added outside the fused step: the step runs unfused then
     tiled = engine.tile_for(x0.shape[0], x0.shape[1]) is not None or run.temporal is not None
     for k in range(steps):
         t += 1
         lr = tf.constant(schedule[k], tf.float32)
-        if tiled:
+        if space.pixels and not tiled:
+            z_new, m, v, total, c, s, tv, x_content = fns.adam_step(
+                z, m, v, tf.constant(float(t)), target, targets.grams, step_weights, lr, beta1
+            )
+        else:
             total, c, s, tv, grad, x_content = add_temporal(
                 run, x, engine.loss_and_grad(fns, params, x, target, targets.grams, step_weights)
             )
-            x_new, m, v = _adam_update(x, m, v, grad, tf.constant(float(t)), lr, beta1)
-        else:
-            x_new, m, v, total, c, s, tv, x_content = fns.adam_step(
-                x, m, v, tf.constant(float(t)), target, targets.grams, step_weights, lr, beta1
-            )
+            grad = space.pullback(z, grad)
+            if space.pixels:
+                z_new, m, v = _adam_update(z, m, v, grad, tf.constant(float(t)), lr, beta1)
+            else:
+                step, m, v = _adam_moments(m, v, grad, tf.constant(float(t)), lr, beta1)
+                z_new = space.project(z - step)
         if targets.content is None:  # x was the content image: these are its features
             targets = Targets(x_content, targets.grams)
             target, step_weights = targets.content, weights
         loss = float(total)
-        if loss < best_loss:  # loss was evaluated at x (before this update)
-            best, best_loss = x, loss
+        if loss < best_loss:  # loss was evaluated at z (before this update)
+            best, best_loss = z, loss
         stop = run.report(loss, float(c), float(s), float(tv), x)
-        x = x_new
+        z = z_new
+        x = space.image(z)
         if decay:
-            ema = x if ema is None else decay * ema + (1.0 - decay) * x
+            ema = z if ema is None else decay * ema + (1.0 - decay) * z
         if stop:
             break
     else:
@@ -176,6 +199,6 @@ def run_adam(
                 run, x, engine.loss_and_grad(fns, params, x, target, targets.grams, weights)
             )
             if float(total) < best_loss:
-                best = x
+                best = z
     result = ema if decay and ema is not None else best
-    return result.numpy()[0], AdamState(m, v, t, ema)
+    return space.image(result).numpy()[0], AdamState(m, v, t, ema)

@@ -75,16 +75,29 @@ def two_loop(q: tf.Tensor, pairs: deque[tuple[tf.Tensor, tf.Tensor, float]]) -> 
     return r
 
 
-def minimize(evaluate: Evaluate, x0: tf.Tensor, history: int) -> None:
-    """Run projected L-BFGS from ``x0`` (values in [0, 1]) until ``evaluate`` raises Stop.
+def box(x: tf.Tensor) -> tf.Tensor:
+    """The projection onto [0, 1]: a clip."""
+    return tf.clip_by_value(x, 0.0, 1.0)
 
-    ``history`` is the number of correction pairs kept (m)."""
+
+def minimize(
+    evaluate: Evaluate,
+    x0: tf.Tensor,
+    history: int,
+    project: Callable[[tf.Tensor], tf.Tensor] = box,
+    free: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] = free_gradient,
+) -> None:
+    """Run projected L-BFGS from ``x0`` until ``evaluate`` raises Stop.
+
+    ``history`` is the number of correction pairs kept (m). ``project`` maps a point onto
+    the feasible set and ``free`` gives the gradient of the variables not held at a bound:
+    the box [0, 1] by default; a pyramid's coefficients (pyramid.py) have their own."""
     pairs: deque[tuple[tf.Tensor, tf.Tensor, float]] = deque(maxlen=max(1, history))
-    x = tf.clip_by_value(x0, 0.0, 1.0)
+    x = project(x0)
     f, g = evaluate(x)
     try:
         while True:
-            pg = free_gradient(x, g)
+            pg = free(x, g)
             if pairs:
                 d = -two_loop(pg, pairs)
                 d = tf.where(tf.equal(pg, 0.0), tf.zeros_like(d), d)
@@ -95,7 +108,7 @@ def minimize(evaluate: Evaluate, x0: tf.Tensor, history: int) -> None:
                 if biggest == 0.0:
                     return  # a stationary point on the box: nothing left to do
                 d = pg * (-FIRST_STEP / biggest)
-            found = _line_search(evaluate, x, f, g, d)
+            found = _line_search(evaluate, x, f, g, d, project)
             if found is None:
                 if not pairs:
                     return  # not even a small gradient step decreases the loss
@@ -112,13 +125,18 @@ def minimize(evaluate: Evaluate, x0: tf.Tensor, history: int) -> None:
 
 
 def _line_search(
-    evaluate: Evaluate, x: tf.Tensor, f: float, g: tf.Tensor, d: tf.Tensor
+    evaluate: Evaluate,
+    x: tf.Tensor,
+    f: float,
+    g: tf.Tensor,
+    d: tf.Tensor,
+    project: Callable[[tf.Tensor], tf.Tensor],
 ) -> tuple[tf.Tensor, float, tf.Tensor] | None:
-    """Backtracking on the projected path clip(x + t·d): the point, loss and gradient of
+    """Backtracking on the projected path project(x + t·d): the point, loss and gradient of
     the first t (from 1) that meets Armijo's condition; None if none did."""
     t = 1.0
     for _ in range(MAX_BACKTRACK):
-        x_new = tf.clip_by_value(x + t * d, 0.0, 1.0)
+        x_new = project(x + t * d)
         f_new, g_new = evaluate(x_new)
         decrease = _dot(g, x_new - x)  # < 0: the projected step's directional derivative
         if f_new <= f + ARMIJO * decrease:

@@ -11,6 +11,7 @@ import tensorflow as tf
 from neural_style.daemon.engine import lbfgs
 from neural_style.daemon.engine.adam import run_adam, tail_params, tail_schedule, tail_state
 from neural_style.daemon.engine.params import StyleParams
+from neural_style.daemon.engine.pyramid import space_for
 from neural_style.daemon.engine.record import RunRecord
 from neural_style.daemon.engine.targets import Targets, content_target, loss_weights
 from neural_style.daemon.engine.temporal import add_temporal
@@ -35,30 +36,38 @@ def run_lbfgs(
     run: RunRecord,
 ) -> tuple[np.ndarray, Targets, tf.Tensor | None]:
     """Projected L-BFGS on [0, 1] (engine/lbfgs.py); one step = one loss+gradient evaluation.
+    It moves the job's variable (pyramid.space_for: the pixels, or a pyramid's coefficients).
 
-    Returns the best point, the targets (with the content's features filled in when they
-    were deferred) and the gradient at the best point (None if nothing was evaluated)."""
+    Returns the best image, the targets (with the content's features filled in when they
+    were deferred) and the gradient in the variable at the best point (None if nothing was
+    evaluated)."""
     fns = engine.functions(params)
     weights = loss_weights(params)
-    history = int(np.clip(LBFGS_HISTORY_BYTES // (8 * x0.size), 3, LBFGS_HISTORY))
-    best: dict[str, Any] = {"loss": float("inf"), "x": tf.constant(x0[None]), "g": None}
+    space = space_for(params, x0.shape[0], x0.shape[1])
+    z0 = space.start(x0)
+    history = int(
+        np.clip(LBFGS_HISTORY_BYTES // (8 * int(z0.shape.num_elements())), 3, LBFGS_HISTORY)
+    )
+    best: dict[str, Any] = {"loss": float("inf"), "x": z0, "g": None}
     current = {"targets": targets}
     evaluations = 0
 
-    def evaluate(x: tf.Tensor) -> tuple[float, tf.Tensor]:
+    def evaluate(z: tf.Tensor) -> tuple[float, tf.Tensor]:
         nonlocal evaluations
         if evaluations >= steps:
             raise lbfgs.Stop
         evaluations += 1
+        x = space.image(z)
         target, step_weights = content_target(current["targets"], x, weights)
         total, c, s, tv, grad, x_content = add_temporal(
             run, x, engine.loss_and_grad(fns, params, x, target, targets.grams, step_weights)
         )
+        grad = space.pullback(z, grad)
         if current["targets"].content is None:  # the first evaluation is at the content
             current["targets"] = Targets(x_content, targets.grams)
         loss = float(total)
         if loss < best["loss"]:
-            best["loss"], best["x"], best["g"] = loss, x, grad
+            best["loss"], best["x"], best["g"] = loss, z, grad
         if run.report(loss, float(c), float(s), float(tv), x):
             raise lbfgs.Stop
         return loss, grad
@@ -68,10 +77,10 @@ def run_lbfgs(
     # when a restart itself makes no progress.
     while evaluations < steps and not run.stopped:
         before, start_loss = evaluations, best["loss"]
-        lbfgs.minimize(evaluate, best["x"], history)
+        lbfgs.minimize(evaluate, best["x"], history, space.project, space.free)
         if evaluations - before <= 2 or not best["loss"] < start_loss:
             break
-    return best["x"].numpy()[0], current["targets"], best["g"]
+    return space.image(best["x"]).numpy()[0], current["targets"], best["g"]
 
 
 def run_lbfgs_then_adam(

@@ -75,6 +75,16 @@ class TailScales(str, Enum):
     """Every scale of the ladder: L-BFGS, then Adam, on each scale's share of the steps."""
 
 
+class Parametrization(str, Enum):
+    """What the optimisers move (daemon/engine/pyramid.py)."""
+
+    PIXELS = "pixels"
+    PYRAMID = "pyramid"
+    """A Laplacian pyramid of the image: the 1/f² preconditioning of feature visualisation."""
+    PYRAMID_COLOR = "pyramid_color"
+    """The pyramid in a decorrelated colour space (Lucid's ImageNet colour square root)."""
+
+
 class Precision(str, Enum):
     """What the convolutions compute in; Grams and losses are always float32."""
 
@@ -99,6 +109,7 @@ _ENUM_FIELDS: dict[str, type[Enum]] = {
     "lr_schedule": Schedule,
     "style_norm": StyleNorm,
     "tail_scales": TailScales,
+    "parametrization": Parametrization,
 }
 #: Defaults from the one schema (shared/schema.py); enum fields as their enums.
 _D: dict[str, Any] = schema.defaults()
@@ -160,6 +171,14 @@ class StyleParams:
     tutorial's loss."""
     tail_scales: TailScales = _E["tail_scales"]
     """Where ``adam_tail`` runs: the finest scale only, or every scale of the ladder."""
+    parametrization: Parametrization = _E["parametrization"]
+    """What both optimisers move: the pixels, or a Laplacian pyramid of the image."""
+    pyramid_levels: int = _D["pyramid_levels"]
+    """A pyramid's levels, the finest (the image's size) included; 1 with ``pyramid_color``
+    is the decorrelated colour alone."""
+    pyramid_decay: float = _D["pyramid_decay"]
+    """A pyramid's level k is scaled by decay^k (pyramid.py says why). 1 = Lucid's 1/f²,
+    which slowed both optimisers (docs/performance.md); 0.7 = about 1/f."""
 
     def __post_init__(self) -> None:
         # Check the values as given (schema rules), then normalise plain strings and lists
