@@ -75,3 +75,10 @@ def test_hed_file_layout_is_vgg16() -> None:
     assert len(vgg16) == 13
     assert vgg16["block1_conv1"].kernel.shape == (3, 3, 3, 64)
     assert vgg16["block5_conv3"].kernel.shape == (3, 3, 512, 512)
+
+
+def test_default_photo_folder_is_the_reference_photos_beside_the_repository() -> None:
+    """`synth-weights --trained-standin` without --photos calibrates on these photos."""
+    folder = standin.default_photo_folder()
+    assert folder == (SHARED_DATA / "content").resolve()
+    assert any(folder.glob("*.jpg"))

@@ -181,8 +181,9 @@ def calibration_photos(folder: str | os.PathLike[str], side: int = CALIBRATION_S
 
 
 def default_photo_folder() -> Path:
-    """``shared/data/content`` beside the repository (the workplace's reference photos)."""
-    return Path(__file__).resolve().parents[2] / "shared" / "data" / "content"
+    """``shared/data/content`` beside the repository (the workplace's reference photos):
+    this file is ``<repo>/daemon/engine/standin.py``, so the repository's parent is four up."""
+    return Path(__file__).resolve().parents[3] / "shared" / "data" / "content"
 
 
 def build_trained_standin(
