@@ -19,7 +19,7 @@ import json
 import sys
 import time
 
-from bench_evals import find_image
+from bench_evals import load_pair
 
 MARKS = (25, 50, 80, 100, 150, 200, 300)
 
@@ -31,18 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pair", default="tubingen:starry_night", help="content:style")
     ap.add_argument("variants", nargs="+", help="JSON objects: name and StyleParams fields")
     args = ap.parse_args(argv)
-    from neural_style.daemon.engine import StyleTransfer, images
-    from neural_style.daemon.engine.bench import at_size
+    from neural_style.daemon.engine import StyleTransfer
     from neural_style.daemon.engine.params import StyleParams
 
     engine = StyleTransfer.load(args.weights)
-    content_name, style_name = args.pair.split(":")
-    content = images.to_float(
-        at_size(images.load_image(find_image(content_name, "content")), args.size)
-    )
-    style = images.split_alpha(
-        images.to_float(images.load_image(find_image(style_name, "styles")))
-    )[0]
+    content, style = load_pair(args.pair, args.size)
     for text in args.variants:
         cfg = json.loads(text)
         name = cfg.pop("name")

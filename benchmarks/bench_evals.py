@@ -57,6 +57,21 @@ def find_image(name: str, kind: str) -> Path:
     raise SystemExit(f"no {kind} image {name!r} (looked in {DATA / kind} and {SAMPLES})")
 
 
+def load_pair(pair: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``content:style`` names (find_image) as float RGB: the content fitted to ``size``,
+    the style as it is (the engine sizes it)."""
+    from neural_style.daemon.engine import images
+    from neural_style.daemon.engine.bench import at_size
+
+    content_name, style_name = pair.split(":")
+    content = images.load_image(find_image(content_name, "content"))
+    style = images.load_image(find_image(style_name, "styles"))
+    return (
+        images.to_float(at_size(content, size)),
+        images.split_alpha(images.to_float(style))[0],
+    )
+
+
 def pair_key(content: Path, style: Path) -> str:
     return f"{content.stem}+{style.stem}"
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_evals import find_image
+from bench_evals import load_pair
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,19 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     from neural_style.daemon.engine import StyleTransfer, images
-    from neural_style.daemon.engine.bench import at_size
     from neural_style.daemon.engine.ladder import scale_budgets
     from neural_style.daemon.engine.params import StyleParams
     from neural_style.daemon.engine.targets import loss_weights
     from neural_style.shared import schema
 
     engine = StyleTransfer.load(args.weights)
+    content, style = load_pair(args.pair, args.size)
     content_name, style_name = args.pair.split(":")
-    content = images.to_float(
-        at_size(images.load_image(find_image(content_name, "content")), args.size)
-    )
-    style_raw = images.load_image(find_image(style_name, "styles"))
-    style = images.split_alpha(images.to_float(style_raw))[0]
     preset = {**schema.preset_values("balanced"), "size": args.size, "precision": "fp32"}
     params = StyleParams(**preset)
     budgets = scale_budgets(params, len(params.ladder()))
