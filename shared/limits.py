@@ -46,6 +46,8 @@ MAX_DECAY: float = 0.999
 #: An L-BFGS job's Adam tail (``adam_tail``) takes at most this share of its steps: L-BFGS
 #: keeps at least a tenth of them to find the basin Adam then descends.
 MAX_ADAM_TAIL: float = 0.9
+#: ... and the most of that tail an L-BFGS polish may take (``polish``).
+MAX_POLISH: float = 0.9
 #: At most this many rungs in a coarse-to-fine ladder.
 MAX_SCALES: int = 8
 #: Each relative style weight lies in [0, MAX_BLEND_WEIGHT].

@@ -98,6 +98,9 @@ FIELDS: tuple[Param, ...] = (
     Param("adam_tail", FLOAT, 0.0, "L-BFGS only: share of the steps run as Adam steps at "
           "the finest scale after L-BFGS (learning_rate, adam_beta1, lr_schedule; its step "
           "warmed up); 0 = L-BFGS to the end", 0.0, limits.MAX_ADAM_TAIL),
+    Param("polish", FLOAT, 0.0, "L-BFGS jobs with adam_tail: share of the Adam tail's steps "
+          "run instead as L-BFGS evaluations from Adam's end point; 0 = none",
+          0.0, limits.MAX_POLISH),
     Param("fine_share", FLOAT, None, "ladders: share of the (L-BFGS) steps at the finest "
           "scale, the rest shared by the coarser ones (default: 0.5 for L-BFGS, 0.6 for Adam)",
           0.05, 0.95, optional=True),

@@ -93,3 +93,25 @@ def test_an_adam_tail_at_every_scale_runs_adam_on_the_coarse_scale(
     assert [i.scale for i in out.iterates].count(32) == 10
     coarse = [i.loss for i in out.iterates if i.scale == 32]
     assert min(coarse[5:]) <= min(coarse[:5])  # the Adam steps go on from L-BFGS's best
+
+
+def test_polish_runs_lbfgs_after_the_adam_tail_within_the_same_steps(
+    engine, chelsea64, starry64
+) -> None:  # type: ignore[no-untyped-def]
+    p = StyleParams(
+        size=64, scales=(32, 64), iterations=40, optimizer="lbfgs", adam_tail=0.5,
+        precision="fp32",
+    )  # fmt: skip
+    plain = [i.loss for i in engine.stylize(chelsea64, [starry64], p).iterates]
+    polished = engine.stylize(chelsea64, [starry64], StyleParams(**{**p.to_dict(), "polish": 0.4}))
+    losses_ = [i.loss for i in polished.iterates]
+    assert len(losses_) == len(plain)  # the polish takes its steps from the tail
+    # 20 L-BFGS evaluations (ladder), 12 Adam steps (its ramp is a third of them), then 8
+    # L-BFGS evaluations from Adam's end point: the same ladder, another tail, and the
+    # polish never above where it started.
+    np.testing.assert_allclose(losses_[:20], plain[:20], rtol=1e-5)
+    assert not np.allclose(losses_[32:], plain[32:], rtol=1e-5)
+    assert min(losses_[32:]) <= losses_[32]
+    assert schema.check_value(schema.BY_NAME["polish"], 0.0) is None  # valid
+    with pytest.raises(schema.ParamError, match="polish"):
+        StyleParams(polish=0.95)

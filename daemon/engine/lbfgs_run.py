@@ -92,7 +92,8 @@ def run_lbfgs_then_adam(
     adam_steps: int,
     run: RunRecord,
 ) -> np.ndarray:
-    """The finest scale of an ``adam_tail`` job: L-BFGS, then Adam from its best point.
+    """The finest scale of an ``adam_tail`` job: L-BFGS, then Adam from its best point,
+    then (``polish``) L-BFGS again from Adam's end point.
 
     Adam's second moment starts at the square of L-BFGS's gradient there, its first at 0,
     its step counter at ADAM_TAIL_T0 and its step size ramps up (tail_schedule): started
@@ -101,7 +102,10 @@ def run_lbfgs_then_adam(
     x, targets, grad = run_lbfgs(engine, x, targets, params, lbfgs_steps, run)
     if run.stopped or grad is None:
         return x
+    polish = min(adam_steps - 1, round(adam_steps * params.polish))
     adam = tail_params(params)
-    schedule = tail_schedule(adam.learning_rate, adam.lr_schedule, adam_steps)
-    x, _ = run_adam(engine, x, tail_state(grad), targets, adam, adam_steps, run, schedule)
+    schedule = tail_schedule(adam.learning_rate, adam.lr_schedule, adam_steps - polish)
+    x, _ = run_adam(engine, x, tail_state(grad), targets, adam, adam_steps - polish, run, schedule)
+    if polish > 0 and not run.stopped:
+        x, _, _ = run_lbfgs(engine, x, targets, params, polish, run)
     return x

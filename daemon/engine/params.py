@@ -163,6 +163,11 @@ class StyleParams:
     the L-BFGS ladder (which shares the rest as usual).
     L-BFGS finds the basin in few evaluations and then stalls; Adam's momentum, started from
     there with a warmed-up step, descends below it (docs/performance.md)."""
+    polish: float = _D["polish"]
+    """``adam_tail`` jobs: this share of the tail's steps runs as L-BFGS evaluations after
+    Adam, from its end point. Started where Adam's momentum has left L-BFGS's first basin,
+    L-BFGS descends faster than Adam for its first ~50 evaluations, then stalls again
+    (docs/performance.md, "Other tails")."""
     fine_share: float | None = _D["fine_share"]
     """Ladders: share of the steps (an L-BFGS job's L-BFGS steps) that the finest scale
     gets; the coarser scales share the rest. None = the optimiser's default (ladder.py)."""

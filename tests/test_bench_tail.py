@@ -1,0 +1,90 @@
+"""benchmarks/bench_tail.py: its tail phases (Adam, schedule-free Adam, the engine's L-BFGS)
+count evaluations across phases and stop at the target, on a quadratic whose minimum is
+known; the smoothed TV it can hand the optimiser tends to the real one. The pictures and
+counts on the trained stand-in are in docs/performance.md."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+import bench_tail  # noqa: E402
+
+SHAPE = (1, 6, 5, 3)
+
+
+def _quadratic() -> tuple[Any, Any, Any]:
+    """f(x) = 100·Σ w·(x − a)², a inside the box, badly scaled weights w: loss_and_grad in
+    bench_tail's form (loss, gradient, (weighted TV, TV weight))."""
+    rng = np.random.default_rng(3)
+    a = tf.constant(rng.uniform(0.2, 0.8, SHAPE), tf.float32)
+    w = tf.constant(rng.uniform(0.1, 10.0, SHAPE), tf.float32)
+
+    def loss_and_grad(x: tf.Tensor) -> tuple[float, tf.Tensor, tuple[float, float]]:
+        d = x - a
+        return float(100.0 * tf.reduce_sum(w * d * d)), 200.0 * w * d, (0.0, 0.0)
+
+    x0 = tf.constant(rng.uniform(0.0, 1.0, SHAPE), tf.float32)
+    _, g0, _ = loss_and_grad(x0)
+    return loss_and_grad, x0, g0
+
+
+def test_adam_tail_reaches_the_target_and_stops() -> None:
+    loss_and_grad, x0, g0 = _quadratic()
+    start, _, _ = loss_and_grad(x0)
+    target = 0.05 * start
+    row = bench_tail.run_tail({"name": "adam", "lr": 0.02}, x0, g0, loss_and_grad, target, 400, 10)
+    assert row["reached"] is not None and row["reached"] < 400
+    assert row["final_loss"] <= target
+    assert row["curve"] and row["curve"][-1][0] <= row["reached"] + 1
+
+
+def test_lbfgs_phase_after_adam_counts_both_and_is_faster_on_a_quadratic() -> None:
+    loss_and_grad, x0, g0 = _quadratic()
+    start, _, _ = loss_and_grad(x0)
+    target = 1e-4 * start
+    adam = bench_tail.run_tail({"name": "adam"}, x0, g0, loss_and_grad, target, 300, 10)
+    mixed = bench_tail.run_tail(
+        {"name": "mix", "phases": [{"opt": "adam", "steps": 5}, {"opt": "lbfgs", "steps": 100}]},
+        x0, g0, loss_and_grad, target, 300, 10,
+    )  # fmt: skip
+    assert mixed["reached"] is not None and mixed["reached"] > 5  # the Adam steps count
+    assert adam["reached"] is None or mixed["reached"] < adam["reached"]
+
+
+def test_schedule_free_phase_scores_its_average() -> None:
+    loss_and_grad, x0, g0 = _quadratic()
+    start, _, _ = loss_and_grad(x0)
+    row = bench_tail.run_tail(
+        {"name": "sf", "phases": [{"opt": "sf", "steps": 60, "b1": 0.9}]},
+        x0, g0, loss_and_grad, 0.0, 60, 10,
+    )  # fmt: skip
+    scored = [p for p in row["curve"] if len(p) == 3 and p[2] == "x"]
+    assert len(scored) == 6
+    assert scored[-1][1] < 0.5 * start
+
+
+@pytest.mark.parametrize("eps", [0.001, 0.03])
+def test_smoothed_tv_is_below_the_real_one_and_tends_to_it(eps: float) -> None:
+    x = tf.constant(np.random.default_rng(0).uniform(0.0, 1.0, (1, 8, 9, 3)), tf.float32)
+    from neural_style.daemon.engine.losses import tv_loss
+
+    smooth, g_smooth, g_real = bench_tail._tv_smoothed(x, eps)
+    real = float(tv_loss(x))
+    assert float(smooth) <= real
+    # Each neighbour difference loses at most eps (sqrt(d² + eps²) − eps ≥ |d| − eps).
+    pairs = 8 * 8 * 3 + 8 * 9 * 3
+    from neural_style.daemon.engine.losses import TV_REFERENCE_AREA
+
+    assert real - float(smooth) <= eps * pairs * TV_REFERENCE_AREA / (8 * 9) + 1e-3 * real
+    assert g_smooth.shape == g_real.shape == x.shape
+    if eps == 0.001:
+        cos = float(tf.reduce_sum(g_smooth * g_real)) / float(tf.norm(g_smooth) * tf.norm(g_real))
+        assert cos > 0.95
