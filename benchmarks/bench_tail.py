@@ -17,11 +17,11 @@ fp32 loss on the same pair and size (``bench_evals.py`` prints it as ``target_lo
 
 A variant's JSON: ``name``; ``lr`` (0.02), ``b1`` (0.99), ``b2`` (0.999), ``eps`` (0.1),
 ``ramp`` (15); ``stop`` (true: end at the target; false: run every phase to its end, for
-the final loss at a fixed budget); ``ema``: iterate-average decays whose averages are scored with the fp32 loss
-every ``--every`` steps (not counted as cost: in a job the average is scored once, at the
-end). Each variant's JSON line: the first tail step whose iterate is at or below the target
-(``reached``), the first scored step of each average at or below it (``ema_reached``: an
-upper bound, to ``--every`` steps), and the curve.
+the final loss at a fixed budget); ``ema``: iterate-average decays whose averages are
+scored with the fp32 loss every ``--every`` steps (not counted as cost: in a job the average
+is scored once, at the end). Each variant's JSON line: the first tail step whose iterate
+is at or below the target (``reached``), the first scored step of each average at or
+below it (``ema_reached``: an upper bound, to ``--every`` steps), and the curve.
 """
 
 from __future__ import annotations
@@ -154,9 +154,7 @@ class _State:
     def done(self) -> bool:
         """Whether the iterate and every average reached the target (and the variant stops
         there)."""
-        reached = self.reached is not None and all(
-            r is not None for r in self.avg_reached.values()
-        )
+        reached = self.reached is not None and all(r is not None for r in self.avg_reached.values())
         return self.stop and reached
 
     def evaluate(self, x: Any, count: bool = True) -> tuple[float, float, Any]:
