@@ -139,8 +139,6 @@ class _State:
     """The tail's iterate, its gradient and the counts shared by its phases."""
 
     def __init__(self, x0: Any, g0: Any, target: float, loss_and_grad: Any, tv_eps: float):
-        import tensorflow as tf
-
         self.x, self.g, self.target, self.tv_eps = x0, g0, target, float(tv_eps)
         self._loss_and_grad = loss_and_grad
         self.used = 0
@@ -149,7 +147,6 @@ class _State:
         self.avg_reached: dict[float, int | None] = {}
         self.curve: list[list[float]] = []
         self.stop = True
-        self._tf = tf
 
     def done(self) -> bool:
         """Whether the iterate and every average reached the target (and the variant stops
@@ -205,7 +202,8 @@ def _adam_phase(state: _State, phase: dict[str, Any], budget: int, every: int, s
     schedule-free Adam (Defazio et al. 2024: gradients at y = (1 − b1)·z + b1·x, x the
     running average of z weighted by the squared step, ``sf``); averages scored every
     ``every`` steps (not counted)."""
-    tf = state._tf
+    import tensorflow as tf
+
     lr, b1, b2 = phase.get("lr", 0.02), phase.get("b1", 0.99), phase.get("b2", 0.999)
     eps, ramp = phase.get("eps", 0.1), phase.get("ramp", 15)
     nesterov = bool(phase.get("nesterov", False))
