@@ -22,6 +22,14 @@ scored with the fp32 loss every ``--every`` steps (not counted as cost: in a job
 is scored once, at the end). Each variant's JSON line: the first tail step whose iterate
 is at or below the target (``reached``), the first scored step of each average at or
 below it (``ema_reached``: an upper bound, to ``--every`` steps), and the curve.
+
+``phases`` chains optimisers, each ``{"opt": ..., "steps": N, ...}`` with its own settings,
+the evaluations counted over all of them: ``adam`` (the keys above, ``nesterov``), ``sf``
+(schedule-free Adam), ``lbfgs`` (the engine's projected L-BFGS, ``history``) and ``gn``
+(Gauss-Newton with conjugate gradient, Levenberg-Marquardt damping: ``cg``, ``lam``,
+``down``, ``up``, ``precond``; each product is counted at its measured cost in
+evaluations, so ``reached`` and ``used`` can be fractional). ``tv_eps`` hands every phase a
+Charbonnier-smoothed TV (the real loss is scored).
 """
 
 from __future__ import annotations
@@ -90,13 +98,63 @@ def main(argv: list[str] | None = None) -> int:
         f"{loss0:.5g}; |gradient| median {np.median(g_abs):.3g} (Adam's eps is 0.1)",
         flush=True,
     )
-    for variant in (json.loads(text) for text in args.variants):
-        row = run_tail(variant, x0, g0, loss_and_grad, args.target, args.steps, args.every)
+    variants = [json.loads(text) for text in args.variants]
+    gn = None
+    if any(p.get("opt") == "gn" for v in variants for p in v.get("phases", [])):
+        gn = _gauss_newton(engine, params, targets, weights, x0, loss_and_grad, loss0)
+    for variant in variants:
+        row = run_tail(variant, x0, g0, loss_and_grad, args.target, args.steps, args.every, gn)
         row = {"pair": args.pair, "size": args.size, "target": args.target, "start": loss0, **row}
         print(json.dumps({k: v for k, v in row.items() if k != "curve"}), flush=True)
         with args.out.open("a") as f:
             f.write(json.dumps(row) + "\n")
     return 0
+
+
+def _gauss_newton(
+    engine: Any, params: Any, targets: Any, weights: Any, x0: Any, loss_and_grad: Any, loss0: float
+) -> GaussNewton:
+    """The Gauss-Newton product of the engine's content and style terms (fp32), checked
+    against the engine's loss at ``x0``, with its cost in evaluations timed here."""
+    import tensorflow as tf
+
+    from neural_style.daemon.engine.losses import tv_loss
+    from neural_style.daemon.engine.vgg import CONTENT_LAYERS, STYLE_LAYERS
+
+    wc, ws, wt = (float(w) for w in weights.numpy())
+
+    def residuals(x: Any) -> list[Any]:
+        f = engine.features(x, pooling=params.pooling.value, padding=params.padding.value)
+        xc = f[CONTENT_LAYERS[0]]
+        out = [tf.sqrt(wc / tf.cast(tf.size(xc), tf.float32)) * (xc - targets.content)]
+        for name, target in zip(STYLE_LAYERS, targets.grams, strict=True):
+            shape = tf.shape(f[name])
+            flat = tf.reshape(f[name], [shape[1] * shape[2], shape[3]])
+            gram = tf.matmul(flat, flat, transpose_a=True) / tf.cast(
+                shape[1] * shape[2], tf.float32
+            )
+            c = tf.cast(shape[3], tf.float32)
+            out.append(tf.sqrt(ws / (len(STYLE_LAYERS) * c * c)) * (gram[None] - target))
+        return out
+
+    least_squares = sum(float(tf.reduce_sum(tf.square(r))) for r in residuals(x0))
+    rebuilt = least_squares + wt * float(tv_loss(x0))
+    if abs(rebuilt - loss0) > 1e-3 * loss0:
+        raise SystemExit(f"residuals give {rebuilt:.6g}, the engine {loss0:.6g}")
+    product = residual_product(residuals)
+    v = tf.random.normal(x0.shape, seed=1)
+    product(x0, v)
+    loss_and_grad(x0)
+    t0 = time.perf_counter()
+    for _ in range(3):
+        product(x0, v).numpy()
+    t1 = time.perf_counter()
+    for _ in range(3):
+        loss_and_grad(x0)
+    t2 = time.perf_counter()
+    cost = (t1 - t0) / (t2 - t1)
+    print(f"Gauss-Newton product: {cost:.2f} evaluations (residuals rebuild {rebuilt:.6g})")
+    return GaussNewton(product, cost)
 
 
 def run_tail(
@@ -107,6 +165,7 @@ def run_tail(
     target: float,
     steps: int,
     every: int,
+    gauss_newton: GaussNewton | None = None,
 ) -> dict[str, Any]:
     """One tail variant from ``x0`` (gradient ``g0``): its phases in order (``phases``, or
     the variant itself as one Adam phase of ``steps``) until the iterate and every average
@@ -121,6 +180,10 @@ def run_tail(
         kind = phase.get("opt", "adam")
         if kind == "lbfgs":
             _lbfgs_phase(state, budget, int(phase.get("history", 20)))
+        elif kind == "gn":
+            if gauss_newton is None:
+                raise SystemExit("a gn phase needs the Gauss-Newton product")
+            _gn_phase(state, phase, budget, gauss_newton)
         else:
             _adam_phase(state, phase, budget, every, kind == "sf")
         if state.done():
@@ -130,6 +193,7 @@ def run_tail(
         "reached": state.reached,
         "ema_reached": {str(d): r for d, r in state.avg_reached.items()},
         "final_loss": round(state.loss),
+        "used": round(state.used, 2),
         "seconds": round(time.perf_counter() - t0, 1),
         "curve": state.curve,
     }
@@ -141,11 +205,11 @@ class _State:
     def __init__(self, x0: Any, g0: Any, target: float, loss_and_grad: Any, tv_eps: float):
         self.x, self.g, self.target, self.tv_eps = x0, g0, target, float(tv_eps)
         self._loss_and_grad = loss_and_grad
-        self.used = 0
+        self.used = 0.0
         self.loss = float("nan")
-        self.reached: int | None = None
-        self.avg_reached: dict[float, int | None] = {}
-        self.curve: list[list[float]] = []
+        self.reached: float | None = None
+        self.avg_reached: dict[float, float | None] = {}
+        self.curve: list[list[Any]] = []
         self.stop = True
 
     def done(self) -> bool:
@@ -166,12 +230,17 @@ class _State:
             g = g + w * (g_smooth - g_real)
         if count:
             if self.reached is None and loss <= self.target:
-                self.reached = self.used
-            self.used += 1
+                self.reached = round(self.used, 2)
             self.loss = loss
-            if self.used % 10 == 0:
-                self.curve.append([self.used, round(loss)])
+            self.spend(1.0)
         return loss, seen, g
+
+    def spend(self, cost: float) -> None:
+        """Count ``cost`` evaluations; the curve gets a point every 10."""
+        before = self.used
+        self.used += cost
+        if int(self.used // 10) > int(before // 10) and self.loss == self.loss:
+            self.curve.append([round(self.used, 2), round(self.loss)])
 
 
 def _tv_smoothed(x: Any, eps: float) -> tuple[Any, Any, Any]:
@@ -196,7 +265,7 @@ def _tv_smoothed(x: Any, eps: float) -> tuple[Any, Any, Any]:
     return smooth, g_s, g_r
 
 
-def _adam_phase(state: _State, phase: dict[str, Any], budget: int, every: int, sf: bool) -> None:
+def _adam_phase(state: _State, phase: dict[str, Any], budget: float, every: int, sf: bool) -> None:
     """Keras' Adam as the engine's tail runs it (v warmed to g², m 0, step counter 1000,
     step ramped over ``ramp``), optionally with Nesterov momentum (``nesterov``) or as
     schedule-free Adam (Defazio et al. 2024: gradients at y = (1 − b1)·z + b1·x, x the
@@ -255,7 +324,7 @@ def _adam_phase(state: _State, phase: dict[str, Any], budget: int, every: int, s
         state.x, state.g = x, g
 
 
-def _lbfgs_phase(state: _State, budget: int, history: int) -> None:
+def _lbfgs_phase(state: _State, budget: float, history: int) -> None:
     """The engine's projected L-BFGS (daemon/engine/lbfgs.py) from the iterate, on the loss
     the optimiser sees, until ``budget`` evaluations are used; ends at its best point."""
     from neural_style.daemon.engine import lbfgs
@@ -272,6 +341,118 @@ def _lbfgs_phase(state: _State, budget: int, history: int) -> None:
 
     lbfgs.minimize(evaluate, state.x, history)
     state.x, state.g = best[1], best[2]
+
+
+class GaussNewton:
+    """The Gauss-Newton matrix-vector product of the loss's least-squares part: the content
+    and style terms are Σ r(x)² for residuals r (feature differences, Gram differences), so
+    their Gauss-Newton matrix is 2·JᵀJ, J = ∂r/∂x; the TV term (a sum of absolute values)
+    contributes its gradient only. ``product(x, v)`` = 2·Jᵀ(J·v): one forward-mode pass for
+    J·v and one backward pass for Jᵀ(·), with no second derivative of the network.
+
+    ``cost`` is what one product counts in loss + gradient evaluations (the bench measures
+    the ratio of their times on the machine it runs on)."""
+
+    def __init__(self, product: Any, cost: float) -> None:
+        self.product, self.cost = product, float(cost)
+
+
+def residual_product(residuals: Any) -> Any:
+    """The traced 2·Jᵀ(J·v) of ``residuals`` (x -> list of tensors whose squares sum to the
+    least-squares part of the loss)."""
+    import tensorflow as tf
+
+    def product(x: Any, v: Any) -> Any:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            with tf.autodiff.ForwardAccumulator(primals=x, tangents=v) as acc:
+                r = residuals(x)
+            jv = [acc.jvp(ri) for ri in r]
+        return 2.0 * tape.gradient(r, x, output_gradients=jv)
+
+    return tf.function(product, autograph=False, reduce_retracing=True)
+
+
+def _gn_phase(state: _State, phase: dict[str, Any], budget: float, gn: GaussNewton) -> None:
+    """Levenberg-Marquardt on the Gauss-Newton model (Martens 2010, "Deep learning via
+    Hessian-free optimization": conjugate gradient on (2·JᵀJ + λ·I)·d = −g, warm-started
+    from the last step, λ adapted from the ratio of actual to predicted decrease). Each
+    outer step costs one evaluation (the new point's loss and gradient) plus ``cg``
+    products; a step that raises the loss is rejected (its evaluation still counts). λ
+    starts where the first step is a gradient step moving no pixel by more than 0.02
+    (``lam`` sets it) and is multiplied by ``down`` (2/3) or ``up`` (1.5) when the ratio is
+    over 3/4 or under 1/4.
+    ``precond: adam`` preconditions CG with Adam's diagonal (sqrt of an average of g²)."""
+    import tensorflow as tf
+
+    cg_iters = int(phase.get("cg", 10))
+    lam = phase.get("lam")
+    precond = phase.get("precond", "none")
+    down, up = float(phase.get("down", 2.0 / 3.0)), float(phase.get("up", 1.5))
+    x, g, f = state.x, state.g, state.loss
+    if f != f:  # nothing evaluated yet: the start's loss (the ladder already had it)
+        f, _seen, g = state.evaluate(x, count=False)
+    if lam is None:  # the first step a gradient step whose largest pixel change is 0.02
+        lam = float(tf.reduce_max(tf.abs(g))) / 0.02
+    lam = float(lam)
+    v = tf.square(g)
+    d_prev = tf.zeros_like(x)
+    while state.used + gn.cost * cg_iters + 1 <= budget + 1e-9 and not state.done():
+        v = 0.999 * v + 0.001 * tf.square(g)
+        m_inv = 1.0 / (tf.sqrt(v) + 0.1) if precond == "adam" else None
+        d, q = _cg(gn, state, x, g, lam, d_prev * 0.95, cg_iters, m_inv)
+        x_new = tf.clip_by_value(x + d, 0.0, 1.0)
+        f_new, _seen, g_new = state.evaluate(x_new)
+        rho = (f_new - f) / q if q < 0 else -1.0
+        if rho < 0.25:
+            lam *= up
+        elif rho > 0.75:
+            lam *= down
+        state.curve.append([round(state.used, 2), round(f_new), f"gn lam {lam:.3g} rho {rho:.2f}"])
+        if f_new < f:
+            x, g, f, d_prev = x_new, g_new, f_new, d
+        else:
+            d_prev = tf.zeros_like(x)
+    state.x, state.g, state.loss = x, g, f
+
+
+def _cg(
+    gn: GaussNewton,
+    state: _State,
+    x: Any,
+    g: Any,
+    lam: float,
+    d0: Any,
+    iters: int,
+    m_inv: Any | None,
+) -> tuple[Any, float]:
+    """(Preconditioned) conjugate gradient on (G + λ·I)·d = −g from ``d0``, ``iters``
+    products; returns d and the Gauss-Newton model's predicted change gᵀd + ½·dᵀG·d."""
+    import tensorflow as tf
+
+    def apply(p: Any) -> Any:
+        state.spend(gn.cost)
+        return gn.product(x, p) + lam * p
+
+    def dot(a: Any, b: Any) -> float:
+        return float(tf.reduce_sum(a * b))
+
+    d = d0
+    r = -g - apply(d) if dot(d0, d0) > 0 else -g
+    z = r * m_inv if m_inv is not None else r
+    p, rz = z, dot(r, z)
+    for _ in range(iters - (1 if dot(d0, d0) > 0 else 0)):
+        ap = apply(p)
+        pap = dot(p, ap)
+        if pap <= 0:
+            break
+        alpha = rz / pap
+        d, r = d + alpha * p, r - alpha * ap
+        z = r * m_inv if m_inv is not None else r
+        rz_new = dot(r, z)
+        p, rz = z + (rz_new / rz) * p, rz_new
+    # (G + λ·I)·d = −g − r, so dᵀG·d = dᵀ(−g − r) − λ·dᵀd: the undamped model's change.
+    return d, dot(g, d) + 0.5 * (dot(d, -g - r) - lam * dot(d, d))
 
 
 if __name__ == "__main__":

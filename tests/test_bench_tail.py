@@ -88,3 +88,25 @@ def test_smoothed_tv_is_below_the_real_one_and_tends_to_it(eps: float) -> None:
     if eps == 0.001:
         cos = float(tf.reduce_sum(g_smooth * g_real)) / float(tf.norm(g_smooth) * tf.norm(g_real))
         assert cos > 0.95
+
+
+def test_gauss_newton_phase_on_a_least_squares_problem() -> None:
+    """On f = Σ r², r = 10·√w·(x − a), the Gauss-Newton matrix is f's Hessian (200·w): the
+    Levenberg-Marquardt phase reaches a tight target in a few outer steps, counting each
+    product at its cost, and the traced product equals 2·JᵀJ·v."""
+    loss_and_grad, x0, g0 = _quadratic()
+    rng = np.random.default_rng(3)
+    a = tf.constant(rng.uniform(0.2, 0.8, SHAPE), tf.float32)
+    w = tf.constant(rng.uniform(0.1, 10.0, SHAPE), tf.float32)
+    product = bench_tail.residual_product(lambda x: [10.0 * tf.sqrt(w) * (x - a)])
+    v = tf.constant(rng.normal(size=SHAPE), tf.float32)
+    np.testing.assert_allclose(product(x0, v).numpy(), (200.0 * w * v).numpy(), rtol=1e-4)
+    gn = bench_tail.GaussNewton(product, 0.5)
+    start, _, _ = loss_and_grad(x0)
+    target = 1e-4 * start
+    variant = {"name": "gn", "phases": [{"opt": "gn", "steps": 100, "cg": 10, "down": 0.1}]}
+    row = bench_tail.run_tail(variant, x0, g0, loss_and_grad, target, 100, 10, gn)
+    assert row["reached"] is not None and row["reached"] < 40
+    assert row["final_loss"] <= target
+    # each outer step: ten products (0.5 each), then the evaluation that is counted at 6·k − 1
+    assert (row["reached"] + 1) % 6 == pytest.approx(0.0, abs=1e-6)
