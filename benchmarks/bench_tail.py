@@ -128,6 +128,8 @@ def _gauss_newton(
         xc = f[CONTENT_LAYERS[0]]
         out = [tf.sqrt(wc / tf.cast(tf.size(xc), tf.float32)) * (xc - targets.content)]
         for name, target in zip(STYLE_LAYERS, targets.grams, strict=True):
+            # A plain product, not losses.gram_matrix: forward mode then differentiates the
+            # Gram itself rather than going through gram_matrix's custom backward.
             shape = tf.shape(f[name])
             flat = tf.reshape(f[name], [shape[1] * shape[2], shape[3]])
             gram = tf.matmul(flat, flat, transpose_a=True) / tf.cast(
@@ -396,10 +398,12 @@ def _gn_phase(state: _State, phase: dict[str, Any], budget: float, gn: GaussNewt
         lam = float(tf.reduce_max(tf.abs(g))) / 0.02
     lam = float(lam)
     v = tf.square(g)
+    m_inv = None
     d_prev = tf.zeros_like(x)
     while state.used + gn.cost * cg_iters + 1 <= budget + 1e-9 and not state.done():
-        v = 0.999 * v + 0.001 * tf.square(g)
-        m_inv = 1.0 / (tf.sqrt(v) + 0.1) if precond == "adam" else None
+        if precond == "adam":
+            v = 0.999 * v + 0.001 * tf.square(g)
+            m_inv = 1.0 / (tf.sqrt(v) + 0.1)
         d, q = _cg(gn, state, x, g, lam, d_prev * 0.95, cg_iters, m_inv)
         x_new = tf.clip_by_value(x + d, 0.0, 1.0)
         f_new, _seen, g_new = state.evaluate(x_new)
@@ -437,11 +441,11 @@ def _cg(
     def dot(a: Any, b: Any) -> float:
         return float(tf.reduce_sum(a * b))
 
-    d = d0
-    r = -g - apply(d) if dot(d0, d0) > 0 else -g
+    d, warm = d0, dot(d0, d0) > 0
+    r = -g - apply(d) if warm else -g
     z = r * m_inv if m_inv is not None else r
     p, rz = z, dot(r, z)
-    for _ in range(iters - (1 if dot(d0, d0) > 0 else 0)):
+    for _ in range(iters - (1 if warm else 0)):
         ap = apply(p)
         pap = dot(p, ap)
         if pap <= 0:

@@ -20,12 +20,19 @@ import bench_tail  # noqa: E402
 SHAPE = (1, 6, 5, 3)
 
 
-def _quadratic() -> tuple[Any, Any, Any]:
-    """f(x) = 100·Σ w·(x − a)², a inside the box, badly scaled weights w: loss_and_grad in
-    bench_tail's form (loss, gradient, (weighted TV, TV weight))."""
+def _terms() -> tuple[Any, Any, Any]:
+    """The quadratic's minimum a (inside the box), its badly scaled weights w, and a rng
+    for the rest of its draws."""
     rng = np.random.default_rng(3)
     a = tf.constant(rng.uniform(0.2, 0.8, SHAPE), tf.float32)
     w = tf.constant(rng.uniform(0.1, 10.0, SHAPE), tf.float32)
+    return a, w, rng
+
+
+def _quadratic() -> tuple[Any, Any, Any]:
+    """f(x) = 100·Σ w·(x − a)²: loss_and_grad in bench_tail's form (loss, gradient,
+    (weighted TV, TV weight))."""
+    a, w, rng = _terms()
 
     def loss_and_grad(x: tf.Tensor) -> tuple[float, tf.Tensor, tuple[float, float]]:
         d = x - a
@@ -95,9 +102,7 @@ def test_gauss_newton_phase_on_a_least_squares_problem() -> None:
     Levenberg-Marquardt phase reaches a tight target in a few outer steps, counting each
     product at its cost, and the traced product equals 2·JᵀJ·v."""
     loss_and_grad, x0, g0 = _quadratic()
-    rng = np.random.default_rng(3)
-    a = tf.constant(rng.uniform(0.2, 0.8, SHAPE), tf.float32)
-    w = tf.constant(rng.uniform(0.1, 10.0, SHAPE), tf.float32)
+    a, w, rng = _terms()
     product = bench_tail.residual_product(lambda x: [10.0 * tf.sqrt(w) * (x - a)])
     v = tf.constant(rng.normal(size=SHAPE), tf.float32)
     np.testing.assert_allclose(product(x0, v).numpy(), (200.0 * w * v).numpy(), rtol=1e-4)
