@@ -16,10 +16,13 @@ counter 1000, step ramped up over ``ramp`` steps) and Keras' Adam update clipped
 fp32 loss on the same pair and size (``bench_evals.py`` prints it as ``target_loss``).
 
 A variant's JSON: ``name``; ``lr`` (0.02), ``b1`` (0.99), ``b2`` (0.999), ``eps`` (0.1),
-``ramp`` (15); ``stop`` (true: end at the target; false: run every phase to its end, for
-the final loss at a fixed budget); ``ema``: iterate-average decays whose averages are
+``ramp`` (15); ``v0`` (``"photo"``: the second moment starts at g² plus ``v0_scale`` (1)
+times the square of the photo's gradient, the memory the tutorial's v keeps); ``stop``
+(true: end at the target; false: run every phase to its end, for the final loss at a
+fixed budget); ``ema``: iterate-average decays whose averages are
 scored with the fp32 loss every ``--every`` steps (not counted as cost: in a job the average
-is scored once, at the end). Each variant's JSON line: the first tail step whose iterate
+is scored once, at the end). Each variant's JSON line: how far the tail moved the
+image (``moved``, the largest pixel change), the first tail step whose iterate
 is at or below the target (``reached``), the first scored step of each average at or
 below it (``ema_reached``: an upper bound, to ``--every`` steps), and the curve.
 
@@ -92,18 +95,23 @@ def main(argv: list[str] | None = None) -> int:
 
     x0 = tf.constant(start[None])
     loss0, g0, _ = loss_and_grad(x0)
+    variants = [json.loads(text) for text in args.variants]
+    photo_grad = None
+    if any(p.get("v0") == "photo" for v in variants for p in [v, *v.get("phases", [])]):
+        _l, photo_grad, _ = loss_and_grad(tf.constant(images.to_float(content)[None]))
     g_abs = np.abs(g0.numpy())
     print(
         f"{args.pair} at {args.size} px: {ladder_steps} L-BFGS ladder evaluations -> "
         f"{loss0:.5g}; |gradient| median {np.median(g_abs):.3g} (Adam's eps is 0.1)",
         flush=True,
     )
-    variants = [json.loads(text) for text in args.variants]
     gn = None
     if any(p.get("opt") == "gn" for v in variants for p in v.get("phases", [])):
         gn = _gauss_newton(engine, params, targets, weights, x0, loss_and_grad, loss0)
     for variant in variants:
-        row = run_tail(variant, x0, g0, loss_and_grad, args.target, args.steps, args.every, gn)
+        row = run_tail(
+            variant, x0, g0, loss_and_grad, args.target, args.steps, args.every, gn, photo_grad
+        )
         row = {"pair": args.pair, "size": args.size, "target": args.target, "start": loss0, **row}
         print(json.dumps({k: v for k, v in row.items() if k != "curve"}), flush=True)
         with args.out.open("a") as f:
@@ -168,6 +176,7 @@ def run_tail(
     steps: int,
     every: int,
     gauss_newton: GaussNewton | None = None,
+    photo_grad: Any = None,
 ) -> dict[str, Any]:
     """One tail variant from ``x0`` (gradient ``g0``): its phases in order (``phases``, or
     the variant itself as one Adam phase of ``steps``) until the iterate and every average
@@ -175,6 +184,7 @@ def run_tail(
     phases."""
     phases = variant.get("phases") or [{**variant, "steps": steps}]
     state = _State(x0, g0, target, loss_and_grad, variant.get("tv_eps", 0.0))
+    state.photo_grad = photo_grad
     state.stop = bool(variant.get("stop", True))
     t0 = time.perf_counter()
     for phase in phases:
@@ -196,6 +206,7 @@ def run_tail(
         "ema_reached": {str(d): r for d, r in state.avg_reached.items()},
         "final_loss": round(state.loss),
         "used": round(state.used, 2),
+        "moved": round(float(np.max(np.abs(np.asarray(state.x) - np.asarray(x0)))), 6),
         "seconds": round(time.perf_counter() - t0, 1),
         "curve": state.curve,
     }
@@ -213,6 +224,7 @@ class _State:
         self.avg_reached: dict[float, float | None] = {}
         self.curve: list[list[Any]] = []
         self.stop = True
+        self.photo_grad: Any = None
 
     def done(self) -> bool:
         """Whether the iterate and every average reached the target (and the variant stops
@@ -283,6 +295,8 @@ def _adam_phase(state: _State, phase: dict[str, Any], budget: float, every: int,
         state.avg_reached.setdefault(d, None)
     x = state.x
     m, v, t = tf.zeros_like(x), tf.square(state.g), 1000
+    if phase.get("v0") == "photo":
+        v = v + float(phase.get("v0_scale", 1.0)) * tf.square(state.photo_grad)
     z, weight_sum = x, 0.0
     averages = {d: x for d in decays}
     k = 0

@@ -115,3 +115,21 @@ def test_gauss_newton_phase_on_a_least_squares_problem() -> None:
     assert row["final_loss"] <= target
     # each outer step: ten products (0.5 each), then the evaluation that is counted at 6·k − 1
     assert (row["reached"] + 1) % 6 == pytest.approx(0.0, abs=1e-6)
+
+
+def test_photo_second_moment_shrinks_the_first_steps() -> None:
+    """``v0: photo`` adds the photo's squared gradient to v: with a gradient 100 times the
+    start's, the first update is ~100 times shorter than the plain tail's sign-like step."""
+    loss_and_grad, x0, g0 = _quadratic()
+
+    def first_step(variant: dict[str, Any], photo_grad: Any) -> float:
+        row = bench_tail.run_tail(
+            {**variant, "ramp": 1, "stop": False}, x0, g0, loss_and_grad, 0.0, 1, 10,
+            photo_grad=photo_grad,
+        )  # fmt: skip
+        assert row["used"] == 1
+        return row["moved"]
+
+    plain = first_step({"name": "adam"}, None)
+    photo = first_step({"name": "v0", "v0": "photo"}, 100.0 * g0)
+    assert 50.0 < plain / photo < 200.0
