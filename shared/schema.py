@@ -101,6 +101,9 @@ FIELDS: tuple[Param, ...] = (
     Param("polish", FLOAT, 0.0, "L-BFGS jobs with adam_tail: share of the Adam tail's steps "
           "run instead as L-BFGS evaluations from Adam's end point; 0 = none",
           0.0, limits.MAX_POLISH),
+    Param("carry", FLOAT, 1.0, "ladders: share of the coarser scales' change to the photo "
+          "carried into the finest scale's start (1 = all of their repainting; lower keeps "
+          "the finest scale nearer the photo)", 0.0, 1.0),
     Param("fine_share", FLOAT, None, "ladders: share of the (L-BFGS) steps at the finest "
           "scale, the rest shared by the coarser ones (default: 0.5 for L-BFGS, 0.6 for Adam)",
           0.05, 0.95, optional=True),

@@ -115,3 +115,25 @@ def test_polish_runs_lbfgs_after_the_adam_tail_within_the_same_steps(
     assert schema.check_value(schema.BY_NAME["polish"], 0.0) is None  # valid
     with pytest.raises(schema.ParamError, match="polish"):
         StyleParams(polish=0.95)
+
+
+def test_carry_scales_the_coarse_change_at_the_finest_start_only(
+    engine, chelsea64, starry64
+) -> None:  # type: ignore[no-untyped-def]
+    p = StyleParams(size=64, scales=(32, 64), iterations=12, optimizer="lbfgs", precision="fp32")
+
+    def first_fine_content(carry: float) -> tuple[list[float], float]:
+        its = engine.stylize(
+            chelsea64, [starry64], StyleParams(**{**p.to_dict(), "carry": carry})
+        ).iterates
+        coarse = [i.loss for i in its if i.scale < 64]
+        return coarse, next(i.content for i in its if i.scale == 64)
+
+    coarse_1, full = first_fine_content(1.0)
+    coarse_h, half = first_fine_content(0.5)
+    _, none = first_fine_content(0.0)
+    np.testing.assert_allclose(coarse_h, coarse_1, rtol=1e-5)  # the coarser scales unchanged
+    assert none == pytest.approx(0.0, abs=1e-6)  # the finest scale starts at its photo
+    assert 0.0 < half < full
+    with pytest.raises(schema.ParamError, match="carry"):
+        StyleParams(carry=1.5)

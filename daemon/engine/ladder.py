@@ -53,12 +53,13 @@ def scale_budgets(params: StyleParams, scales: int) -> list[tuple[int, int]]:
 
 
 def upsample_result(
-    x: np.ndarray, coarse_content: np.ndarray, fine_content: np.ndarray
+    x: np.ndarray, coarse_content: np.ndarray, fine_content: np.ndarray, carry: float = 1.0
 ) -> np.ndarray:
     """The start of a finer scale: the finer content plus the coarse scale's *change* to its
     content, upsampled. Plain upsampling blurs away the photo's fine detail, which the
     content term must then rebuild at full cost (on a trained VGG the upsampled coarse
-    result started the finer scale with a higher loss than the photo itself)."""
+    result started the finer scale with a higher loss than the photo itself). ``carry``
+    scales the change (StyleParams.carry)."""
     h, w = fine_content.shape[:2]
-    delta = images.resize_signed(x - coarse_content, (w, h))
+    delta = images.resize_signed(carry * (x - coarse_content), (w, h))
     return np.clip(fine_content + delta, 0.0, 1.0).astype(np.float32)
