@@ -171,8 +171,9 @@ class StyleParams:
     carry: float = _D["carry"]
     """Ladders: the finest scale starts from its photo plus this share of the coarser
     scales' change to theirs. Their repainting moves block5_conv2's features far from the
-    photo's, which the finest scale's steps then spend bringing back; 0.5 ended `balanced`
-    2.7 % lower on chelsea + the scream at 512 px (docs/performance.md)."""
+    photo's, which the finest scale's steps then spend bringing back. 0.5 ended `balanced`
+    2.7 % lower on chelsea + the scream at 512 px, 0.8 % higher on tubingen + starry night
+    at 256 px (docs/performance.md), so the presets keep 1."""
     fine_share: float | None = _D["fine_share"]
     """Ladders: share of the steps (an L-BFGS job's L-BFGS steps) that the finest scale
     gets; the coarser scales share the rest. None = the optimiser's default (ladder.py)."""
