@@ -183,8 +183,7 @@ def run_tail(
     reach ``target``, or the steps are spent. ``reached`` counts evaluations over all
     phases."""
     phases = variant.get("phases") or [{**variant, "steps": steps}]
-    state = _State(x0, g0, target, loss_and_grad, variant.get("tv_eps", 0.0))
-    state.photo_grad = photo_grad
+    state = _State(x0, g0, target, loss_and_grad, variant.get("tv_eps", 0.0), photo_grad)
     state.stop = bool(variant.get("stop", True))
     t0 = time.perf_counter()
     for phase in phases:
@@ -215,8 +214,17 @@ def run_tail(
 class _State:
     """The tail's iterate, its gradient and the counts shared by its phases."""
 
-    def __init__(self, x0: Any, g0: Any, target: float, loss_and_grad: Any, tv_eps: float):
+    def __init__(
+        self,
+        x0: Any,
+        g0: Any,
+        target: float,
+        loss_and_grad: Any,
+        tv_eps: float,
+        photo_grad: Any = None,
+    ):
         self.x, self.g, self.target, self.tv_eps = x0, g0, target, float(tv_eps)
+        self.photo_grad = photo_grad  # the photo's gradient, for ``v0: photo``
         self._loss_and_grad = loss_and_grad
         self.used = 0.0
         self.loss = float("nan")
@@ -224,7 +232,6 @@ class _State:
         self.avg_reached: dict[float, float | None] = {}
         self.curve: list[list[Any]] = []
         self.stop = True
-        self.photo_grad: Any = None
 
     def done(self) -> bool:
         """Whether the iterate and every average reached the target (and the variant stops
