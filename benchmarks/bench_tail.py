@@ -31,7 +31,10 @@ the evaluations counted over all of them: ``adam`` (the keys above, ``nesterov``
 (schedule-free Adam), ``lbfgs`` (the engine's projected L-BFGS, ``history``) and ``gn``
 (Gauss-Newton with conjugate gradient, Levenberg-Marquardt damping: ``cg``, ``lam``,
 ``down``, ``up``, ``precond``; each product is counted at its measured cost in
-evaluations, so ``reached`` and ``used`` can be fractional). ``tv_eps`` hands every phase a
+evaluations, so ``reached`` and ``used`` can be fractional) and ``mg`` (the Adam tail with
+MG/OPT's coarse-grid corrections at half size: ``cycle``, ``inner``, ``trials``, ``first``;
+a coarse evaluation counts its share of the pixels; the last curve entry lists each
+correction as [Adam step, evaluations used, fine loss gained]). ``tv_eps`` hands every phase a
 Charbonnier-smoothed TV (the real loss is scored).
 """
 
@@ -108,10 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     gn = None
     if any(p.get("opt") == "gn" for v in variants for p in v.get("phases", [])):
         gn = _gauss_newton(engine, params, targets, weights, x0, loss_and_grad, loss0)
+    coarse = None
+    if any(p.get("opt") == "mg" for v in variants for p in v.get("phases", [])):
+        coarse = _coarse_model(engine, params, fns, content, style, weights)
     for variant in variants:
         row = run_tail(
-            variant, x0, g0, loss_and_grad, args.target, args.steps, args.every, gn, photo_grad
-        )
+            variant, x0, g0, loss_and_grad, args.target, args.steps, args.every, gn, photo_grad,
+            coarse,
+        )  # fmt: skip
         row = {"pair": args.pair, "size": args.size, "target": args.target, "start": loss0, **row}
         print(json.dumps({k: v for k, v in row.items() if k != "curve"}), flush=True)
         with args.out.open("a") as f:
@@ -177,6 +184,7 @@ def run_tail(
     every: int,
     gauss_newton: GaussNewton | None = None,
     photo_grad: Any = None,
+    coarse: Coarse | None = None,
 ) -> dict[str, Any]:
     """One tail variant from ``x0`` (gradient ``g0``): its phases in order (``phases``, or
     the variant itself as one Adam phase of ``steps``) until the iterate and every average
@@ -191,6 +199,10 @@ def run_tail(
         kind = phase.get("opt", "adam")
         if kind == "lbfgs":
             _lbfgs_phase(state, budget, int(phase.get("history", 20)))
+        elif kind == "mg":
+            if coarse is None:
+                raise SystemExit("an mg phase needs the coarse model")
+            _mg_phase(state, phase, budget, coarse)
         elif kind == "gn":
             if gauss_newton is None:
                 raise SystemExit("a gn phase needs the Gauss-Newton product")
@@ -364,6 +376,129 @@ def _lbfgs_phase(state: _State, budget: float, history: int) -> None:
 
     lbfgs.minimize(evaluate, state.x, history)
     state.x, state.g = best[1], best[2]
+
+
+class Coarse:
+    """The job's loss at half the working size (its own content features and style Grams,
+    as the ladder's coarser scale has them): the coarse model of MG/OPT's correction."""
+
+    def __init__(self, loss_and_grad: Any, size: tuple[int, int], cost: float) -> None:
+        self.loss_and_grad = loss_and_grad  # y (1×h×w×3) -> (loss, gradient)
+        self.size = size  # (height, width)
+        self.cost = cost  # one coarse evaluation in fine evaluations (its share of the pixels)
+
+
+def _coarse_model(
+    engine: Any, params: Any, fns: Any, content: Any, style: Any, weights: Any
+) -> Coarse:
+    from neural_style.daemon.engine import images
+
+    height, width = content.shape[:2]
+    cw, ch = images.fit_long_side(width, height, max(width, height) // 2)
+    coarse_content = images.resize(content, (cw, ch))
+    targets, _ = engine.targets(coarse_content, [style], [1.0], max(cw, ch), params)
+
+    def loss_and_grad(y: Any) -> tuple[float, Any]:
+        total, _c, _s, _tv, grad, _ = engine.loss_and_grad(
+            fns, params, y, targets.content, targets.grams, weights
+        )
+        return float(total), grad
+
+    return Coarse(loss_and_grad, (ch, cw), cw * ch / float(width * height))
+
+
+def _mg_phase(state: _State, phase: dict[str, Any], budget: float, coarse: Coarse) -> None:
+    """The Adam tail with MG/OPT's coarse-grid corrections (Nash, "A multigrid approach to
+    discretized optimization problems", 2000): every ``cycle`` Adam steps, at the point
+    Adam just evaluated (x, gradient g), the image is restricted to half size (y0, area
+    mean), the coarse loss is shifted by a linear term so that its gradient at y0 is
+    Pᵀg (P the bilinear upsampling: the gradient of the fine loss along coarse changes),
+    ``inner`` evaluations of the engine's L-BFGS minimise that model from y0, and
+    x + α·P(y − y0) is tried at α = 1 (then ½, ``trials`` in all); a trial that lowers the
+    fine loss is taken and its gradient is Adam's next. Adam's moments carry across."""
+    import tensorflow as tf
+
+    from neural_style.daemon.engine import lbfgs
+
+    lr, b1, b2 = phase.get("lr", 0.02), phase.get("b1", 0.99), phase.get("b2", 0.999)
+    eps, ramp = phase.get("eps", 0.1), phase.get("ramp", 15)
+    cycle, inner = int(phase.get("cycle", 20)), int(phase.get("inner", 10))
+    trials, first = int(phase.get("trials", 2)), int(phase.get("first", 0))
+    height, width = int(state.x.shape[1]), int(state.x.shape[2])
+    x = state.x
+    m, v, t = tf.zeros_like(x), tf.square(state.g), 1000
+    k = 0
+    taken: list[list[Any]] = []
+    _loss, _seen, g = state.evaluate(x)
+    while state.used < budget and not state.done():
+        if k >= first and (k - first) % cycle == 0:
+            x, g, gain = _correction(state, x, g, coarse, inner, trials, (height, width), lbfgs)
+            taken.append([k, round(state.used, 2), gain])
+            if state.used >= budget or state.done():
+                break
+        t += 1
+        v = b2 * v + (1 - b2) * tf.square(g)
+        m = b1 * m + (1 - b1) * g
+        alpha = lr * min(1.0, (k + 1) / ramp) * np.sqrt(1 - b2**t) / (1 - b1**t)
+        x = tf.clip_by_value(x - alpha * m / (tf.sqrt(v) + eps), 0.0, 1.0)
+        k += 1
+        _loss, _seen, g = state.evaluate(x)
+    state.x, state.g = x, g
+    state.curve.append(["corrections", taken])
+
+
+def _correction(
+    state: _State,
+    x: Any,
+    g: Any,
+    coarse: Coarse,
+    inner: int,
+    trials: int,
+    fine: tuple[int, int],
+    lbfgs: Any,
+) -> tuple[Any, Any, float]:
+    """One MG/OPT coarse-grid correction at x (fine loss state.loss, gradient g); returns
+    the new point, its gradient and the fine loss gained (0 when no trial was taken)."""
+    import tensorflow as tf
+
+    def up(y: Any) -> Any:
+        return tf.image.resize(y, fine, method="bilinear")
+
+    y0 = tf.image.resize(x, coarse.size, method="area")
+    probe = tf.zeros_like(y0)
+    with tf.GradientTape() as tape:
+        tape.watch(probe)
+        pulled = tf.reduce_sum(up(probe) * g)
+    pt_g = tape.gradient(pulled, probe)  # Pᵀg
+    f0 = state.loss
+    used = [0]
+    best: list[Any] = [float("inf"), y0]
+    shift: list[Any] = [None]
+
+    def evaluate(y: Any) -> tuple[float, Any]:
+        if used[0] >= inner:
+            raise lbfgs.Stop
+        fc, gc = coarse.loss_and_grad(y)
+        state.spend(coarse.cost)
+        used[0] += 1
+        if shift[0] is None:  # first-order coherence: the model's gradient at y0 is Pᵀg
+            shift[0] = gc - pt_g
+        h = fc - float(tf.reduce_sum(shift[0] * (y - y0)))
+        if h < best[0]:
+            best[:] = [h, y]
+        return h, gc - shift[0]
+
+    lbfgs.minimize(evaluate, y0, 20)
+    change = up(best[1] - y0)
+    step = 1.0
+    for _ in range(max(1, trials)):
+        trial = tf.clip_by_value(x + step * change, 0.0, 1.0)
+        loss, _seen, g_trial = state.evaluate(trial)
+        if loss < f0:
+            return trial, g_trial, f0 - loss
+        step *= 0.5
+    state.loss = f0  # no trial taken: the iterate stays at x
+    return x, g, 0.0
 
 
 class GaussNewton:

@@ -133,3 +133,34 @@ def test_photo_second_moment_shrinks_the_first_steps() -> None:
     plain = first_step({"name": "adam"}, None)
     photo = first_step({"name": "v0", "v0": "photo"}, 100.0 * g0)
     assert 50.0 < plain / photo < 200.0
+
+
+def test_multigrid_correction_takes_a_consistent_coarse_step() -> None:
+    """MG/OPT on a quadratic whose minimum is smooth: the coarse model (a quadratic at half
+    size whose own minimum is off by 0.1) is shifted to the fine gradient at the restricted
+    point, so its L-BFGS step heads for the fine minimum, is taken and removes most of a
+    smooth error; its evaluations are counted at their share of the pixels."""
+    rng = np.random.default_rng(5)
+    fine, size = (8, 6), (4, 3)
+    b = tf.constant(rng.uniform(0.3, 0.7, (1, *size, 3)), tf.float32)
+    a = tf.image.resize(b, fine, method="bilinear")
+
+    def loss_and_grad(x: tf.Tensor) -> tuple[float, tf.Tensor, tuple[float, float]]:
+        return float(1e3 * tf.reduce_sum((x - a) ** 2)), 2e3 * (x - a), (0.0, 0.0)
+
+    def coarse_loss(y: tf.Tensor) -> tuple[float, tf.Tensor]:
+        return float(4e3 * tf.reduce_sum((y - b - 0.1) ** 2)), 8e3 * (y - b - 0.1)
+
+    x0 = tf.image.resize(b + 0.2 * tf.sign(b - 0.5), fine, method="bilinear")
+    start, g0, _ = loss_and_grad(x0)
+    coarse = bench_tail.Coarse(coarse_loss, size, 0.25)
+    phase = {"opt": "mg", "steps": 8, "cycle": 100, "inner": 6, "trials": 1}
+    row = bench_tail.run_tail(
+        {"name": "mg", "stop": False, "phases": [phase]}, x0, g0, loss_and_grad, 0.0, 8, 10,
+        coarse=coarse,
+    )  # fmt: skip
+    corrections = row["curve"][-1][1]
+    assert corrections[0][0] == 0 and corrections[0][2] > 0.6 * start
+    # 1 start evaluation, 6 coarse ones at ¼, 1 trial, then Adam steps: a fractional count
+    assert corrections[0][1] == pytest.approx(1 + 6 * 0.25 + 1)
+    assert row["final_loss"] < 0.3 * start
