@@ -391,6 +391,7 @@ class Coarse:
 def _coarse_model(
     engine: Any, params: Any, fns: Any, content: Any, style: Any, weights: Any
 ) -> Coarse:
+    """The job's loss at half size, built as the ladder builds its coarser scale's."""
     from neural_style.daemon.engine import images
 
     height, width = content.shape[:2]
