@@ -16,13 +16,15 @@ counter 1000, step ramped up over ``ramp`` steps) and Keras' Adam update clipped
 fp32 loss on the same pair and size (``bench_evals.py`` prints it as ``target_loss``).
 
 A variant's JSON: ``name``; ``lr`` (0.02), ``b1`` (0.99), ``b2`` (0.999), ``eps`` (0.1),
-``ramp`` (15); ``v0`` (``"photo"``: the second moment starts at g² plus ``v0_scale`` (1)
-times the square of the photo's gradient, the memory the tutorial's v keeps); ``stop``
-(true: end at the target; false: run every phase to its end, for the final loss at a
-fixed budget); ``ema``: iterate-average decays whose averages are
-scored with the fp32 loss every ``--every`` steps (not counted as cost: in a job the average
-is scored once, at the end). Each variant's JSON line: how far the tail moved the
-image (``moved``, the largest pixel change), the first tail step whose iterate
+``ramp`` (15); ``rna`` (k: every ``rna_every`` (10) steps, regularized nonlinear
+acceleration of the last k + 1 iterates, regularisation ``rna_lam`` (1e-6), tried for one
+evaluation and taken when lower; Adam's moments kept); ``v0`` (``"photo"``: the second
+moment starts at g² plus ``v0_scale`` (1) times the square of the photo's gradient, the
+memory the tutorial's v keeps); ``stop`` (true: end at the target; false: run every phase
+to its end, for the final loss at a fixed budget); ``ema``: iterate-average decays whose
+averages are scored with the fp32 loss every ``--every`` steps (not counted as cost: in a
+job the average is scored once, at the end). Each variant's JSON line: how far the tail
+moved the image (``moved``, the largest pixel change), the first tail step whose iterate
 is at or below the target (``reached``), the first scored step of each average at or
 below it (``ema_reached``: an upper bound, to ``--every`` steps), and the curve.
 
@@ -318,10 +320,20 @@ def _adam_phase(state: _State, phase: dict[str, Any], budget: float, every: int,
         v = v + float(phase.get("v0_scale", 1.0)) * tf.square(state.photo_grad)
     z, weight_sum = x, 0.0
     averages = {d: x for d in decays}
+    rna, rna_every = int(phase.get("rna", 0)), int(phase.get("rna_every", 10))
+    rna_lam = float(phase.get("rna_lam", 1e-6))
+    history: list[Any] = []
     k = 0
     while state.used < budget:
         point = (1 - b1) * z + b1 * x if sf else x
-        _loss, _seen, g = state.evaluate(point)
+        loss, _seen, g = state.evaluate(point)
+        if rna and not sf:
+            history = [*history[-rna:], x]
+            if len(history) == rna + 1 and k % rna_every == 0 and not state.done():
+                x, g, jumped = _rna_jump(state, history, rna_lam, x, g, loss)
+                if jumped:
+                    history = [x]
+                    state.curve.append([round(state.used, 2), round(state.loss), "rna"])
         t += 1
         v = b2 * v + (1 - b2) * tf.square(g)
         step = lr * min(1.0, (k + 1) / ramp)
@@ -357,6 +369,36 @@ def _adam_phase(state: _State, phase: dict[str, Any], budget: float, every: int,
         _l, _s, state.g = state.evaluate(x, count=False)
     else:
         state.x, state.g = x, g
+
+
+def rna_weights(history: list[Any], lam: float) -> np.ndarray:
+    """Regularized nonlinear acceleration's weights (Scieur, d'Aspremont and Bach,
+    "Regularized Nonlinear Acceleration", NeurIPS 2016): with residuals rᵢ = xᵢ₊₁ − xᵢ of
+    the last k + 1 iterates, c = argmin ‖R·c‖² + λ·‖RᵀR‖·‖c‖² subject to Σc = 1; the
+    extrapolation is Σ cᵢ·xᵢ₊₁."""
+    flat = np.stack([np.asarray(h, np.float64).ravel() for h in history])
+    r = np.diff(flat, axis=0)
+    gram = r @ r.T
+    gram = gram / max(float(np.linalg.norm(gram, 2)), 1e-300)
+    z = np.linalg.solve(gram + lam * np.eye(len(gram)), np.ones(len(gram)))
+    return z / z.sum()
+
+
+def _rna_jump(
+    state: _State, history: list[Any], lam: float, x: Any, g: Any, loss: float
+) -> tuple[Any, Any, bool]:
+    """Try RNA's extrapolation of ``history`` (ending at x, its loss ``loss``, gradient g):
+    one evaluation; taken when its loss is lower."""
+    import tensorflow as tf
+
+    c = rna_weights(history, lam)
+    stacked = np.stack([np.asarray(h, np.float32) for h in history[1:]])
+    guess = tf.constant(np.clip(np.tensordot(c.astype(np.float32), stacked, 1), 0.0, 1.0))
+    tried, _seen, g_tried = state.evaluate(guess)
+    if tried < loss:
+        return guess, g_tried, True
+    state.loss = loss
+    return x, g, False
 
 
 def _lbfgs_phase(state: _State, budget: float, history: int) -> None:

@@ -164,3 +164,21 @@ def test_multigrid_correction_takes_a_consistent_coarse_step() -> None:
     # 1 start evaluation, 6 coarse ones at ¼, 1 trial, then Adam steps: a fractional count
     assert corrections[0][1] == pytest.approx(1 + 6 * 0.25 + 1)
     assert row["final_loss"] < 0.3 * start
+
+
+def test_rna_extrapolates_a_linear_iteration_to_its_fixed_point() -> None:
+    """On x ← A·x + b (A contracting, slowest rate 0.95) k + 1 iterates with k one more
+    than the dimension (so the residuals have a combination summing to one that is 0) give
+    RNA's weights whose extrapolation is the fixed point, where the last iterate is still
+    far from it."""
+    a = np.diag([0.95, 0.8, 0.5])
+    b = np.array([0.01, -0.2, 0.3])
+    fixed = np.linalg.solve(np.eye(3) - a, b)
+    x = [np.zeros(3)]
+    for _ in range(4):
+        x.append(a @ x[-1] + b)
+    c = bench_tail.rna_weights(x, 1e-15)
+    assert c.sum() == pytest.approx(1.0)
+    guess = np.tensordot(c, np.stack(x[1:]), 1)
+    assert np.linalg.norm(guess - fixed) < 1e-4 * np.linalg.norm(fixed)
+    assert np.linalg.norm(x[-1] - fixed) > 0.3 * np.linalg.norm(fixed)
