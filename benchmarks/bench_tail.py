@@ -300,6 +300,27 @@ def _tv_smoothed(x: Any, eps: float) -> tuple[Any, Any, Any]:
     return smooth, g_s, g_r
 
 
+def _adam_settings(phase: dict[str, Any]) -> tuple[float, float, float, float, float]:
+    """A phase's Adam constants (lr, b1, b2, eps, ramp), the engine's tail's by default."""
+    return (
+        phase.get("lr", 0.02), phase.get("b1", 0.99), phase.get("b2", 0.999),
+        phase.get("eps", 0.1), phase.get("ramp", 15),
+    )  # fmt: skip
+
+
+def _adam_update(
+    x: Any, m: Any, v: Any, g: Any, t: int, step: float, b1: float, b2: float, eps: float,
+    nesterov: bool = False,
+) -> tuple[Any, Any]:  # fmt: skip
+    """Keras' Adam step (v already updated with g), clipped to [0, 1]: (new x, new m)."""
+    import tensorflow as tf
+
+    m = b1 * m + (1 - b1) * g
+    direction = b1 * m + (1 - b1) * g if nesterov else m
+    alpha = step * np.sqrt(1 - b2**t) / (1 - b1**t)
+    return tf.clip_by_value(x - alpha * direction / (tf.sqrt(v) + eps), 0.0, 1.0), m
+
+
 def _adam_phase(state: _State, phase: dict[str, Any], budget: float, every: int, sf: bool) -> None:
     """Keras' Adam as the engine's tail runs it (v warmed to g², m 0, step counter 1000,
     step ramped over ``ramp``), optionally with Nesterov momentum (``nesterov``) or as
@@ -308,8 +329,7 @@ def _adam_phase(state: _State, phase: dict[str, Any], budget: float, every: int,
     ``every`` steps (not counted)."""
     import tensorflow as tf
 
-    lr, b1, b2 = phase.get("lr", 0.02), phase.get("b1", 0.99), phase.get("b2", 0.999)
-    eps, ramp = phase.get("eps", 0.1), phase.get("ramp", 15)
+    lr, b1, b2, eps, ramp = _adam_settings(phase)
     nesterov = bool(phase.get("nesterov", False))
     decays = [float(d) for d in phase.get("ema", [])]
     for d in decays:
@@ -343,10 +363,7 @@ def _adam_phase(state: _State, phase: dict[str, Any], budget: float, every: int,
             c = step * step / weight_sum
             x = (1 - c) * x + c * z
         else:
-            m = b1 * m + (1 - b1) * g
-            direction = b1 * m + (1 - b1) * g if nesterov else m
-            alpha = step * np.sqrt(1 - b2**t) / (1 - b1**t)
-            x = tf.clip_by_value(x - alpha * direction / (tf.sqrt(v) + eps), 0.0, 1.0)
+            x, m = _adam_update(x, m, v, g, t, step, b1, b2, eps, nesterov)
         k += 1
         for d in decays:
             averages[d] = d * averages[d] + (1 - d) * x
@@ -461,10 +478,7 @@ def _mg_phase(state: _State, phase: dict[str, Any], budget: float, coarse: Coars
     fine loss is taken and its gradient is Adam's next. Adam's moments carry across."""
     import tensorflow as tf
 
-    from neural_style.daemon.engine import lbfgs
-
-    lr, b1, b2 = phase.get("lr", 0.02), phase.get("b1", 0.99), phase.get("b2", 0.999)
-    eps, ramp = phase.get("eps", 0.1), phase.get("ramp", 15)
+    lr, b1, b2, eps, ramp = _adam_settings(phase)
     cycle, inner = int(phase.get("cycle", 20)), int(phase.get("inner", 10))
     trials, first = int(phase.get("trials", 2)), int(phase.get("first", 0))
     height, width = int(state.x.shape[1]), int(state.x.shape[2])
@@ -475,15 +489,13 @@ def _mg_phase(state: _State, phase: dict[str, Any], budget: float, coarse: Coars
     _loss, _seen, g = state.evaluate(x)
     while state.used < budget and not state.done():
         if k >= first and (k - first) % cycle == 0:
-            x, g, gain = _correction(state, x, g, coarse, inner, trials, (height, width), lbfgs)
+            x, g, gain = _correction(state, x, g, coarse, inner, trials, (height, width))
             taken.append([k, round(state.used, 2), gain])
             if state.used >= budget or state.done():
                 break
         t += 1
         v = b2 * v + (1 - b2) * tf.square(g)
-        m = b1 * m + (1 - b1) * g
-        alpha = lr * min(1.0, (k + 1) / ramp) * np.sqrt(1 - b2**t) / (1 - b1**t)
-        x = tf.clip_by_value(x - alpha * m / (tf.sqrt(v) + eps), 0.0, 1.0)
+        x, m = _adam_update(x, m, v, g, t, lr * min(1.0, (k + 1) / ramp), b1, b2, eps)
         k += 1
         _loss, _seen, g = state.evaluate(x)
     state.x, state.g = x, g
@@ -498,11 +510,12 @@ def _correction(
     inner: int,
     trials: int,
     fine: tuple[int, int],
-    lbfgs: Any,
 ) -> tuple[Any, Any, float]:
     """One MG/OPT coarse-grid correction at x (fine loss state.loss, gradient g); returns
     the new point, its gradient and the fine loss gained (0 when no trial was taken)."""
     import tensorflow as tf
+
+    from neural_style.daemon.engine import lbfgs
 
     def up(y: Any) -> Any:
         return tf.image.resize(y, fine, method="bilinear")
