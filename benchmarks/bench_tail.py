@@ -30,14 +30,16 @@ below it (``ema_reached``: an upper bound, to ``--every`` steps), and the curve.
 
 ``phases`` chains optimisers, each ``{"opt": ..., "steps": N, ...}`` with its own settings,
 the evaluations counted over all of them: ``adam`` (the keys above, ``nesterov``), ``sf``
-(schedule-free Adam), ``lbfgs`` (the engine's projected L-BFGS, ``history``) and ``gn``
+(schedule-free Adam), ``lbfgs`` (the engine's projected L-BFGS, ``history``), ``gn``
 (Gauss-Newton with conjugate gradient, Levenberg-Marquardt damping: ``cg``, ``lam``,
 ``down``, ``up``, ``precond``; each product is counted at its measured cost in
-evaluations, so ``reached`` and ``used`` can be fractional) and ``mg`` (the Adam tail with
+evaluations, so ``reached`` and ``used`` can be fractional), ``mg`` (the Adam tail with
 MG/OPT's coarse-grid corrections at half size: ``cycle``, ``inner``, ``trials``, ``first``;
 a coarse evaluation counts its share of the pixels; the last curve entry lists each
-correction as [Adam step, evaluations used, fine loss gained]). ``tv_eps`` hands every phase a
-Charbonnier-smoothed TV (the real loss is scored).
+correction as [Adam step, evaluations used, fine loss gained]), and the two sign-step
+methods ``rprop`` (iRprop-: ``step0``, ``up``, ``down``, ``step_min``, ``step_max``) and
+``lion`` (``lr``, ``b1``, ``b2``). ``tv_eps`` hands every phase a Charbonnier-smoothed TV
+(the real loss is scored).
 """
 
 from __future__ import annotations
@@ -209,6 +211,8 @@ def run_tail(
             if gauss_newton is None:
                 raise SystemExit("a gn phase needs the Gauss-Newton product")
             _gn_phase(state, phase, budget, gauss_newton)
+        elif kind in ("rprop", "lion"):
+            _sign_phase(state, phase, budget, kind)
         else:
             _adam_phase(state, phase, budget, every, kind == "sf")
         if state.done():
@@ -386,6 +390,43 @@ def _adam_phase(state: _State, phase: dict[str, Any], budget: float, every: int,
         _l, _s, state.g = state.evaluate(x, count=False)
     else:
         state.x, state.g = x, g
+
+
+def _sign_phase(state: _State, phase: dict[str, Any], budget: float, kind: str) -> None:
+    """Two sign-step tails. ``rprop`` (Riedmiller and Braun 1993, iRprop-: each pixel's
+    step grows by ``up`` (1.2) while its gradient keeps its sign and shrinks by ``down``
+    (0.5) and skips the step where it flips, within [``step_min``, ``step_max``], from
+    ``step0``): made for full-batch gradients, which the tail's are. ``lion`` (Chen et al.
+    2023, "Symbolic Discovery of Optimization Algorithms"): x -= lr·sign(b1·m + (1 − b1)·g),
+    then m = b2·m + (1 − b2)·g, m started at g."""
+    import tensorflow as tf
+
+    x, g = state.x, state.g
+    if kind == "rprop":
+        up, down = float(phase.get("up", 1.2)), float(phase.get("down", 0.5))
+        lo, hi = float(phase.get("step_min", 1e-5)), float(phase.get("step_max", 0.05))
+        delta = tf.fill(tf.shape(x), float(phase.get("step0", 0.005)))
+        prev = tf.zeros_like(x)
+        while state.used < budget:
+            _loss, _seen, g = state.evaluate(x)
+            agree = tf.sign(g) * tf.sign(prev)
+            delta = tf.where(agree > 0, tf.minimum(delta * up, hi), delta)
+            delta = tf.where(agree < 0, tf.maximum(delta * down, lo), delta)
+            g_step = tf.where(agree < 0, tf.zeros_like(g), g)
+            x = tf.clip_by_value(x - tf.sign(g_step) * delta, 0.0, 1.0)
+            prev = g_step
+            if state.done():
+                break
+    else:
+        lr, b1, b2 = phase.get("lr", 0.003), phase.get("b1", 0.9), phase.get("b2", 0.99)
+        m = g
+        while state.used < budget:
+            _loss, _seen, g = state.evaluate(x)
+            x = tf.clip_by_value(x - lr * tf.sign(b1 * m + (1 - b1) * g), 0.0, 1.0)
+            m = b2 * m + (1 - b2) * g
+            if state.done():
+                break
+    state.x, state.g = x, g
 
 
 def rna_weights(history: list[Any], lam: float) -> np.ndarray:

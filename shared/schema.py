@@ -93,6 +93,8 @@ FIELDS: tuple[Param, ...] = (
           0.0, limits.MAX_DECAY),
     Param("adam_beta1", FLOAT, 0.99, "Adam's first-moment decay; the default is the tutorial's",
           0.0, limits.MAX_DECAY),
+    Param("adam_beta2", FLOAT, 0.999, "Adam's second-moment decay; the default is the "
+          "tutorial's", 0.0, limits.MAX_DECAY),
     Param("lr_schedule", ENUM, "constant", "Adam's step size over each scale: constant or "
           "cosine, annealed to 0", choices=("constant", "cosine")),
     Param("adam_tail", FLOAT, 0.0, "L-BFGS only: share of the steps run as Adam steps at "

@@ -182,3 +182,18 @@ def test_rna_extrapolates_a_linear_iteration_to_its_fixed_point() -> None:
     guess = np.tensordot(c, np.stack(x[1:]), 1)
     assert np.linalg.norm(guess - fixed) < 1e-4 * np.linalg.norm(fixed)
     assert np.linalg.norm(x[-1] - fixed) > 0.3 * np.linalg.norm(fixed)
+
+
+@pytest.mark.parametrize(
+    "phase", [{"opt": "rprop", "step0": 0.01}, {"opt": "lion", "lr": 0.002, "b2": 0.9}]
+)
+def test_sign_phases_descend_the_quadratic_despite_its_scaling(phase: dict[str, Any]) -> None:
+    """Rprop and Lion step by the gradient's sign, so the weights' 100-fold spread does not
+    slow the badly scaled coordinates: both reach a tenth of the start."""
+    loss_and_grad, x0, g0 = _quadratic()
+    start, _, _ = loss_and_grad(x0)
+    row = bench_tail.run_tail(
+        {"name": phase["opt"], "phases": [{**phase, "steps": 300}]},
+        x0, g0, loss_and_grad, 0.1 * start, 300, 10,
+    )  # fmt: skip
+    assert row["reached"] is not None and row["reached"] < 300

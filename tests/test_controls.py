@@ -151,6 +151,30 @@ def test_cosine_schedule_anneals_from_the_learning_rate_towards_zero() -> None:
     assert adam_schedule(0.02, Schedule.CONSTANT, 3) == [0.02] * 3
 
 
+@pytest.mark.parametrize("beta2", [0.999, 0.9])
+def test_adam_update_is_keras_adam(beta2: float) -> None:
+    """The engine's Adam step is Keras' (ε 0.1 on the uncorrected √v, as the tutorial's
+    optimiser), for the tutorial's β2 and another: three steps on the same gradients."""
+    import tensorflow as tf
+
+    from neural_style.daemon.engine.adam import ADAM_EPSILON, adam_update
+
+    rng = np.random.default_rng(0)
+    x0 = rng.uniform(0.3, 0.7, (1, 4, 4, 3)).astype(np.float32)
+    grads = [rng.normal(0, 0.5, x0.shape).astype(np.float32) for _ in range(3)]
+    keras_x = tf.Variable(x0)
+    opt = tf.keras.optimizers.Adam(0.02, beta_1=0.9, beta_2=beta2, epsilon=ADAM_EPSILON)
+    x, m, v = tf.constant(x0), tf.zeros_like(x0), tf.zeros_like(x0)
+    for t, g in enumerate(grads, 1):
+        opt.apply_gradients([(tf.constant(g), keras_x)])
+        x, m, v = adam_update(
+            x, m, v, tf.constant(g), tf.constant(float(t)), tf.constant(0.02),
+            tf.constant(0.9), tf.constant(beta2),
+        )  # fmt: skip
+    np.testing.assert_allclose(x.numpy(), keras_x.numpy(), atol=1e-6)
+    assert np.abs(x.numpy() - x0).max() > 0.01
+
+
 def test_annealed_adam_beats_the_tutorials_adam_in_equal_steps(engine) -> None:  # type: ignore[no-untyped-def]
     """The presets' optimiser (β1 0.9, cosine from 0.1) against the tutorial's constant-step
     Adam (lr 0.02, β1 0.99), same steps from the same start: lower final loss."""
@@ -214,7 +238,10 @@ def test_stop_during_a_coarse_scale_returns_a_full_size_image(engine) -> None:  
     assert r.stopped and r.image.shape == content.shape and len(r.iterates) <= 3
 
 
-@pytest.mark.parametrize("variant", [dict(pooling="avg"), dict(padding="reflect"), dict(ema=0.9)])
+@pytest.mark.parametrize(
+    "variant",
+    [dict(pooling="avg"), dict(padding="reflect"), dict(ema=0.9), dict(adam_beta2=0.9)],
+)
 def test_optional_variants_change_the_result_and_still_optimise(
     engine, chelsea64, starry64, variant
 ) -> None:  # type: ignore[no-untyped-def]

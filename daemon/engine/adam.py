@@ -20,9 +20,8 @@ from neural_style.daemon.engine.temporal import add_temporal
 if TYPE_CHECKING:
     from neural_style.daemon.engine.transfer import StyleTransfer
 
-#: Adam's second-moment decay and epsilon: TensorFlow's tutorial (β2 0.999, ε 0.1); β1 and the
-#: step size are parameters (StyleParams.adam_beta1, learning_rate, lr_schedule).
-ADAM_BETA2 = 0.999
+#: Adam's epsilon: TensorFlow's tutorial's (ε 0.1); β1, β2 and the step size are parameters
+#: (StyleParams.adam_beta1, adam_beta2, learning_rate, lr_schedule).
 ADAM_EPSILON = 0.1
 
 #: The Adam tail's step size ramps up from 0 over this many steps (at most a third of the
@@ -52,14 +51,20 @@ class AdamState:
 
 
 def adam_moments(
-    m: tf.Tensor, v: tf.Tensor, grad: tf.Tensor, t: tf.Tensor, lr: tf.Tensor, beta1: tf.Tensor
+    m: tf.Tensor,
+    v: tf.Tensor,
+    grad: tf.Tensor,
+    t: tf.Tensor,
+    lr: tf.Tensor,
+    beta1: tf.Tensor,
+    beta2: tf.Tensor,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Keras' Adam step (ε added to the uncorrected √v, as the tutorial's
-    ``tf.keras.optimizers.Adam`` does): (the step to subtract, m, v). ``lr`` and ``beta1``
-    are tensors so that a schedule does not re-trace."""
+    ``tf.keras.optimizers.Adam`` does): (the step to subtract, m, v). ``lr`` and the decays
+    are tensors so that a schedule or a job's settings do not re-trace."""
     m = m + (grad - m) * (1.0 - beta1)
-    v = v + (tf.square(grad) - v) * (1.0 - ADAM_BETA2)
-    alpha = lr * tf.sqrt(1.0 - tf.pow(ADAM_BETA2, t)) / (1.0 - tf.pow(beta1, t))
+    v = v + (tf.square(grad) - v) * (1.0 - beta2)
+    alpha = lr * tf.sqrt(1.0 - tf.pow(beta2, t)) / (1.0 - tf.pow(beta1, t))
     return alpha * m / (tf.sqrt(v) + ADAM_EPSILON), m, v
 
 
@@ -71,9 +76,10 @@ def adam_update(
     t: tf.Tensor,
     lr: tf.Tensor,
     beta1: tf.Tensor,
+    beta2: tf.Tensor,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Keras' Adam update of the pixels (:func:`adam_moments`), then clip to [0, 1]."""
-    step, m, v = adam_moments(m, v, grad, t, lr, beta1)
+    step, m, v = adam_moments(m, v, grad, t, lr, beta1, beta2)
     return tf.clip_by_value(x - step, 0.0, 1.0), m, v
 
 
@@ -81,12 +87,13 @@ def adam_update(
 #: with XLA (one fused kernel instead of a dozen element-wise ops) measured no faster inside
 #: the engine's step (512x341, 2-core CPU: 1.078 vs 1.076 of the floor), so it is not.
 _adam_update = tf.function(
-    adam_update, input_signature=[_IMAGE, _IMAGE, _IMAGE, _IMAGE, _SCALAR, _SCALAR, _SCALAR],
+    adam_update,
+    input_signature=[_IMAGE, _IMAGE, _IMAGE, _IMAGE, _SCALAR, _SCALAR, _SCALAR, _SCALAR],
     autograph=False,
 )  # fmt: skip
 #: ... and the step alone, for a pyramid's coefficients (pyramid.py projects them after it).
 _adam_moments = tf.function(
-    adam_moments, input_signature=[_FLAT, _FLAT, _FLAT, _SCALAR, _SCALAR, _SCALAR],
+    adam_moments, input_signature=[_FLAT, _FLAT, _FLAT, _SCALAR, _SCALAR, _SCALAR, _SCALAR],
     autograph=False,
 )  # fmt: skip
 
@@ -152,6 +159,7 @@ def run_adam(
         state = AdamState(tf.zeros_like(z), tf.zeros_like(z), 0)
     m, v = state.m, state.v
     beta1 = tf.constant(params.adam_beta1, tf.float32)
+    beta2 = tf.constant(params.adam_beta2, tf.float32)
     if schedule is None:
         schedule = adam_schedule(params.learning_rate, params.lr_schedule, steps)
     decay = params.ema
@@ -167,17 +175,18 @@ def run_adam(
         lr = tf.constant(schedule[k], tf.float32)
         if space.pixels and not tiled:
             z_new, m, v, total, c, s, tv, x_content = fns.adam_step(
-                z, m, v, tf.constant(float(t)), target, targets.grams, step_weights, lr, beta1
-            )
+                z, m, v, tf.constant(float(t)), target, targets.grams, step_weights, lr, beta1,
+                beta2,
+            )  # fmt: skip
         else:
             total, c, s, tv, grad, x_content = add_temporal(
                 run, x, engine.loss_and_grad(fns, params, x, target, targets.grams, step_weights)
             )
             grad = space.pullback(z, grad)
             if space.pixels:
-                z_new, m, v = _adam_update(z, m, v, grad, tf.constant(float(t)), lr, beta1)
+                z_new, m, v = _adam_update(z, m, v, grad, tf.constant(float(t)), lr, beta1, beta2)
             else:
-                step, m, v = _adam_moments(m, v, grad, tf.constant(float(t)), lr, beta1)
+                step, m, v = _adam_moments(m, v, grad, tf.constant(float(t)), lr, beta1, beta2)
                 z_new = space.project(z - step)
         if targets.content is None:  # x was the content image: these are its features
             targets = Targets(x_content, targets.grams)

@@ -58,13 +58,13 @@ class Functions:
 
         def adam_step(
             x: T, m: T, v: T, t: T, content_target: T, gram_targets: Grams, weights: T,
-            lr: T, beta1: T,
+            lr: T, beta1: T, beta2: T,
         ) -> tuple[T, ...]:  # fmt: skip
             """Loss, gradient and one Adam update, fused into one graph."""
             total, c, s, tv, grad, x_content = loss_and_grad(
                 x, content_target, gram_targets, weights
             )
-            x_new, m, v = adam_update(x, m, v, grad, t, lr, beta1)
+            x_new, m, v = adam_update(x, m, v, grad, t, lr, beta1, beta2)
             return x_new, m, v, total, c, s, tv, x_content
 
         def extract(x: tf.Tensor) -> tuple[tf.Tensor, tuple[tf.Tensor, ...]]:
@@ -79,7 +79,8 @@ class Functions:
         self.adam_step = tf.function(
             adam_step,
             input_signature=[
-                IMAGE, IMAGE, IMAGE, SCALAR, _CONTENT, _GRAMS, _WEIGHTS, SCALAR, SCALAR
+                IMAGE, IMAGE, IMAGE, SCALAR, _CONTENT, _GRAMS, _WEIGHTS, SCALAR, SCALAR,
+                SCALAR,
             ],
             autograph=False,  # no tensor-dependent Python control flow: plain tracing
         )  # fmt: skip

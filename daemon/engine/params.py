@@ -156,6 +156,8 @@ class StyleParams:
     this decay (0 = off; e.g. 0.9)."""
     adam_beta1: float = _D["adam_beta1"]
     """Adam's first-moment decay (the tutorial's 0.99, which the presets' Adam tail keeps)."""
+    adam_beta2: float = _D["adam_beta2"]
+    """Adam's second-moment decay (the tutorial's 0.999)."""
     lr_schedule: Schedule = _E["lr_schedule"]
     """Adam's step size over each scale: constant (the tutorial) or cosine-annealed to 0."""
     adam_tail: float = _D["adam_tail"]
