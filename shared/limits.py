@@ -41,7 +41,7 @@ MAX_PREVIEW_EVERY: int = 1_000_000
 #: Style image's long side relative to the working long side.
 MIN_STYLE_SCALE: float = 0.05
 MAX_STYLE_SCALE: float = 8.0
-#: Decays (iterate averaging, Adam's β1) lie in [0, MAX_DECAY].
+#: Decays (iterate averaging, Adam's β1 and β2) lie in [0, MAX_DECAY].
 MAX_DECAY: float = 0.999
 #: An L-BFGS job's Adam tail (``adam_tail``) takes at most this share of its steps: L-BFGS
 #: keeps at least a tenth of them to find the basin Adam then descends.
